@@ -1,0 +1,1 @@
+"""What learns: algorithm construction, networks, features extractors and pretrained backbones."""

@@ -1,0 +1,119 @@
+"""Algorithm construction over stable-baselines3 (and sb3-contrib), by name.
+
+Example:
+    >>> algo_class("SAC")
+    <class 'stable_baselines3.sac.sac.SAC'>
+    >>> policy_kwargs_from(net_arch=[64, 64], activation="tanh")
+    {'net_arch': [64, 64], 'activation_fn': <class 'torch.nn.modules.activation.Tanh'>}
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import torch.nn as nn
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+SB3_ALGOS: dict[str, str] = {
+    "A2C": "stable_baselines3:A2C",
+    "DDPG": "stable_baselines3:DDPG",
+    "DQN": "stable_baselines3:DQN",
+    "PPO": "stable_baselines3:PPO",
+    "SAC": "stable_baselines3:SAC",
+    "TD3": "stable_baselines3:TD3",
+    "ARS": "sb3_contrib:ARS",
+    "CrossQ": "sb3_contrib:CrossQ",
+    "QRDQN": "sb3_contrib:QRDQN",
+    "RecurrentPPO": "sb3_contrib:RecurrentPPO",
+    "TQC": "sb3_contrib:TQC",
+    "TRPO": "sb3_contrib:TRPO",
+}
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+# Arguments the framework sets itself; a config may not pass them through `algo.kwargs`.
+RESERVED_KWARGS = frozenset({"policy", "env", "learning_rate", "device", "seed", "tensorboard_log", "verbose",
+                             "policy_kwargs", "_init_setup_model"})
+
+
+def algo_class(name: str) -> type[BaseAlgorithm]:
+    """The SB3 / sb3-contrib class called `name`; a clear error for unknown names or a missing extra."""
+    if name not in SB3_ALGOS:
+        raise ValueError(f"algo.name: unknown algorithm {name!r} (allowed: {', '.join(SB3_ALGOS)})")
+    module_name, attr = SB3_ALGOS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"algo.name: {name} needs the package {module_name} ({err})") from None
+    cls: type[BaseAlgorithm] = getattr(module, attr)
+    return cls
+
+
+def check_algo_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """Reject keys the algorithm's constructor does not take, naming them and what is allowed."""
+    params = inspect.signature(algo_class(name).__init__).parameters
+    allowed = sorted(k for k in params if k not in RESERVED_KWARGS and k != "self" and k != "kwargs")
+    for key in kwargs:
+        if key in RESERVED_KWARGS:
+            raise ValueError(f"algo.kwargs.{key}: set by the framework, not here (use the dedicated config key)")
+        if key not in params:
+            raise ValueError(f"algo.kwargs.{key}: not an argument of {name} (allowed: {', '.join(allowed)})")
+
+
+def policy_kwargs_from(
+    net_arch: list[int] | dict[str, list[int]] | None = None,
+    activation: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """SB3 `policy_kwargs` from plain config values (activation by name, never by eval)."""
+    kwargs: dict[str, Any] = dict(extra or {})
+    if net_arch is not None:
+        kwargs["net_arch"] = net_arch if isinstance(net_arch, list) else dict(net_arch)
+    if activation is not None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"algo.activation: unknown {activation!r} (allowed: {', '.join(ACTIVATIONS)})")
+        kwargs["activation_fn"] = ACTIVATIONS[activation]
+    return kwargs
+
+
+def default_learning_rate(name: str) -> float:
+    """The constructor default learning rate of algorithm `name` (a float)."""
+    default = inspect.signature(algo_class(name).__init__).parameters["learning_rate"].default
+    if not isinstance(default, float | int):
+        raise ValueError(f"algo.learning_rate: {name} has no numeric default; set it in the config")
+    return float(default)
+
+
+def make_model(
+    name: str,
+    policy: str,
+    env: Any,
+    learning_rate: float | Any,
+    policy_kwargs: dict[str, Any],
+    kwargs: dict[str, Any],
+    device: Any,
+    seed: int | None,
+) -> BaseAlgorithm:
+    """Construct algorithm `name` on `env`; `learning_rate` may be a float or an SB3 schedule."""
+    cls = algo_class(name)
+    check_algo_kwargs(name, kwargs)
+    model: BaseAlgorithm = cls(  # type: ignore[call-arg]
+        policy,
+        env,
+        learning_rate=learning_rate,
+        policy_kwargs=policy_kwargs,
+        device=device,
+        seed=seed,
+        verbose=0,
+        **kwargs,
+    )
+    return model

@@ -1,0 +1,90 @@
+"""Simulated tasks, registered under the `simreal/` namespace.
+
+Each task has three kinds of ids:
+- nominal sim:    `simreal/<Name>-v0`              the physics as modelled
+- randomized sim: `simreal/<Name>-Rand-v0`         physics and sensing varied per episode (for pretraining)
+- targets:        `simreal/<Name>-Target-<T>-v0`   fixed shifted physics plus real-like effects
+
+Randomized and target ids are built from the task's YAML (`configs/tasks/<key>.yaml`) by
+`simreal.variants`; they are referenced here by entry-point string only, so `envs` stays free of
+framework imports.
+
+Example:
+    >>> import gymnasium as gym, envs
+    >>> env = gym.make("simreal/InvertedPendulum-Target-Latency-v0")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gymnasium.envs.registration import register
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: its YAML key, id stem, nominal entry point and the targets its YAML declares."""
+
+    key: str
+    name: str
+    entry_point: str
+    max_episode_steps: int
+    targets: tuple[str, ...]
+
+    @property
+    def nominal_id(self) -> str:
+        return f"simreal/{self.name}-v0"
+
+    @property
+    def randomized_id(self) -> str:
+        return f"simreal/{self.name}-Rand-v0"
+
+    def target_id(self, target: str) -> str:
+        return f"simreal/{self.name}-Target-{target.title().replace('_', '')}-v0"
+
+
+TASKS: dict[str, Task] = {
+    "inverted_pendulum": Task(
+        key="inverted_pendulum",
+        name="InvertedPendulum",
+        entry_point="gymnasium.envs.mujoco.inverted_pendulum_v5:InvertedPendulumEnv",
+        max_episode_steps=1000,
+        targets=("latency", "extrapolate"),
+    ),
+    "half_cheetah": Task(
+        key="half_cheetah",
+        name="HalfCheetah",
+        entry_point="gymnasium.envs.mujoco.half_cheetah_v5:HalfCheetahEnv",
+        max_episode_steps=1000,
+        targets=("shifted", "extrapolate"),
+    ),
+    "reacher": Task(
+        key="reacher",
+        name="Reacher",
+        entry_point="gymnasium.envs.mujoco.reacher_v5:ReacherEnv",
+        max_episode_steps=50,
+        targets=("shifted", "extrapolate"),
+    ),
+    "kuka_reach": Task(
+        key="kuka_reach",
+        name="KukaReach",
+        entry_point="envs.kuka_reach:KukaReachEnv",
+        max_episode_steps=100,
+        targets=("shifted", "extrapolate"),
+    ),
+}
+
+
+def _register_all() -> None:
+    for task in TASKS.values():
+        register(task.nominal_id, entry_point=task.entry_point, max_episode_steps=task.max_episode_steps)
+        register(task.randomized_id, entry_point="simreal.variants:make_randomized", kwargs={"task": task.key})
+        for target in task.targets:
+            register(
+                task.target_id(target),
+                entry_point="simreal.variants:make_target",
+                kwargs={"task": task.key, "target": target},
+            )
+
+
+_register_all()

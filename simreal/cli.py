@@ -1,0 +1,214 @@
+"""`simreal` command line: run, pretrain, finetune, evaluate, report, envs.
+
+Every config problem is reported as one line naming the key path, before any training starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simreal.artifacts import ArtifactError
+from simreal.config import ExperimentConfig, load_config
+from simreal.config_base import ConfigError
+from simreal.device import resolve_device
+
+log = logging.getLogger("simreal")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None, help="experiment YAML (default: the packaged quickstart)")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (overrides the config)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override any config value (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simreal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the whole transfer experiment: pretrain, transfer, fine-tune, compare")
+    _common(run)
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoints")
+    pre = sub.add_parser("pretrain", help="pretrain on the randomized (and nominal) source sim only")
+    _common(pre)
+    ft = sub.add_parser("finetune", help="fine-tune a pretrained policy on the config's target")
+    _common(ft)
+    ft.add_argument("--from", dest="source", required=True, metavar="MODEL", help="a policy.pt artifact")
+    ev = sub.add_parser("evaluate", help="evaluate a policy artifact on an env")
+    ev.add_argument("model", help="a policy.pt artifact")
+    ev.add_argument("--env", required=True, help="a registered env id, e.g. simreal/InvertedPendulum-Target-Latency-v0")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", dest="json_path", help="write the results to this JSON file")
+    ev.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    rep = sub.add_parser("report", help="rewrite report.json/report.md/curves.png of a run directory")
+    rep.add_argument("run_dir")
+    sub.add_parser("envs", help="list tasks, their ids, randomizable parameters and target presets")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ExperimentConfig:
+    overrides = list(args.overrides)
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+        overrides.append(f"seeds=[{','.join(map(str, seeds))}]")
+    if args.device:
+        overrides.append(f"device={args.device}")
+    return load_config(args.config, overrides)
+
+
+def _context(cfg: ExperimentConfig, args: argparse.Namespace, resume: bool) -> Any:
+    from simreal.pipeline import Context, prepare_run_dir
+
+    device = resolve_device(cfg.device)
+    run_dir = prepare_run_dir(cfg, resume)
+    log.info("run directory: %s (device %s)", run_dir, device)
+    return Context(cfg, run_dir, device, progress_bar=not args.no_progress)
+
+
+def _print_summary(report: dict[str, Any], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report['experiment']}: {report['task']} -> {report['target']}")
+    for col in ("variant", "final return (mean ± std)", "95% CI", "seeds"):
+        table.add_column(col)
+    for entry in report["variants"].values():
+        s = entry["final_return"]
+        table.add_row(entry["label"], f"{s['mean']:.1f} ± {s['std']:.1f}",
+                      f"[{s['ci95_low']:.1f}, {s['ci95_high']:.1f}]", str(s["n"]))
+    console = Console(stderr=False)
+    console.print(table)
+    t = report["transfer"]
+    if "ratio_text" in t:
+        console.print(f"sample-efficiency ratio (scratch/fine-tune steps to threshold): {t['ratio_text']}")
+    if "jumpstart" in t:
+        console.print(f"jumpstart: {t['jumpstart']['mean']:.1f}")
+    console.print(f"report: {run_dir / 'report.md'}  curves: {run_dir / 'curves.png'}  "
+                  f"tensorboard --logdir {run_dir}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from simreal.pipeline import run
+
+    if args.resume:
+        if args.config:
+            raise ConfigError("--resume: give the run directory only, not a config (its config.yaml is used)")
+        args.config = str(Path(args.resume) / "config.yaml")
+    cfg = _config(args)
+    if args.resume and Path(cfg.output_dir) / cfg.experiment != Path(args.resume):
+        cfg = cfg.model_copy(update={"output_dir": str(Path(args.resume).parent),
+                                     "experiment": Path(args.resume).name})
+    ctx = _context(cfg, args, resume=bool(args.resume))
+    report = run(ctx)
+    _print_summary(report, ctx.run_dir)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from simreal.pipeline import pretrain
+
+    cfg = _config(args)
+    ctx = _context(cfg, args, resume=True)
+    for seed in cfg.seeds:
+        print(pretrain(ctx, seed, randomized=True))
+        if cfg.pretrain.nominal_baseline:
+            print(pretrain(ctx, seed, randomized=False))
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from simreal.pipeline import finetune
+
+    cfg = _config(args)
+    source = Path(args.source)
+    if not source.is_file():
+        raise ArtifactError(f"--from {source}: file not found")
+    ctx = _context(cfg, args, resume=True)
+    for seed in cfg.seeds:
+        finetune(ctx, source, seed)
+        print(ctx.stage_dir("finetune", seed) / "policy.pt")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import gymnasium as gym
+
+    import envs  # noqa: F401 - registers the simreal/ ids
+    from simreal.evaluation import evaluate
+    from simreal.pipeline import load_model
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
+    try:
+        probe = gym.make(args.env)
+    except gym.error.Error as err:
+        raise ConfigError(f"--env {args.env}: {err}") from None
+    model, rms = load_model(Path(args.model), probe, resolve_device(args.device), args.seed)
+    probe.close()
+    result = evaluate(model, lambda: gym.make(args.env), args.episodes, args.seed, rms)
+    out = {"env": args.env, "model": args.model, "episodes": args.episodes, "mean_return": result.mean_return,
+           "std_return": result.std_return, "success_rate": result.success_rate,
+           "returns": result.returns.tolist()}
+    print(json.dumps(out, indent=1))
+    if args.json_path:
+        from simreal.artifacts import atomic_write_text
+
+        atomic_write_text(json.dumps(out, indent=1), args.json_path)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from simreal.report import write_report
+
+    run_dir = Path(args.run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    _print_summary(write_report(run_dir, cfg), run_dir)
+
+
+def cmd_envs(_args: argparse.Namespace) -> None:
+    import gymnasium as gym
+
+    import envs
+    from simreal.physics import physics_of
+    from simreal.tasks import load_task
+
+    for task in envs.TASKS.values():
+        spec = load_task(task.key)
+        env = gym.make(task.nominal_id)
+        physics = physics_of(env)
+        print(f"{task.key}: nominal {task.nominal_id}   randomized {task.randomized_id}")
+        for param in physics.param_names():
+            names = physics.element_names(param)
+            print(f"    {param}: {', '.join(names)}")
+        for name, target in spec.targets.items():
+            flag = " [extrapolation]" if target.extrapolation else ""
+            print(f"  target {task.target_id(name)}{flag}: {target.description}")
+        env.close()
+
+
+COMMANDS = {"run": cmd_run, "pretrain": cmd_pretrain, "finetune": cmd_finetune, "evaluate": cmd_evaluate,
+            "report": cmd_report, "envs": cmd_envs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    try:
+        COMMANDS[args.command](args)
+    except (ConfigError, ArtifactError, FileExistsError, PermissionError, FileNotFoundError, ValueError) as err:
+        print(f"simreal: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

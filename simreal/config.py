@@ -1,0 +1,161 @@
+"""The experiment schema: what `simreal run CONFIG` reads, validated before any training.
+
+YAML keys equal these field names; unknown keys, wrong types and missing fields are one-line
+`ConfigError`s naming the key path. `--set key.path=value` overrides go through the same schema.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from agents.algorithms import check_algo_kwargs, default_learning_rate, policy_kwargs_from
+from simreal.config_base import ConfigError, Spec, config_dir, load_yaml, parse
+
+
+class AlgoConfig(Spec):
+    """Which SB3 algorithm, its network and its constructor arguments."""
+
+    name: str = "PPO"
+    policy: str = "MlpPolicy"
+    learning_rate: float | None = Field(default=None, gt=0)
+    net_arch: list[int] | dict[str, list[int]] | None = None
+    activation: str | None = None
+    kwargs: dict[str, Any] = {}
+    policy_extra: dict[str, Any] = {}
+    n_envs: int = Field(default=1, ge=1)
+    normalize_obs: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> AlgoConfig:
+        try:
+            check_algo_kwargs(self.name, self.kwargs)
+            policy_kwargs_from(self.net_arch, self.activation)
+        except ValueError as err:
+            raise ValueError(str(err).removeprefix("algo.")) from None
+        return self
+
+    @property
+    def pretrain_lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else default_learning_rate(self.name)
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        return policy_kwargs_from(self.net_arch, self.activation, self.policy_extra)
+
+
+class PretrainConfig(Spec):
+    """Pretraining in the randomized sim (and a nominal baseline)."""
+
+    timesteps: int = Field(ge=1)
+    nominal_baseline: bool = True
+
+
+class FinetuneConfig(Spec):
+    """How the pretrained policy is transferred and fine-tuned on the target."""
+
+    timesteps: int = Field(ge=1)
+    learning_rate: float | None = Field(default=None, gt=0)
+    lr_factor: float = Field(default=0.1, gt=0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    lr_warmup_fraction: float = Field(default=0.0, ge=0, lt=1)
+    freeze_features: bool = True
+    freeze_layers: int = Field(default=0, ge=0)
+    reinit_heads: bool = False
+    obs_norm: Literal["keep", "reestimate", "reset"] = "keep"
+    reset_entropy: bool = False
+
+
+class EvalConfig(Spec):
+    """Evaluation on the target: a curve during target training and a final measurement."""
+
+    every_steps: int = Field(default=2000, ge=1)
+    episodes: int = Field(default=5, ge=1)
+    final_episodes: int = Field(default=10, ge=1)
+    threshold_fraction: float = Field(default=0.9, gt=0, le=1)
+
+
+class ExperimentConfig(Spec):
+    """One transfer experiment: a task, its target, the algorithm, the budgets and the seeds."""
+
+    experiment: str
+    task: str
+    target: str
+    output_dir: str = "runs"
+    seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every_steps: int = Field(default=5000, ge=1)
+    scratch: bool = True
+    algo: AlgoConfig = AlgoConfig()
+    pretrain: PretrainConfig
+    finetune: FinetuneConfig
+    evaluation: EvalConfig = EvalConfig()
+
+    @field_validator("experiment")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value or any(c in value for c in "/\\ ") or value.startswith("."):
+            raise ValueError(f"must be a plain directory name, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _task(self) -> ExperimentConfig:
+        import envs
+
+        if self.task not in envs.TASKS:
+            raise ValueError(f"task: unknown task {self.task!r} (allowed: {', '.join(envs.TASKS)})")
+        targets = envs.TASKS[self.task].targets
+        if self.target not in targets:
+            raise ValueError(f"target: unknown target {self.target!r} of {self.task} (allowed: {', '.join(targets)})")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: duplicates in {self.seeds}")
+        return self
+
+    @property
+    def finetune_lr(self) -> float:
+        ft = self.finetune
+        return ft.learning_rate if ft.learning_rate is not None else self.algo.pretrain_lr * ft.lr_factor
+
+
+def default_config_path() -> Path:
+    """The embedded default: the packaged `configs/quickstart.yaml`."""
+    return config_dir() / "quickstart.yaml"
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.path=value` strings (value parsed as YAML scalar/list) to a copy of `data`."""
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key.path=value")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        node = out
+        for key in keys[:-1]:
+            nxt = node.setdefault(key, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {path}: {key} is not a mapping")
+            node = nxt
+        try:
+            node[keys[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {path}: cannot parse value {raw!r}") from None
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override and validate an experiment config (the embedded default when `path` is None)."""
+    source = Path(path) if path is not None else default_config_path()
+    data = load_yaml(source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    data = apply_overrides(data, overrides or [])
+    return parse(ExperimentConfig, data, str(source))
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML (saved in every run directory)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

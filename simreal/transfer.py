@@ -1,0 +1,190 @@
+"""Transfer a pretrained policy to a target env: copy weights, freeze, re-initialize heads, rebuild optimizers.
+
+Plain functions over an SB3 model (composition, not subclasses):
+- `freeze_features(model)`: every features extractor (actor's and critic's when not shared) stops training;
+- `freeze_layers(model, k)`: the first k hidden layers of each actor and critic trunk stop training;
+- `reinit_heads(model)`: fresh output layers (action mean/log-std, value or Q outputs);
+- `rebuild_optimizers(model)`: optimizers over trainable parameters only, at the schedule's current rate.
+Frozen modules are held in eval mode (BatchNorm statistics and Dropout fixed) by a forward pre-hook,
+because SB3 switches the whole policy to train mode before every update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+
+@dataclass(frozen=True)
+class TransferSummary:
+    """What `transfer` did: frozen parameter names and parameter counts."""
+
+    frozen: tuple[str, ...]
+    trainable_params: int
+    total_params: int
+
+
+def _hold_eval(module: nn.Module) -> None:
+    """Keep `module` in eval mode even after SB3 calls `.train()` on its parent."""
+
+    def hook(mod: nn.Module, _inputs: object) -> None:
+        if mod.training:
+            mod.eval()
+
+    if not getattr(module, "_simreal_hold_eval", False):
+        module.register_forward_pre_hook(hook)
+        module._simreal_hold_eval = True  # type: ignore[assignment]
+    module.eval()
+
+
+def _freeze(module: nn.Module) -> None:
+    module.requires_grad_(False)
+    _hold_eval(module)
+
+
+def freeze_features(model: BaseAlgorithm) -> None:
+    """Freeze every features extractor of the policy (shared or separate, online and target)."""
+    for module in model.policy.modules():
+        if isinstance(module, BaseFeaturesExtractor):
+            _freeze(module)
+
+
+def _trunks(model: BaseAlgorithm) -> list[tuple[nn.Module, bool]]:
+    """(Sequential, ends_with_output_layer) for every actor/critic MLP trunk of the policy."""
+    policy = model.policy
+    if isinstance(policy, ActorCriticPolicy):
+        return [(policy.mlp_extractor.policy_net, False), (policy.mlp_extractor.value_net, False)]
+    trunks: list[tuple[nn.Module, bool]] = []
+    actor = getattr(policy, "actor", None)
+    if actor is not None and hasattr(actor, "latent_pi"):
+        trunks.append((actor.latent_pi, False))
+    elif actor is not None and hasattr(actor, "mu"):
+        trunks.append((actor.mu, True))
+    critic = getattr(policy, "critic", None)
+    for q_net in getattr(critic, "q_networks", []):
+        trunks.append((q_net, True))
+    if not trunks:
+        raise ValueError(f"finetune.freeze_layers: no MLP trunks found in {type(policy).__name__}")
+    return trunks
+
+
+def _hidden_linears(trunk: nn.Module, has_output: bool) -> list[nn.Linear]:
+    linears = [m for m in trunk.modules() if isinstance(m, nn.Linear)]
+    return linears[:-1] if has_output else linears
+
+
+def freeze_layers(model: BaseAlgorithm, k: int) -> None:
+    """Freeze the first `k` hidden layers of every actor and critic trunk."""
+    if k == 0:
+        return
+    for trunk, has_output in _trunks(model):
+        hidden = _hidden_linears(trunk, has_output)
+        if k > len(hidden):
+            raise ValueError(
+                f"finetune.freeze_layers: {k} exceeds the {len(hidden)} hidden layers of the network "
+                f"(allowed: 0..{len(hidden)})"
+            )
+        for layer in hidden[:k]:
+            _freeze(layer)
+
+
+def _heads(model: BaseAlgorithm) -> list[nn.Linear]:
+    policy = model.policy
+    if isinstance(policy, ActorCriticPolicy):
+        heads = [policy.action_net, policy.value_net]
+        return [m for h in heads for m in h.modules() if isinstance(m, nn.Linear)]
+    out: list[nn.Linear] = []
+    actor = getattr(policy, "actor", None)
+    if actor is not None and hasattr(actor, "latent_pi"):
+        out += [m for h in (actor.mu, actor.log_std) for m in h.modules() if isinstance(m, nn.Linear)]
+    for trunk, has_output in _trunks(model):
+        if has_output:
+            out.append([m for m in trunk.modules() if isinstance(m, nn.Linear)][-1])
+    return out
+
+
+def reinit_heads(model: BaseAlgorithm, seed: int) -> None:
+    """Re-initialize the output layers (small orthogonal weights, zero bias), seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    for layer in _heads(model):
+        weight = torch.empty_like(layer.weight, device="cpu")
+        nn.init.orthogonal_(weight, gain=0.01, generator=gen)
+        with torch.no_grad():
+            layer.weight.copy_(weight)
+            layer.bias.zero_()
+    # Target networks start from the re-initialized online ones.
+    for online, target in (("actor", "actor_target"), ("critic", "critic_target")):
+        if hasattr(model.policy, target):
+            getattr(model.policy, target).load_state_dict(getattr(model.policy, online).state_dict())
+
+
+def _trainable(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    return [p for p in params if p.requires_grad]
+
+
+def rebuild_optimizers(model: BaseAlgorithm) -> None:
+    """Fresh optimizers over trainable parameters only, at the schedule's starting rate."""
+    policy = model.policy
+    lr = model.lr_schedule(1.0)
+    cls, kwargs = policy.optimizer_class, policy.optimizer_kwargs
+    if isinstance(policy, ActorCriticPolicy):
+        policy.optimizer = cls(_trainable(policy.parameters()), lr=lr, **kwargs)
+        return
+    actor = getattr(policy, "actor", None)
+    critic = getattr(policy, "critic", None)
+    if actor is None or critic is None:
+        raise ValueError(f"transfer: unsupported policy type {type(policy).__name__}")
+    actor.optimizer = cls(_trainable(actor.parameters()), lr=lr, **kwargs)
+    shared = getattr(policy, "share_features_extractor", False)
+    critic_params = [
+        p for name, p in critic.named_parameters() if not (shared and name.startswith("features_extractor"))
+    ]
+    critic.optimizer = cls(_trainable(critic_params), lr=lr, **kwargs)
+
+
+def optimizers(model: BaseAlgorithm) -> Iterator[torch.optim.Optimizer]:
+    """Every optimizer SB3 steps for this model (policy, actor, critic, entropy coefficient)."""
+    policy = model.policy
+    for owner, name in ((policy, "optimizer"), (getattr(policy, "actor", None), "optimizer"),
+                        (getattr(policy, "critic", None), "optimizer"), (model, "ent_coef_optimizer")):
+        opt = getattr(owner, name, None) if owner is not None else None
+        if isinstance(opt, torch.optim.Optimizer):
+            yield opt
+
+
+def trainable_parameter_count(model: BaseAlgorithm) -> int:
+    """Number of scalar parameters some optimizer updates (frozen ones excluded)."""
+    seen: set[int] = set()
+    total = 0
+    for opt in optimizers(model):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if id(p) not in seen and p.requires_grad:
+                    seen.add(id(p))
+                    total += p.numel()
+    return total
+
+
+def frozen_parameter_names(model: BaseAlgorithm) -> tuple[str, ...]:
+    return tuple(n for n, p in model.policy.named_parameters() if not p.requires_grad)
+
+
+def reset_entropy(model: BaseAlgorithm) -> None:
+    """SAC-style: start the entropy coefficient again from 1.0 (log 0) with a fresh optimizer."""
+    log_ent = getattr(model, "log_ent_coef", None)
+    if isinstance(log_ent, torch.Tensor):
+        with torch.no_grad():
+            log_ent.fill_(float(np.log(1.0)))
+        model.ent_coef_optimizer = torch.optim.Adam([log_ent], lr=model.lr_schedule(1.0))  # type: ignore[attr-defined]
+
+
+def summarize(model: BaseAlgorithm) -> TransferSummary:
+    total = sum(p.numel() for n, p in model.policy.named_parameters() if "_target" not in n)
+    return TransferSummary(frozen_parameter_names(model), trainable_parameter_count(model), total)
