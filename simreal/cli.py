@@ -28,6 +28,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override any config value (repeatable)")
+    p.add_argument("--workers", type=int, help="parallel seed processes (0 = one per core, up to the seeds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -65,6 +66,8 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
         overrides.append(f"seeds=[{','.join(map(str, seeds))}]")
     if args.device:
         overrides.append(f"device={args.device}")
+    if args.workers is not None:
+        overrides.append(f"workers={args.workers}")
     return load_config(args.config, overrides)
 
 

@@ -87,6 +87,7 @@ class ExperimentConfig(Spec):
     output_dir: str = "runs"
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: int = Field(default=0, ge=0)
     checkpoint_every_steps: int = Field(default=5000, ge=1)
     scratch: bool = True
     algo: AlgoConfig = AlgoConfig()

@@ -13,8 +13,12 @@ Run directory layout::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,18 +207,44 @@ def prepare_run_dir(cfg: ExperimentConfig, resume: bool) -> Path:
     return run_dir
 
 
+def run_seed(ctx: Context, seed: int) -> None:
+    """Every stage of one seed, in the order the YAML reads."""
+    cfg = ctx.cfg
+    source = pretrain(ctx, seed, randomized=True)
+    zero_shot(ctx, source, seed, "zeroshot_randomized")
+    if cfg.pretrain.nominal_baseline:
+        nominal = pretrain(ctx, seed, randomized=False)
+        zero_shot(ctx, nominal, seed, "zeroshot_nominal")
+    finetune(ctx, source, seed)
+    if cfg.scratch:
+        scratch(ctx, seed)
+
+
+def _init_worker() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(message)s",
+                        datefmt="%H:%M:%S")
+    torch.set_num_threads(1)
+
+
+def worker_count(ctx: Context) -> int:
+    """Processes to run seeds in: `workers`, or with 0 (auto) one per core up to the number of seeds."""
+    wanted = ctx.cfg.workers or (os.cpu_count() or 1)
+    return max(1, min(wanted, len(ctx.cfg.seeds)))
+
+
 def run(ctx: Context) -> dict[str, Any]:
-    """The whole experiment, in the order the YAML reads; returns the report."""
+    """The whole experiment, seeds in parallel processes when there are cores for it; returns the report."""
     from simreal.report import write_report
 
-    cfg = ctx.cfg
-    for seed in cfg.seeds:
-        source = pretrain(ctx, seed, randomized=True)
-        zero_shot(ctx, source, seed, "zeroshot_randomized")
-        if cfg.pretrain.nominal_baseline:
-            nominal = pretrain(ctx, seed, randomized=False)
-            zero_shot(ctx, nominal, seed, "zeroshot_nominal")
-        finetune(ctx, source, seed)
-        if cfg.scratch:
-            scratch(ctx, seed)
-    return write_report(ctx.run_dir, cfg)
+    workers = worker_count(ctx)
+    if workers == 1:
+        for seed in ctx.cfg.seeds:
+            run_seed(ctx, seed)
+    else:
+        log.info("running %d seeds in %d worker processes", len(ctx.cfg.seeds), workers)
+        quiet = dataclasses.replace(ctx, progress_bar=False)
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_init_worker) as pool:
+            for future in [pool.submit(run_seed, quiet, seed) for seed in ctx.cfg.seeds]:
+                future.result()
+    return write_report(ctx.run_dir, ctx.cfg)

@@ -6,7 +6,9 @@ Plain functions over an SB3 model (composition, not subclasses):
 - `reinit_heads(model)`: fresh output layers (action mean/log-std, value or Q outputs);
 - `rebuild_optimizers(model)`: optimizers over trainable parameters only, at the schedule's current rate.
 Frozen modules are held in eval mode (BatchNorm statistics and Dropout fixed) by a forward pre-hook,
-because SB3 switches the whole policy to train mode before every update.
+because SB3 switches the whole policy to train mode before every update. Target networks (SAC, TD3)
+are never trained by gradients; SB3's Polyak averaging moves them toward the online networks, whose
+frozen parts stay bit-identical.
 """
 
 from __future__ import annotations

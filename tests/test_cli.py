@@ -1,0 +1,127 @@
+"""End to end through the CLI with tiny budgets: run, report, evaluate, errors, kill-and-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from simreal.cli import main
+
+TINY = [
+    "pretrain.timesteps=256", "finetune.timesteps=256", "evaluation.every_steps=128", "evaluation.episodes=2",
+    "evaluation.final_episodes=2", "algo.kwargs.n_steps=64", "algo.kwargs.batch_size=32", "algo.kwargs.n_epochs=2",
+    "checkpoint_every_steps=64", "algo.net_arch=[16]",
+]
+
+
+def _args(out: Path, extra: list[str] | None = None) -> list[str]:
+    args = ["--no-progress", "--device", "cpu", "--set", f"output_dir={out}"]
+    for item in TINY + (extra or []):
+        args += ["--set", item]
+    return args
+
+
+def _steps(run: Path, variant: str, tag: str = "target/mean_return") -> list[int]:
+    acc = EventAccumulator(str(run / variant / "seed0"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def test_run_end_to_end(tmp_path: Path) -> None:
+    assert main(["run", *_args(tmp_path), "--seeds", "0,1"]) == 0
+    run = tmp_path / "quickstart"
+    report = json.loads((run / "report.json").read_text())
+    assert set(report["variants"]) == {"finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal"}
+    assert report["variants"]["finetune"]["final_return"]["n"] == 2
+    assert "jumpstart" in report["transfer"] and (run / "report.md").read_text().startswith("# Transfer report")
+    assert (run / "curves.png").stat().st_size > 1000 and (run / "config.yaml").exists()
+    assert _steps(run, "finetune") == [0, 128, 256] == _steps(run, "scratch")
+    assert _steps(run, "zeroshot_nominal") == [0, 256]
+    acc = EventAccumulator(str(run / "pretrain_randomized" / "seed0"))
+    acc.Reload()
+    assert any(t.startswith("dynamics/body_mass") for t in acc.Tags()["histograms"])
+    assert "rollout/ep_rew_mean" in acc.Tags()["scalars"] and "time/fps" in acc.Tags()["scalars"]
+    # an existing run is not overwritten without --resume
+    assert main(["run", *_args(tmp_path)]) == 2
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(run / "finetune/seed0/policy.pt"), "--env",
+                 "simreal/InvertedPendulum-Target-Latency-v0", "--episodes", "2", "--json", str(out)]) == 0
+    assert len(json.loads(out.read_text())["returns"]) == 2
+
+
+def test_freeze_layers_keeps_first_layer_bit_identical(tmp_path: Path) -> None:
+    assert main(["run", *_args(tmp_path, ["finetune.freeze_layers=1", "pretrain.nominal_baseline=false",
+                                         "scratch=false"]), "--seeds", "0"]) == 0
+    run = tmp_path / "quickstart"
+    src = torch.load(run / "pretrain_randomized/seed0/policy.pt", weights_only=True)["states"]["policy"]
+    ft = torch.load(run / "finetune/seed0/policy.pt", weights_only=True)["states"]["policy"]
+    for name in ("mlp_extractor.policy_net.0.weight", "mlp_extractor.value_net.0.bias"):
+        assert torch.equal(src[name], ft[name]), name
+    assert not torch.equal(src["action_net.weight"], ft["action_net.weight"])
+
+
+def test_bad_config_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", *_args(tmp_path, ["finetune.freeze=true"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "finetune.freeze: unknown key" in err
+    assert not (tmp_path / "quickstart").exists()
+
+
+def test_unwritable_output_and_corrupt_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("not a directory")
+        out = blocker
+    else:
+        out = tmp_path / "ro"
+        out.mkdir(mode=0o500)
+    assert main(["run", *_args(out)]) == 2
+    assert "quickstart" in capsys.readouterr().err
+    assert main(["run", *_args(tmp_path), "--seeds", "0"]) == 0
+    run = tmp_path / "quickstart"
+    ckpt = run / "pretrain_randomized/seed0/checkpoint.pt"
+    ckpt.write_bytes(b"garbage")
+    (run / "pretrain_randomized/seed0/policy.pt").unlink()
+    report_before = (run / "report.json").read_bytes()
+    assert main(["run", "--no-progress", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt: corrupt or not a simreal file" in err
+    assert (run / "report.json").read_bytes() == report_before
+
+
+def test_kill_and_resume(tmp_path: Path) -> None:
+    extra = ["finetune.timesteps=2048", "evaluation.every_steps=256", "checkpoint_every_steps=256",
+             "pretrain.nominal_baseline=false"]
+    cmd = [sys.executable, "-m", "simreal.cli", "run", *_args(tmp_path, extra), "--seeds", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "quickstart/finetune/seed0/checkpoint.pt"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and torch.load(ckpt, weights_only=True)["num_timesteps"] >= 768:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run = tmp_path / "quickstart"
+    assert not (run / "report.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "simreal.cli", "run", "--no-progress", "--resume", str(run)],
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    steps = _steps(run, "finetune")
+    assert steps == list(range(0, 2049, 256)), steps
+    curve = json.loads((run / "finetune/seed0/curve.json").read_text())
+    assert [c["step"] for c in curve] == steps
+    report = json.loads((run / "report.json").read_text())
+    assert set(report["variants"]) == {"finetune", "scratch", "zeroshot_randomized"}
+    fps = _steps(run, "finetune", "time/fps")
+    assert len(fps) == len(set(fps)) and fps == sorted(fps)
