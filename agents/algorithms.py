@@ -41,8 +41,19 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 # Arguments the framework sets itself; a config may not pass them through `algo.kwargs`.
-RESERVED_KWARGS = frozenset({"policy", "env", "learning_rate", "device", "seed", "tensorboard_log", "verbose",
-                             "policy_kwargs", "_init_setup_model"})
+RESERVED_KWARGS = frozenset(
+    {
+        "policy",
+        "env",
+        "learning_rate",
+        "device",
+        "seed",
+        "tensorboard_log",
+        "verbose",
+        "policy_kwargs",
+        "_init_setup_model",
+    }
+)
 
 
 def algo_class(name: str) -> type[BaseAlgorithm]:
@@ -64,7 +75,9 @@ def check_algo_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     allowed = sorted(k for k in params if k not in RESERVED_KWARGS and k != "self" and k != "kwargs")
     for key in kwargs:
         if key in RESERVED_KWARGS:
-            raise ValueError(f"algo.kwargs.{key}: set by the framework, not here (use the dedicated config key)")
+            raise ValueError(
+                f"algo.kwargs.{key}: set by the framework, not here (use the dedicated config key)"
+            )
         if key not in params:
             raise ValueError(f"algo.kwargs.{key}: not an argument of {name} (allowed: {', '.join(allowed)})")
 
@@ -106,7 +119,7 @@ def make_model(
     """Construct algorithm `name` on `env`; `learning_rate` may be a float or an SB3 schedule."""
     cls = algo_class(name)
     check_algo_kwargs(name, kwargs)
-    model: BaseAlgorithm = cls(  # type: ignore[call-arg]
+    model: BaseAlgorithm = cls(
         policy,
         env,
         learning_rate=learning_rate,

@@ -78,7 +78,9 @@ TASKS: dict[str, Task] = {
 def _register_all() -> None:
     for task in TASKS.values():
         register(task.nominal_id, entry_point=task.entry_point, max_episode_steps=task.max_episode_steps)
-        register(task.randomized_id, entry_point="simreal.variants:make_randomized", kwargs={"task": task.key})
+        register(
+            task.randomized_id, entry_point="simreal.variants:make_randomized", kwargs={"task": task.key}
+        )
         for target in task.targets:
             register(
                 task.target_id(target),

@@ -97,9 +97,11 @@ def check_spaces(source: dict[str, Any], target_obs: gym.Space[Any], target_act:
         want = describe_space(target)
         have = source[f"{kind}_space"]
         same = have.get("type") == want.get("type") and have.get("shape") == want.get("shape")
-        same = same and have.get("n") == want.get("n") and have.get("spaces", {}).keys() == want.get(
-            "spaces", {}
-        ).keys()
+        same = (
+            same
+            and have.get("n") == want.get("n")
+            and have.get("spaces", {}).keys() == want.get("spaces", {}).keys()
+        )
         if kind == "action" and same and want["type"] == "Box":
             same = np.allclose(have["low"], want["low"]) and np.allclose(have["high"], want["high"])
         if not same:
@@ -165,7 +167,9 @@ class PolicyArtifact:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def save_policy(model: BaseAlgorithm, obs_rms: RunningMeanStd | None, meta: dict[str, Any], path: Path) -> None:
+def save_policy(
+    model: BaseAlgorithm, obs_rms: RunningMeanStd | None, meta: dict[str, Any], path: Path
+) -> None:
     """Write a self-contained policy artifact atomically."""
     states, tensors = torch_state(model)
     full_meta = dict(meta)

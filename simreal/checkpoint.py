@@ -32,7 +32,8 @@ _BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "do
 
 
 def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    # SB3 draws from the global numpy RNG (e.g. replay sampling), so resuming must restore it.
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     return {
         "torch": torch.get_rng_state(),
         "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
@@ -45,7 +46,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     kind, pos, has_gauss, cached = state["numpy_rest"]
     keys = state["numpy_keys"].numpy().astype(np.uint32)
-    np.random.set_state((kind, keys, pos, has_gauss, cached))
+    np.random.set_state((kind, keys, pos, has_gauss, cached))  # noqa: NPY002
     random.setstate((3, tuple(state["python"]), None))
 
 

@@ -23,11 +23,19 @@ log = logging.getLogger("simreal")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", default=None, help="experiment YAML (default: the packaged quickstart)")
+    p.add_argument(
+        "config", nargs="?", default=None, help="experiment YAML (default: the packaged quickstart)"
+    )
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (overrides the config)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override any config value (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override any config value (repeatable)",
+    )
     p.add_argument("--workers", type=int, help="parallel seed processes (0 = one per core, up to the seeds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -45,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     ft.add_argument("--from", dest="source", required=True, metavar="MODEL", help="a policy.pt artifact")
     ev = sub.add_parser("evaluate", help="evaluate a policy artifact on an env")
     ev.add_argument("model", help="a policy.pt artifact")
-    ev.add_argument("--env", required=True, help="a registered env id, e.g. simreal/InvertedPendulum-Target-Latency-v0")
+    ev.add_argument(
+        "--env", required=True, help="a registered env id, e.g. simreal/InvertedPendulum-Target-Latency-v0"
+    )
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", dest="json_path", help="write the results to this JSON file")
@@ -89,8 +99,12 @@ def _print_summary(report: dict[str, Any], run_dir: Path) -> None:
         table.add_column(col)
     for entry in report["variants"].values():
         s = entry["final_return"]
-        table.add_row(entry["label"], f"{s['mean']:.1f} ± {s['std']:.1f}",
-                      f"[{s['ci95_low']:.1f}, {s['ci95_high']:.1f}]", str(s["n"]))
+        table.add_row(
+            entry["label"],
+            f"{s['mean']:.1f} ± {s['std']:.1f}",
+            f"[{s['ci95_low']:.1f}, {s['ci95_high']:.1f}]",
+            str(s["n"]),
+        )
     console = Console(stderr=False)
     console.print(table)
     t = report["transfer"]
@@ -98,8 +112,9 @@ def _print_summary(report: dict[str, Any], run_dir: Path) -> None:
         console.print(f"sample-efficiency ratio (scratch/fine-tune steps to threshold): {t['ratio_text']}")
     if "jumpstart" in t:
         console.print(f"jumpstart: {t['jumpstart']['mean']:.1f}")
-    console.print(f"report: {run_dir / 'report.md'}  curves: {run_dir / 'curves.png'}  "
-                  f"tensorboard --logdir {run_dir}")
+    console.print(
+        f"report: {run_dir / 'report.md'}  curves: {run_dir / 'curves.png'}  tensorboard --logdir {run_dir}"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -111,8 +126,9 @@ def cmd_run(args: argparse.Namespace) -> None:
         args.config = str(Path(args.resume) / "config.yaml")
     cfg = _config(args)
     if args.resume and Path(cfg.output_dir) / cfg.experiment != Path(args.resume):
-        cfg = cfg.model_copy(update={"output_dir": str(Path(args.resume).parent),
-                                     "experiment": Path(args.resume).name})
+        cfg = cfg.model_copy(
+            update={"output_dir": str(Path(args.resume).parent), "experiment": Path(args.resume).name}
+        )
     ctx = _context(cfg, args, resume=bool(args.resume))
     report = run(ctx)
     _print_summary(report, ctx.run_dir)
@@ -158,9 +174,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     model, rms = load_model(Path(args.model), probe, resolve_device(args.device), args.seed)
     probe.close()
     result = evaluate(model, lambda: gym.make(args.env), args.episodes, args.seed, rms)
-    out = {"env": args.env, "model": args.model, "episodes": args.episodes, "mean_return": result.mean_return,
-           "std_return": result.std_return, "success_rate": result.success_rate,
-           "returns": result.returns.tolist()}
+    out = {
+        "env": args.env,
+        "model": args.model,
+        "episodes": args.episodes,
+        "mean_return": result.mean_return,
+        "std_return": result.std_return,
+        "success_rate": result.success_rate,
+        "returns": result.returns.tolist(),
+    }
     print(json.dumps(out, indent=1))
     if args.json_path:
         from simreal.artifacts import atomic_write_text
@@ -197,17 +219,32 @@ def cmd_envs(_args: argparse.Namespace) -> None:
         env.close()
 
 
-COMMANDS = {"run": cmd_run, "pretrain": cmd_pretrain, "finetune": cmd_finetune, "evaluate": cmd_evaluate,
-            "report": cmd_report, "envs": cmd_envs}
+COMMANDS = {
+    "run": cmd_run,
+    "pretrain": cmd_pretrain,
+    "finetune": cmd_finetune,
+    "evaluate": cmd_evaluate,
+    "report": cmd_report,
+    "envs": cmd_envs,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     try:
         COMMANDS[args.command](args)
-    except (ConfigError, ArtifactError, FileExistsError, PermissionError, FileNotFoundError, ValueError) as err:
+    except (
+        ConfigError,
+        ArtifactError,
+        FileExistsError,
+        PermissionError,
+        FileNotFoundError,
+        ValueError,
+    ) as err:
         print(f"simreal: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -110,7 +110,9 @@ class ExperimentConfig(Spec):
             raise ValueError(f"task: unknown task {self.task!r} (allowed: {', '.join(envs.TASKS)})")
         targets = envs.TASKS[self.task].targets
         if self.target not in targets:
-            raise ValueError(f"target: unknown target {self.target!r} of {self.task} (allowed: {', '.join(targets)})")
+            raise ValueError(
+                f"target: unknown target {self.target!r} of {self.task} (allowed: {', '.join(targets)})"
+            )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: duplicates in {self.seeds}")
         return self

@@ -17,6 +17,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False (allowed: auto, cpu)")
+            raise ValueError(
+                "device: 'cuda' requested but torch.cuda.is_available() is False (allowed: auto, cpu)"
+            )
         return torch.device("cuda")
     raise ValueError(f"device: unknown device {name!r} (allowed: auto, cpu, cuda)")

@@ -47,7 +47,9 @@ class Distribution(Spec):
         for name in sorted(_ALL_FIELDS):
             given = getattr(self, name) is not None
             if name in needed and not given:
-                raise ValueError(f"{name}: required for dist '{self.dist}' (needs {', '.join(sorted(needed))})")
+                raise ValueError(
+                    f"{name}: required for dist '{self.dist}' (needs {', '.join(sorted(needed))})"
+                )
             if name not in needed and given:
                 raise ValueError(f"{name}: not used by dist '{self.dist}' (uses {', '.join(sorted(needed))})")
         if self.low is not None and self.high is not None and self.low > self.high:
@@ -74,11 +76,13 @@ class Distribution(Spec):
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Draw `size` independent values as a float64 array."""
         if self.dist == "uniform":
+            assert self.low is not None and self.high is not None
             return rng.uniform(self.low, self.high, size=size)
         if self.dist == "log_uniform":
             assert self.low is not None and self.high is not None
             return np.exp(rng.uniform(np.log(self.low), np.log(self.high), size=size))
         if self.dist == "normal":
+            assert self.mean is not None and self.std is not None
             return np.clip(rng.normal(self.mean, self.std, size=size), self.low, self.high)
         if self.dist == "choice":
             assert self.values is not None

@@ -69,7 +69,9 @@ class MujocoParams:
         self._scratch = mujoco.MjData(m)
         bodies = _names(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody, "body")[1:]  # world has no mass
         joints = tuple(
-            n for j, n in enumerate(_names(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt, "joint")) if self._ndof(j) > 0
+            n
+            for j, n in enumerate(_names(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt, "joint"))
+            if self._ndof(j) > 0
         )
         self._elements: dict[str, tuple[str, ...]] = {
             "body_mass": bodies,

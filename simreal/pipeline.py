@@ -75,8 +75,13 @@ def build_model(algo: AlgoConfig, env: Any, lr: Any, device: torch.device, seed:
 
 
 def _meta(ctx: Context, variant: str, seed: int, env_id: str) -> dict[str, Any]:
-    return {"variant": variant, "seed": seed, "env_id": env_id, "task": ctx.cfg.task,
-            "algo": ctx.cfg.algo.model_dump(mode="json")}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "env_id": env_id,
+        "task": ctx.cfg.task,
+        "algo": ctx.cfg.algo.model_dump(mode="json"),
+    }
 
 
 def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
@@ -89,15 +94,26 @@ def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
     algo = ctx.cfg.algo
     venv = make_vec(env_id, algo.n_envs, seed, algo.normalize_obs, None)
     model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed)
-    log.info("pretrain %s seed %d on %s for %d steps -> %s", variant, seed, env_id, ctx.cfg.pretrain.timesteps, out)
-    train_stage(model, ctx.cfg.pretrain.timesteps, out, None, ctx.cfg.checkpoint_every_steps,
-                ctx.progress_bar, log_dynamics=randomized)
+    log.info(
+        "pretrain %s seed %d on %s for %d steps -> %s", variant, seed, env_id, ctx.cfg.pretrain.timesteps, out
+    )
+    train_stage(
+        model,
+        ctx.cfg.pretrain.timesteps,
+        out,
+        None,
+        ctx.cfg.checkpoint_every_steps,
+        ctx.progress_bar,
+        log_dynamics=randomized,
+    )
     save_policy(model, obs_rms_of(venv), _meta(ctx, variant, seed, env_id), out / POLICY)
     venv.close()
     return out / POLICY
 
 
-def load_model(path: Path, env: Any, device: torch.device, seed: int, lr: Any = 0.0) -> tuple[BaseAlgorithm, Any]:
+def load_model(
+    path: Path, env: Any, device: torch.device, seed: int, lr: Any = 0.0
+) -> tuple[BaseAlgorithm, Any]:
     """Rebuild a saved policy on `env` (spaces checked); returns (model, its normalization statistics)."""
     art = load_policy(path, device)
     check_spaces(art.meta, env.observation_space, env.action_space)
@@ -108,9 +124,13 @@ def load_model(path: Path, env: Any, device: torch.device, seed: int, lr: Any = 
 
 
 def _write_final(out: Path, result: EvalResult) -> None:
-    data = {"returns": result.returns.tolist(), "lengths": result.lengths.tolist(),
-            "successes": [None if s != s else s for s in result.successes.tolist()],
-            "mean_return": result.mean_return, "success_rate": result.success_rate}
+    data = {
+        "returns": result.returns.tolist(),
+        "lengths": result.lengths.tolist(),
+        "successes": [None if s != s else s for s in result.successes.tolist()],
+        "mean_return": result.mean_return,
+        "success_rate": result.success_rate,
+    }
     atomic_write_text(json.dumps(data, indent=1), out / FINAL)
 
 
@@ -122,7 +142,9 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
     dummy = ctx.make_target()
     model, rms = load_model(policy, dummy, ctx.device, seed)
     dummy.close()
-    result = evaluate(model, ctx.make_target, ctx.cfg.evaluation.final_episodes, ctx.eval_seed(seed, True), rms)
+    result = evaluate(
+        model, ctx.make_target, ctx.cfg.evaluation.final_episodes, ctx.eval_seed(seed, True), rms
+    )
     logger = stage_logger(out, None)
     curve = []
     for step in (0, ctx.cfg.finetune.timesteps):
@@ -130,8 +152,14 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
         if result.success_rate is not None:
             logger.record("target/success_rate", result.success_rate)
         logger.dump(step)
-        curve.append({"step": step, "mean_return": result.mean_return, "std_return": result.std_return,
-                      "success_rate": result.success_rate})
+        curve.append(
+            {
+                "step": step,
+                "mean_return": result.mean_return,
+                "std_return": result.std_return,
+                "success_rate": result.success_rate,
+            }
+        )
     logger.close()
     atomic_write_text(json.dumps(curve, indent=1), out / "curve.json")
     _write_final(out, result)
@@ -151,8 +179,14 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
         art = load_policy(source, ctx.device)
         rms = art.obs_rms
         keep = ft.obs_norm == "keep"
-        venv = make_vec(ctx.target_id, algo.n_envs, seed, algo.normalize_obs,
-                        None if ft.obs_norm == "reset" else rms, update_stats=not keep)
+        venv = make_vec(
+            ctx.target_id,
+            algo.n_envs,
+            seed,
+            algo.normalize_obs,
+            None if ft.obs_norm == "reset" else rms,
+            update_stats=not keep,
+        )
         check_spaces(art.meta, venv.observation_space, venv.action_space)
         schedule = WarmupDecaySchedule(cfg.finetune_lr, ft.lr_schedule, ft.lr_warmup_fraction)
         model = build_model(algo, venv, schedule, ctx.device, seed)
@@ -166,10 +200,16 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
             tr.reset_entropy(model)
         tr.rebuild_optimizers(model)
         summary = tr.summarize(model)
-        log.info("transfer seed %d: %d of %d parameters trainable, lr %.2e", seed, summary.trainable_params,
-                 summary.total_params, cfg.finetune_lr)
-    schedule_eval = EvalSchedule(ctx.make_target, cfg.evaluation.every_steps, cfg.evaluation.episodes,
-                                 ctx.eval_seed(seed))
+        log.info(
+            "transfer seed %d: %d of %d parameters trainable, lr %.2e",
+            seed,
+            summary.trainable_params,
+            summary.total_params,
+            cfg.finetune_lr,
+        )
+    schedule_eval = EvalSchedule(
+        ctx.make_target, cfg.evaluation.every_steps, cfg.evaluation.episodes, ctx.eval_seed(seed)
+    )
     log.info("%s seed %d on %s for %d target steps -> %s", variant, seed, ctx.target_id, ft.timesteps, out)
     train_stage(model, ft.timesteps, out, schedule_eval, cfg.checkpoint_every_steps, ctx.progress_bar)
     rms = obs_rms_of(venv)
@@ -193,7 +233,8 @@ def prepare_run_dir(cfg: ExperimentConfig, resume: bool) -> Path:
     saved = run_dir / "config.yaml"
     if saved.exists() and not resume:
         raise FileExistsError(
-            f"{run_dir}: a run already exists (use --resume {run_dir} to continue it, or another experiment name)"
+            f"{run_dir}: a run already exists "
+            f"(use --resume {run_dir} to continue it, or another experiment name)"
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -221,8 +262,9 @@ def run_seed(ctx: Context, seed: int) -> None:
 
 
 def _init_worker() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(message)s", datefmt="%H:%M:%S"
+    )
     torch.set_num_threads(1)
 
 

@@ -99,7 +99,8 @@ def _bind(physics: PhysicsParams, spec: ParamSpec, where: str) -> _Bound:
             op = ">=" if inclusive else ">"
             raise ConfigError(
                 f"{where}: {spec.param} of {names[i]!r} can become {worst[i]:g} "
-                f"(nominal {nominal[i]:g}, {spec.mode} [{low:g}, {high:g}]; allowed: {spec.param} {op} {bound:g})"
+                f"(nominal {nominal[i]:g}, {spec.mode} [{low:g}, {high:g}]; "
+                f"allowed: {spec.param} {op} {bound:g})"
             )
     labels = tuple(f"{spec.param}/{n}" for n in names)
     return _Bound(spec=spec, indices=indices, labels=labels, nominal=nominal)

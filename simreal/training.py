@@ -33,15 +33,21 @@ CHECKPOINT = "checkpoint.pt"
 CURVE = "curve.json"
 
 
-def make_vec(env_id: str, n_envs: int, seed: int, normalize: bool, obs_rms: RunningMeanStd | None,
-             update_stats: bool = True) -> VecEnv:
+def make_vec(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    normalize: bool,
+    obs_rms: RunningMeanStd | None,
+    update_stats: bool = True,
+) -> VecEnv:
     """`n_envs` seeded copies of `env_id` (with Monitor), optionally observation-normalized."""
     venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     if not normalize:
         return venv
     norm = VecNormalize(venv, norm_obs=True, norm_reward=False, training=update_stats)
     if obs_rms is not None:
-        norm.obs_rms = obs_rms
+        norm.obs_rms = obs_rms  # type: ignore[assignment]  # SB3 types it as a dict for Dict spaces
     return norm
 
 
@@ -71,12 +77,18 @@ class EvalSchedule:
     every_steps: int
     episodes: int
     seed: int
-    curve: list[dict[str, float | None]] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self, model: BaseAlgorithm, step: int, obs_rms: RunningMeanStd | None) -> EvalResult:
         result = evaluate(model, self.make_env, self.episodes, self.seed, obs_rms)
-        self.curve.append({"step": step, "mean_return": result.mean_return, "std_return": result.std_return,
-                           "success_rate": result.success_rate})
+        self.curve.append(
+            {
+                "step": step,
+                "mean_return": result.mean_return,
+                "std_return": result.std_return,
+                "success_rate": result.success_rate,
+            }
+        )
         model.logger.record("target/mean_return", result.mean_return)
         model.logger.record("eval/mean_reward", result.mean_return)
         if result.success_rate is not None:
@@ -88,8 +100,9 @@ class EvalSchedule:
 class _StageCallback(BaseCallback):
     """Evaluates on schedule, checkpoints at rollout starts, logs randomized parameters as histograms."""
 
-    def __init__(self, stage_dir: Path, schedule: EvalSchedule | None, checkpoint_every: int,
-                 log_dynamics: bool) -> None:
+    def __init__(
+        self, stage_dir: Path, schedule: EvalSchedule | None, checkpoint_every: int, log_dynamics: bool
+    ) -> None:
         super().__init__()
         self.stage_dir = stage_dir
         self.schedule = schedule
@@ -132,7 +145,9 @@ class _StageCallback(BaseCallback):
             self.next_checkpoint += self.checkpoint_every
         if self.dynamics:
             for key, values in self.dynamics.items():
-                self.logger.record(f"dynamics/{key}", torch.tensor(values), exclude=("stdout", "log", "json", "csv"))
+                self.logger.record(
+                    f"dynamics/{key}", torch.tensor(values), exclude=("stdout", "log", "json", "csv")
+                )
             self.dynamics = {}
 
     def save(self) -> None:
@@ -156,7 +171,7 @@ def train_stage(
         obs_rms, extra = load_checkpoint(ckpt, model)
         env = model.get_env()
         if obs_rms is not None and isinstance(env, VecNormalize):
-            env.obs_rms = obs_rms
+            env.obs_rms = obs_rms  # type: ignore[assignment]
         if schedule is not None:
             schedule.curve = list(extra["curve"])
         purge = model.num_timesteps + 1
@@ -164,10 +179,12 @@ def train_stage(
     callback = _StageCallback(stage_dir, schedule, checkpoint_every, log_dynamics)
     remaining = budget - model.num_timesteps
     if remaining > 0:
-        model.learn(remaining, callback=CallbackList([callback]), reset_num_timesteps=False,
-                    progress_bar=progress_bar)
+        model.learn(
+            remaining, callback=CallbackList([callback]), reset_num_timesteps=False, progress_bar=progress_bar
+        )
     if schedule is not None and (not schedule.curve or schedule.curve[-1]["step"] < budget):
-        schedule.record(model, budget, obs_rms_of(model.get_env()) if model.get_env() else None)
+        env = model.get_env()
+        schedule.record(model, budget, obs_rms_of(env) if env is not None else None)
     if schedule is not None:
         atomic_write_text(json.dumps(schedule.curve, indent=1), stage_dir / CURVE)
     return model

@@ -1,4 +1,4 @@
-"""Transfer a pretrained policy to a target env: copy weights, freeze, re-initialize heads, rebuild optimizers.
+"""Transfer a pretrained policy to a target env: copy weights, freeze, re-init heads, rebuild optimizers.
 
 Plain functions over an SB3 model (composition, not subclasses):
 - `freeze_features(model)`: every features extractor (actor's and critic's when not shared) stops training;
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,7 +136,8 @@ def rebuild_optimizers(model: BaseAlgorithm) -> None:
     """Fresh optimizers over trainable parameters only, at the schedule's starting rate."""
     policy = model.policy
     lr = model.lr_schedule(1.0)
-    cls, kwargs = policy.optimizer_class, policy.optimizer_kwargs
+    cls: Any = policy.optimizer_class  # a torch optimizer class taking `lr`
+    kwargs = policy.optimizer_kwargs
     if isinstance(policy, ActorCriticPolicy):
         policy.optimizer = cls(_trainable(policy.parameters()), lr=lr, **kwargs)
         return
@@ -154,8 +156,12 @@ def rebuild_optimizers(model: BaseAlgorithm) -> None:
 def optimizers(model: BaseAlgorithm) -> Iterator[torch.optim.Optimizer]:
     """Every optimizer SB3 steps for this model (policy, actor, critic, entropy coefficient)."""
     policy = model.policy
-    for owner, name in ((policy, "optimizer"), (getattr(policy, "actor", None), "optimizer"),
-                        (getattr(policy, "critic", None), "optimizer"), (model, "ent_coef_optimizer")):
+    for owner, name in (
+        (policy, "optimizer"),
+        (getattr(policy, "actor", None), "optimizer"),
+        (getattr(policy, "critic", None), "optimizer"),
+        (model, "ent_coef_optimizer"),
+    ):
         opt = getattr(owner, name, None) if owner is not None else None
         if isinstance(opt, torch.optim.Optimizer):
             yield opt

@@ -17,9 +17,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from simreal.cli import main
 
 TINY = [
-    "pretrain.timesteps=256", "finetune.timesteps=256", "evaluation.every_steps=128", "evaluation.episodes=2",
-    "evaluation.final_episodes=2", "algo.kwargs.n_steps=64", "algo.kwargs.batch_size=32", "algo.kwargs.n_epochs=2",
-    "checkpoint_every_steps=64", "algo.net_arch=[16]",
+    "pretrain.timesteps=256",
+    "finetune.timesteps=256",
+    "evaluation.every_steps=128",
+    "evaluation.episodes=2",
+    "evaluation.final_episodes=2",
+    "algo.kwargs.n_steps=64",
+    "algo.kwargs.batch_size=32",
+    "algo.kwargs.n_epochs=2",
+    "checkpoint_every_steps=64",
+    "algo.net_arch=[16]",
 ]
 
 
@@ -42,7 +49,9 @@ def test_run_end_to_end(tmp_path: Path) -> None:
     report = json.loads((run / "report.json").read_text())
     assert set(report["variants"]) == {"finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal"}
     assert report["variants"]["finetune"]["final_return"]["n"] == 2
-    assert "jumpstart" in report["transfer"] and (run / "report.md").read_text().startswith("# Transfer report")
+    assert "jumpstart" in report["transfer"] and (run / "report.md").read_text().startswith(
+        "# Transfer report"
+    )
     assert (run / "curves.png").stat().st_size > 1000 and (run / "config.yaml").exists()
     assert _steps(run, "finetune") == [0, 128, 256] == _steps(run, "scratch")
     assert _steps(run, "zeroshot_nominal") == [0, 256]
@@ -53,14 +62,38 @@ def test_run_end_to_end(tmp_path: Path) -> None:
     # an existing run is not overwritten without --resume
     assert main(["run", *_args(tmp_path)]) == 2
     out = tmp_path / "eval.json"
-    assert main(["evaluate", str(run / "finetune/seed0/policy.pt"), "--env",
-                 "simreal/InvertedPendulum-Target-Latency-v0", "--episodes", "2", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "finetune/seed0/policy.pt"),
+                "--env",
+                "simreal/InvertedPendulum-Target-Latency-v0",
+                "--episodes",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert len(json.loads(out.read_text())["returns"]) == 2
 
 
 def test_freeze_layers_keeps_first_layer_bit_identical(tmp_path: Path) -> None:
-    assert main(["run", *_args(tmp_path, ["finetune.freeze_layers=1", "pretrain.nominal_baseline=false",
-                                         "scratch=false"]), "--seeds", "0"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                *_args(
+                    tmp_path, ["finetune.freeze_layers=1", "pretrain.nominal_baseline=false", "scratch=false"]
+                ),
+                "--seeds",
+                "0",
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "quickstart"
     src = torch.load(run / "pretrain_randomized/seed0/policy.pt", weights_only=True)["states"]["policy"]
     ft = torch.load(run / "finetune/seed0/policy.pt", weights_only=True)["states"]["policy"]
@@ -99,8 +132,12 @@ def test_unwritable_output_and_corrupt_checkpoint(tmp_path: Path, capsys: pytest
 
 
 def test_kill_and_resume(tmp_path: Path) -> None:
-    extra = ["finetune.timesteps=2048", "evaluation.every_steps=256", "checkpoint_every_steps=256",
-             "pretrain.nominal_baseline=false"]
+    extra = [
+        "finetune.timesteps=2048",
+        "evaluation.every_steps=256",
+        "checkpoint_every_steps=256",
+        "pretrain.nominal_baseline=false",
+    ]
     cmd = [sys.executable, "-m", "simreal.cli", "run", *_args(tmp_path, extra), "--seeds", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = tmp_path / "quickstart/finetune/seed0/checkpoint.pt"
@@ -114,8 +151,12 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     proc.wait()
     run = tmp_path / "quickstart"
     assert not (run / "report.json").exists()
-    resumed = subprocess.run([sys.executable, "-m", "simreal.cli", "run", "--no-progress", "--resume", str(run)],
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "simreal.cli", "run", "--no-progress", "--resume", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     steps = _steps(run, "finetune")
     assert steps == list(range(0, 2049, 256)), steps

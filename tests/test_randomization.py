@@ -38,28 +38,46 @@ def _pendulum(spec: RandomizationSpec) -> RandomizeDynamics:
 
 def _model_arrays(env: gym.Env) -> dict[str, np.ndarray]:
     m = env.unwrapped.model
-    return {"mass": m.body_mass.copy(), "inertia": m.body_inertia.copy(), "friction": m.geom_friction.copy(),
-            "damping": m.dof_damping.copy(), "gain": m.actuator_gainprm.copy(), "bias": m.actuator_biasprm.copy(),
-            "gravity": m.opt.gravity.copy(), "timestep": np.array([m.opt.timestep]),
-            "frame_skip": np.array([env.unwrapped.frame_skip])}
+    return {
+        "mass": m.body_mass.copy(),
+        "inertia": m.body_inertia.copy(),
+        "friction": m.geom_friction.copy(),
+        "damping": m.dof_damping.copy(),
+        "gain": m.actuator_gainprm.copy(),
+        "bias": m.actuator_biasprm.copy(),
+        "gravity": m.opt.gravity.copy(),
+        "timestep": np.array([m.opt.timestep]),
+        "frame_skip": np.array([env.unwrapped.frame_skip]),
+    }
 
 
 @settings(max_examples=15, deadline=None)
 @given(low=st.floats(0.1, 2.0), width=st.floats(0.0, 3.0), seed=st.integers(0, 2**31 - 1))
 def test_samples_stay_inside_declared_range(low: float, width: float, seed: int) -> None:
     high = low + width
-    env = _pendulum(_spec({"param": "body_mass", "dist": "uniform", "low": low, "high": high},
-                          {"param": "friction", "dist": "log_uniform", "low": low, "high": high, "mode": "abs"}))
+    env = _pendulum(
+        _spec(
+            {"param": "body_mass", "dist": "uniform", "low": low, "high": high},
+            {"param": "friction", "dist": "log_uniform", "low": low, "high": high, "mode": "abs"},
+        )
+    )
     nominal = env.nominal["body_mass"]
     _, info = env.reset(seed=seed)
     for _ in range(3):
         _, info = env.reset()
         masses = env.unwrapped.model.body_mass[1:]
-        assert np.all(masses >= nominal * low * (1 - 1e-12)) and np.all(masses <= nominal * high * (1 + 1e-12))
+        assert np.all(masses >= nominal * low * (1 - 1e-12)) and np.all(
+            masses <= nominal * high * (1 + 1e-12)
+        )
         friction = env.unwrapped.model.geom_friction[:, 0]
         assert np.all(friction >= low * (1 - 1e-12)) and np.all(friction <= high * (1 + 1e-12))
-        assert set(info["dynamics"]) == {"body_mass/cart", "body_mass/pole", "friction/rail", "friction/cart",
-                                         "friction/cpole"}
+        assert set(info["dynamics"]) == {
+            "body_mass/cart",
+            "body_mass/pole",
+            "friction/rail",
+            "friction/cart",
+            "friction/cpole",
+        }
     env.close()
 
 
@@ -93,7 +111,9 @@ def test_mass_scales_inertia_and_recomputes_constants() -> None:
 
 
 def test_actuator_gain_scales_force_and_frame_skip_changes_dt() -> None:
-    env = _pendulum(_spec({"param": "actuator_gain", "value": 0.5}, {"param": "frame_skip", "value": 3, "mode": "abs"}))
+    env = _pendulum(
+        _spec({"param": "actuator_gain", "value": 0.5}, {"param": "frame_skip", "value": 3, "mode": "abs"})
+    )
     env.reset(seed=0)
     assert env.unwrapped.frame_skip == 3
     assert env.unwrapped.dt == pytest.approx(3 * env.unwrapped.model.opt.timestep)
@@ -122,8 +142,10 @@ def test_resample_every_n_steps() -> None:
 
 
 def test_works_on_pybullet_task() -> None:
-    env = RandomizeDynamics(gym.make("simreal/KukaReach-v0"),
-                            _spec({"param": "actuator_gain", "dist": "uniform", "low": 0.5, "high": 0.9}))
+    env = RandomizeDynamics(
+        gym.make("simreal/KukaReach-v0"),
+        _spec({"param": "actuator_gain", "dist": "uniform", "low": 0.5, "high": 0.9}),
+    )
     physics = physics_of(env)
     nominal = physics.get_param("actuator_gain").copy()
     env.reset(seed=0)
@@ -135,8 +157,9 @@ def test_works_on_pybullet_task() -> None:
 
 
 def test_works_on_any_gymnasium_mujoco_env() -> None:
-    env = RandomizeDynamics(gym.make("Hopper-v5"), _spec({"param": "body_mass", "dist": "uniform", "low": 0.8,
-                                                          "high": 1.2}))
+    env = RandomizeDynamics(
+        gym.make("Hopper-v5"), _spec({"param": "body_mass", "dist": "uniform", "low": 0.8, "high": 1.2})
+    )
     assert isinstance(physics_of(env), MujocoParams)
     env.reset(seed=0)
     env.close()
@@ -148,12 +171,21 @@ def test_works_on_any_gymnasium_mujoco_env() -> None:
         ({"param": "mass", "value": 1.0}, "params.0.param"),
         ({"param": "body_mass", "names": ["polex"], "value": 1.0}, "names: ['polex'] match no body_mass"),
         ({"param": "body_mass", "dist": "uniform", "low": 2.0, "high": 1.0}, "low: 2.0 > high"),
-        ({"param": "friction", "dist": "normal", "mean": 1, "std": 1, "low": -1, "high": 2}, "allowed: friction >= 0"),
+        (
+            {"param": "friction", "dist": "normal", "mean": 1, "std": 1, "low": -1, "high": 2},
+            "allowed: friction >= 0",
+        ),
         ({"param": "body_mass", "dist": "uniform", "low": 0.0, "high": 1.0}, "allowed: body_mass > 0"),
         ({"param": "timestep", "value": 0.0, "mode": "abs"}, "allowed: timestep > 0"),
-        ({"param": "body_mass", "dist": "uniform", "low": 0.5, "high": 1.0, "values": [1]}, "values: not used"),
+        (
+            {"param": "body_mass", "dist": "uniform", "low": 0.5, "high": 1.0, "values": [1]},
+            "values: not used",
+        ),
         ({"param": "body_mass", "dist": "gamma", "low": 0.5, "high": 1.0}, "dist"),
-        ({"param": "body_mass", "dist": "uniform", "low": 0.5, "high": 1.0, "bodies": ["pole"]}, "unknown key"),
+        (
+            {"param": "body_mass", "dist": "uniform", "low": 0.5, "high": 1.0, "bodies": ["pole"]},
+            "unknown key",
+        ),
     ],
 )
 def test_bad_specs_fail_at_construction_with_key_path(param: dict[str, object], message: str) -> None:

@@ -39,8 +39,10 @@ def test_env_passes_checkers(env_id: str) -> None:
     env = gym.make(env_id)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        gym_check_env(env.unwrapped if env_id.endswith("-v0") and "-" not in env_id[8:-3] else env,
-                      skip_render_check=True)
+        gym_check_env(
+            env.unwrapped if env_id.endswith("-v0") and "-" not in env_id[8:-3] else env,
+            skip_render_check=True,
+        )
     env.close()
     env = gym.make(env_id)
     sb3_check_env(env, warn=False)

@@ -38,7 +38,9 @@ def test_target_parameters_differ_from_nominal_as_declared(key: str, target: str
         before = nominal.get_param(p.param)[idx]
         after = shifted.get_param(p.param)[idx]
         assert p.value is not None
-        expected = {"scale": before * p.value, "abs": np.full_like(before, p.value), "add": before + p.value}[p.mode]
+        expected = {"scale": before * p.value, "abs": np.full_like(before, p.value), "add": before + p.value}[
+            p.mode
+        ]
         np.testing.assert_allclose(after, expected, err_msg=f"{key}/{target}: {p.param}")
         assert not np.allclose(after, before), f"{key}/{target}: {p.param} equals nominal"
     env.reset(seed=1)  # fixed physics: the same values at every reset

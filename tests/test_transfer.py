@@ -1,4 +1,4 @@
-"""Transfer: weights copied, frozen parameters bit-identical, optimizer over trainable params at the configured LR."""
+"""Transfer: weights copied, frozen parameters bit-identical, optimizers on trainable params at the set LR."""
 
 from __future__ import annotations
 
@@ -30,8 +30,12 @@ class BatchNormExtractor(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 16) -> None:
         super().__init__(observation_space, features_dim)
-        self.net = nn.Sequential(nn.Linear(observation_space.shape[0], features_dim), nn.BatchNorm1d(features_dim),
-                                 nn.Dropout(0.5), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.Linear(observation_space.shape[0], features_dim),
+            nn.BatchNorm1d(features_dim),
+            nn.Dropout(0.5),
+            nn.ReLU(),
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
@@ -69,7 +73,9 @@ def test_frozen_parameters_are_bit_identical_after_finetuning(algo: str, tmp_pat
     frozen = tr.frozen_parameter_names(model)
     assert any("features_extractor" in n for n in frozen) and len(frozen) > 4
     before = {n: p.detach().clone() for n, p in model.policy.named_parameters()}
-    bn_before = {n: b.clone() for n, b in model.policy.named_buffers() if "running" in n and "target" not in n}
+    bn_before = {
+        n: b.clone() for n, b in model.policy.named_buffers() if "running" in n and "target" not in n
+    }
     for name, value in before.items():  # weights really were copied from the source
         assert torch.equal(value, art.states["policy"][name]), name
     model.learn(400)
@@ -77,12 +83,18 @@ def test_frozen_parameters_are_bit_identical_after_finetuning(algo: str, tmp_pat
     for name in frozen:  # target networks track the online ones by Polyak averaging: not trained, not checked
         if "_target" not in name:
             assert torch.equal(after[name], before[name]), f"frozen {name} changed"
-    changed = [n for n in before if n not in frozen and "target" not in n and not torch.equal(after[n], before[n])]
+    changed = [
+        n for n in before if n not in frozen and "target" not in n and not torch.equal(after[n], before[n])
+    ]
     assert changed, "nothing trained"
     for name, value in bn_before.items():
         assert torch.equal(dict(model.policy.named_buffers())[name], value), f"BatchNorm stats {name} moved"
     model.policy.set_training_mode(True)
-    extractor = model.policy.actor.features_extractor if hasattr(model.policy, "actor") else model.policy.features_extractor
+    extractor = (
+        model.policy.actor.features_extractor
+        if hasattr(model.policy, "actor")
+        else model.policy.features_extractor
+    )
     extractor(torch.zeros(4, 4))
     assert not extractor.training, "frozen extractor left eval mode"
 
@@ -95,7 +107,9 @@ def test_optimizers_hold_only_trainable_parameters(algo: str, tmp_path: Path) ->
     trainable = tr.trainable_parameter_count(model)
     ent = 1 if algo == "SAC" else 0  # SAC's entropy coefficient lives outside the policy
     assert 0 < trainable - ent < total
-    expected_frozen = sum(p.numel() for n, p in model.policy.named_parameters() if not p.requires_grad and "target" not in n)
+    expected_frozen = sum(
+        p.numel() for n, p in model.policy.named_parameters() if not p.requires_grad and "target" not in n
+    )
     assert trainable - ent == total - expected_frozen
     for opt in tr.optimizers(model):
         for group in opt.param_groups:
@@ -135,7 +149,9 @@ def test_freeze_layers_beyond_network_depth_is_a_clear_error(tmp_path: Path) -> 
 def test_mismatched_spaces_name_both_spaces(tmp_path: Path) -> None:
     art = load_policy(_pretrained("PPO", tmp_path))
     other = gym.make("simreal/Reacher-v0")
-    with pytest.raises(ArtifactError, match=r"observation spaces do not match: source Box\(shape=\(4,\).*\(10,\)"):
+    with pytest.raises(
+        ArtifactError, match=r"observation spaces do not match: source Box\(shape=\(4,\).*\(10,\)"
+    ):
         check_spaces(art.meta, other.observation_space, other.action_space)
 
 
@@ -144,4 +160,6 @@ def test_reinit_heads_changes_only_heads(tmp_path: Path) -> None:
     tr.reinit_heads(model, seed=0)
     state = model.policy.state_dict()
     assert not torch.equal(state["action_net.weight"], art.states["policy"]["action_net.weight"])
-    assert torch.equal(state["mlp_extractor.policy_net.0.weight"], art.states["policy"]["mlp_extractor.policy_net.0.weight"])
+    assert torch.equal(
+        state["mlp_extractor.policy_net.0.weight"], art.states["policy"]["mlp_extractor.policy_net.0.weight"]
+    )

@@ -1,0 +1,6 @@
+"""Make test helpers (`fakes.py`) importable whether or not `tests/` is a package."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
