@@ -162,18 +162,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     import gymnasium as gym
 
     import envs  # noqa: F401 - registers the simreal/ ids
+    from simreal.artifacts import load_policy
     from simreal.evaluation import evaluate
+    from simreal.observation import ObservationConfig, observation_wrapper
     from simreal.pipeline import load_model
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
+    obs_cfg = ObservationConfig.model_validate(load_policy(args.model).meta.get("observation", {}))
+    wrap = observation_wrapper(obs_cfg)
+
+    def make() -> gym.Env[Any, Any]:
+        env = gym.make(args.env)
+        return wrap(env) if wrap else env
+
     try:
-        probe = gym.make(args.env)
+        probe = make()
     except gym.error.Error as err:
         raise ConfigError(f"--env {args.env}: {err}") from None
     model, rms = load_model(Path(args.model), probe, resolve_device(args.device), args.seed)
     probe.close()
-    result = evaluate(model, lambda: gym.make(args.env), args.episodes, args.seed, rms)
+    result = evaluate(model, make, args.episodes, args.seed, rms)
     out = {
         "env": args.env,
         "model": args.model,
@@ -232,8 +241,9 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )
+    log.setLevel(logging.INFO)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     try:
         COMMANDS[args.command](args)

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.algorithms import check_algo_kwargs, default_learning_rate, policy_kwargs_from
 from simreal.config_base import ConfigError, Spec, config_dir, load_yaml, parse
+from simreal.observation import ObservationConfig
 
 
 class AlgoConfig(Spec):
@@ -90,6 +91,7 @@ class ExperimentConfig(Spec):
     workers: int = Field(default=0, ge=0)
     checkpoint_every_steps: int = Field(default=5000, ge=1)
     scratch: bool = True
+    observation: ObservationConfig = ObservationConfig()
     algo: AlgoConfig = AlgoConfig()
     pretrain: PretrainConfig
     finetune: FinetuneConfig

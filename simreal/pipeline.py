@@ -18,7 +18,9 @@ import json
 import logging
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from simreal import transfer as tr
 from simreal.artifacts import atomic_write_text, check_spaces, load_policy, load_torch_state, save_policy
 from simreal.config import AlgoConfig, ExperimentConfig, dump_config
 from simreal.evaluation import EvalResult, evaluate
+from simreal.observation import observation_wrapper
 from simreal.schedules import WarmupDecaySchedule
 from simreal.training import EvalSchedule, make_vec, obs_rms_of, stage_logger, train_stage
 
@@ -66,8 +69,17 @@ class Context:
     def eval_seed(self, seed: int, final: bool = False) -> int:
         return (200_000 if final else 100_000) + 1_000 * seed
 
+    @property
+    def wrapper(self) -> Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None:
+        """What the policy observes beyond the env (e.g. its recent actions), from the config."""
+        return observation_wrapper(self.cfg.observation)
+
+    def make_env(self, env_id: str) -> gym.Env[Any, Any]:
+        env = gym.make(env_id)
+        return self.wrapper(env) if self.wrapper else env
+
     def make_target(self) -> gym.Env[Any, Any]:
-        return gym.make(self.target_id)
+        return self.make_env(self.target_id)
 
 
 def build_model(algo: AlgoConfig, env: Any, lr: Any, device: torch.device, seed: int) -> BaseAlgorithm:
@@ -81,6 +93,7 @@ def _meta(ctx: Context, variant: str, seed: int, env_id: str) -> dict[str, Any]:
         "env_id": env_id,
         "task": ctx.cfg.task,
         "algo": ctx.cfg.algo.model_dump(mode="json"),
+        "observation": ctx.cfg.observation.model_dump(mode="json"),
     }
 
 
@@ -92,7 +105,7 @@ def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
         return out / POLICY
     env_id = ctx.task.randomized_id if randomized else ctx.task.nominal_id
     algo = ctx.cfg.algo
-    venv = make_vec(env_id, algo.n_envs, seed, algo.normalize_obs, None)
+    venv = make_vec(env_id, algo.n_envs, seed, algo.normalize_obs, None, wrapper=ctx.wrapper)
     model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed)
     log.info(
         "pretrain %s seed %d on %s for %d steps -> %s", variant, seed, env_id, ctx.cfg.pretrain.timesteps, out
@@ -173,7 +186,7 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
     cfg, ft = ctx.cfg, ctx.cfg.finetune
     algo = cfg.algo
     if source is None:
-        venv = make_vec(ctx.target_id, algo.n_envs, seed, algo.normalize_obs, None)
+        venv = make_vec(ctx.target_id, algo.n_envs, seed, algo.normalize_obs, None, wrapper=ctx.wrapper)
         model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed)
     else:
         art = load_policy(source, ctx.device)
@@ -186,6 +199,7 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
             algo.normalize_obs,
             None if ft.obs_norm == "reset" else rms,
             update_stats=not keep,
+            wrapper=ctx.wrapper,
         )
         check_spaces(art.meta, venv.observation_space, venv.action_space)
         schedule = WarmupDecaySchedule(cfg.finetune_lr, ft.lr_schedule, ft.lr_warmup_fraction)
@@ -261,21 +275,61 @@ def run_seed(ctx: Context, seed: int) -> None:
         scratch(ctx, seed)
 
 
+def _transfer_from(ctx: Context, source: Path, seed: int) -> None:
+    """What follows randomized pretraining: zero-shot on the target, then fine-tuning."""
+    zero_shot(ctx, source, seed, "zeroshot_randomized")
+    finetune(ctx, source, seed)
+
+
 def _init_worker() -> None:
+    """Worker set-up: logging, one torch thread, and death with the parent (no orphan writing files)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(message)s", datefmt="%H:%M:%S"
+        level=logging.WARNING, format="%(asctime)s %(levelname)s [%(process)d] %(message)s", datefmt="%H:%M:%S"
     )
+    log.setLevel(logging.INFO)
     torch.set_num_threads(1)
 
 
 def worker_count(ctx: Context) -> int:
-    """Processes to run seeds in: `workers`, or with 0 (auto) one per core up to the number of seeds."""
+    """Processes to run stages in: `workers`, or with 0 (auto) one per core, at most one per stage."""
     wanted = ctx.cfg.workers or (os.cpu_count() or 1)
-    return max(1, min(wanted, len(ctx.cfg.seeds)))
+    return max(1, min(wanted, 3 * len(ctx.cfg.seeds)))
+
+
+def _run_parallel(ctx: Context, workers: int) -> None:
+    """Stages as jobs in `workers` processes: pretraining and scratch start at once, each seed's
+    zero-shot and fine-tuning start as soon as its pretrained policy exists."""
+    quiet = dataclasses.replace(ctx, progress_bar=False)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_init_worker) as pool:
+        running: dict[Future[Any], tuple[str, int]] = {}
+        for seed in ctx.cfg.seeds:
+            running[pool.submit(pretrain, quiet, seed, True)] = ("randomized", seed)
+        for seed in ctx.cfg.seeds:
+            if ctx.cfg.pretrain.nominal_baseline:
+                running[pool.submit(pretrain, quiet, seed, False)] = ("nominal", seed)
+        for seed in ctx.cfg.seeds:
+            if ctx.cfg.scratch:
+                running[pool.submit(scratch, quiet, seed)] = ("scratch", seed)
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                kind, seed = running.pop(future)
+                result = future.result()  # re-raises a stage's error here
+                if kind == "randomized":
+                    running[pool.submit(_transfer_from, quiet, result, seed)] = ("transfer", seed)
+                elif kind == "nominal":
+                    job = pool.submit(zero_shot, quiet, result, seed, "zeroshot_nominal")
+                    running[job] = ("zeroshot", seed)
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    """The whole experiment, seeds in parallel processes when there are cores for it; returns the report."""
+    """The whole experiment (stages in parallel processes when there are cores); returns the report."""
     from simreal.report import write_report
 
     workers = worker_count(ctx)
@@ -283,10 +337,6 @@ def run(ctx: Context) -> dict[str, Any]:
         for seed in ctx.cfg.seeds:
             run_seed(ctx, seed)
     else:
-        log.info("running %d seeds in %d worker processes", len(ctx.cfg.seeds), workers)
-        quiet = dataclasses.replace(ctx, progress_bar=False)
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_init_worker) as pool:
-            for future in [pool.submit(run_seed, quiet, seed) for seed in ctx.cfg.seeds]:
-                future.result()
+        log.info("running %d seeds' stages in %d worker processes", len(ctx.cfg.seeds), workers)
+        _run_parallel(ctx, workers)
     return write_report(ctx.run_dir, ctx.cfg)

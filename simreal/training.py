@@ -40,9 +40,10 @@ def make_vec(
     normalize: bool,
     obs_rms: RunningMeanStd | None,
     update_stats: bool = True,
+    wrapper: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
 ) -> VecEnv:
-    """`n_envs` seeded copies of `env_id` (with Monitor), optionally observation-normalized."""
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    """`n_envs` seeded copies of `env_id` (Monitor, then `wrapper`), optionally observation-normalized."""
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper)
     if not normalize:
         return venv
     norm = VecNormalize(venv, norm_obs=True, norm_reward=False, training=update_stats)

@@ -80,3 +80,9 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("experiment: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("path", sorted((default_config_path().parent).glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.finetune.timesteps >= cfg.evaluation.every_steps
