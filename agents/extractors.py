@@ -15,14 +15,17 @@ The computation is split in two so a caller can cache the expensive part (SB3 #4
 ``backbone_features(obs)`` is the frozen part (no grad) and ``forward_from_features(feats)`` the trainable
 part; ``forward`` is exactly their composition. Frozen blocks stay in eval mode even under
 ``policy.train()``, so their BatchNorm statistics and outputs never drift during RL.
+``CachedFeaturesHead`` is the trainable part alone, as a features extractor of its own, for a policy
+whose observations already are those frozen features (``simreal.features.VecFrozenFeatures``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
@@ -218,6 +221,53 @@ class BackboneExtractor(BaseFeaturesExtractor):
                 {"name": "backbone", "params": unfrozen, "lr": backbone_lr, "lr_scale": backbone_lr / base_lr}
             )
         return groups
+
+
+class CachedFeaturesHead(BaseFeaturesExtractor):
+    """The trainable part of a frozen :class:`BackboneExtractor`, fed with the frozen part's features.
+
+    For a policy whose observations are ``BackboneExtractor.backbone_features(image)`` (computed once per
+    env step by ``simreal.features.VecFrozenFeatures``), so rollout and replay buffers hold features and
+    the frozen backbone never runs again in ``train()`` (SB3 #409). With the same spec and trainable
+    weights, ``head(extractor.backbone_features(obs)) == extractor(obs)``.
+
+    :param observation_space: the feature Box: (k*C,) for a fully frozen backbone, else the frozen
+        prefix's maps (k*C', H', W').
+    :param image_shape: (3k, H, W) of the images the frozen part saw.
+    :param extractor_kwargs: the :class:`BackboneExtractor` spec (``backbone``, ``weights``, ``tap``,
+        ``features_dim``, ``unfreeze_last``, ...); ``frozen`` must be True.
+
+    The spec is built whole (so unfrozen blocks start from the loaded weights), then the frozen blocks
+    are replaced by Identity: the head's ``state_dict`` holds only the projection and the unfrozen
+    blocks, and a saved policy reloads into a head built from the same spec.
+    """
+
+    def __init__(self, observation_space: spaces.Box, image_shape: Sequence[int], **extractor_kwargs: Any):
+        if not extractor_kwargs.get("frozen", True):
+            raise ValueError("CachedFeaturesHead needs frozen=True: with nothing frozen, nothing is cached")
+        image_space = spaces.Box(0, 255, tuple(image_shape), np.uint8)
+        extractor = BackboneExtractor(image_space, **extractor_kwargs)
+        super().__init__(observation_space, extractor.features_dim)
+        shape = observation_space.shape
+        backbone = extractor.backbone
+        if extractor.trainable_blocks:  # frozen prefix maps, frames folded into channels
+            matches = len(shape) == 3 and shape[0] % extractor.n_frames == 0
+        else:  # pooled vector per frame, concatenated
+            matches = shape == (extractor.n_frames * backbone.tap_channels(extractor.tap),)
+        if not matches:
+            raise ValueError(f"features of shape {shape} do not come from the frozen part of this spec")
+        for block in extractor.frozen_blocks:
+            for path in backbone.block_paths(block):
+                parent, _, name = path.rpartition(".")
+                (backbone.get_submodule(parent) if parent else backbone).register_module(name, nn.Identity())
+        self.extractor = extractor
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.extractor.forward_from_features(features)
+
+    def param_groups(self, base_lr: float, backbone_lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups as :meth:`BackboneExtractor.param_groups`."""
+        return self.extractor.param_groups(base_lr, backbone_lr)
 
 
 def _autocast(x: torch.Tensor) -> contextlib.AbstractContextManager[Any]:

@@ -5,7 +5,16 @@ Each task has three kinds of ids:
 - randomized sim: `simreal/<Name>-Rand-v0`         physics and sensing varied per episode (for pretraining)
 - targets:        `simreal/<Name>-Target-<T>-v0`   fixed shifted physics plus real-like effects
 
-Randomized and target ids are built from the task's YAML (`configs/tasks/<key>.yaml`) by
+Tasks with `pixels=True` have the same three seen through a camera (rendered RGB frames, stacked):
+`simreal/<Name>-Pixels-v0`, `simreal/<Name>-Pixels-Rand-v0` (physics and visuals varied per episode) and
+`simreal/<Name>-Pixels-Target-<T>-v0` (the target plus a fixed visual shift). Their settings are the
+`pixels:` section of the task's YAML.
+
+Rendering is headless: `MUJOCO_GL=egl` (Mesa's software EGL works on CPU-only machines) is set below,
+before anything imports `mujoco`, because MuJoCo and Gymnasium's renderer pick their OpenGL backend from
+it; the default (GLFW) needs a display. An explicit setting from the environment wins.
+
+Randomized, target and pixel ids are built from the task's YAML (`configs/tasks/<key>.yaml`) by
 `simreal.variants`; they are referenced here by entry-point string only, so `envs` stays free of
 framework imports.
 
@@ -16,20 +25,30 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from gymnasium.envs.registration import register
 
+# Before anything imports mujoco (none of the imports above does; see the module docstring).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 
 @dataclass(frozen=True)
 class Task:
-    """A task: its YAML key, id stem, nominal entry point and the targets its YAML declares."""
+    """A task: its YAML key, id stem, nominal entry point and the targets its YAML declares.
+
+    `pixels`: also register pixel ids. `image_size_kwargs`: the constructor arguments that set the side
+    of the rendered frame (Gymnasium MuJoCo envs: width and height).
+    """
 
     key: str
     name: str
     entry_point: str
     max_episode_steps: int
     targets: tuple[str, ...]
+    pixels: bool = False
+    image_size_kwargs: tuple[str, ...] = ("width", "height")
 
     @property
     def nominal_id(self) -> str:
@@ -40,7 +59,22 @@ class Task:
         return f"simreal/{self.name}-Rand-v0"
 
     def target_id(self, target: str) -> str:
-        return f"simreal/{self.name}-Target-{target.title().replace('_', '')}-v0"
+        return f"simreal/{self.name}-Target-{_camel(target)}-v0"
+
+    @property
+    def pixel_nominal_id(self) -> str:
+        return f"simreal/{self.name}-Pixels-v0"
+
+    @property
+    def pixel_randomized_id(self) -> str:
+        return f"simreal/{self.name}-Pixels-Rand-v0"
+
+    def pixel_target_id(self, target: str) -> str:
+        return f"simreal/{self.name}-Pixels-Target-{_camel(target)}-v0"
+
+
+def _camel(name: str) -> str:
+    return name.title().replace("_", "")
 
 
 TASKS: dict[str, Task] = {
@@ -50,6 +84,7 @@ TASKS: dict[str, Task] = {
         entry_point="gymnasium.envs.mujoco.inverted_pendulum_v5:InvertedPendulumEnv",
         max_episode_steps=1000,
         targets=("latency", "extrapolate"),
+        pixels=True,
     ),
     "half_cheetah": Task(
         key="half_cheetah",
@@ -71,6 +106,8 @@ TASKS: dict[str, Task] = {
         entry_point="envs.kuka_reach:KukaReachEnv",
         max_episode_steps=100,
         targets=("shifted", "extrapolate"),
+        pixels=True,
+        image_size_kwargs=("image_size",),
     ),
 }
 
@@ -87,6 +124,25 @@ def _register_all() -> None:
                 entry_point="simreal.variants:make_target",
                 kwargs={"task": task.key, "target": target},
             )
+        if task.pixels:
+            _register_pixels(task)
+
+
+def _register_pixels(task: Task) -> None:
+    register(
+        task.pixel_nominal_id, entry_point="simreal.variants:make_pixel_nominal", kwargs={"task": task.key}
+    )
+    register(
+        task.pixel_randomized_id,
+        entry_point="simreal.variants:make_pixel_randomized",
+        kwargs={"task": task.key},
+    )
+    for target in task.targets:
+        register(
+            task.pixel_target_id(target),
+            entry_point="simreal.variants:make_pixel_target",
+            kwargs={"task": task.key, "target": target},
+        )
 
 
 _register_all()

@@ -1,4 +1,4 @@
-"""KUKA iiwa 7-DoF reaching in PyBullet, with a duck-typed physics parameter interface.
+"""KUKA iiwa 7-DoF reaching in PyBullet, with duck-typed physics and visual parameter interfaces.
 
 The arm (pybullet_data's `kuka_iiwa/model.urdf`, fixed base on `plane.urdf`) moves its end effector
 to a target sampled in a box in front of it. Actions are joint position deltas tracked by PyBullet's
@@ -7,6 +7,8 @@ position motors, whose force limit is the "actuator gain"; the reward is dense.
 Physics parameters are read and written through `param_names`, `element_names`, `get_param` and
 `set_param`, so a domain-randomization layer can vary them without knowing PyBullet. The URDFs are
 loaded once, and `reset` only moves joints and the target, so parameter changes persist across resets.
+What the camera sees - colors, light, camera position - is read and written the same way through
+`visual_param_names`, `visual_element_names`, `get_visual_param` and `set_visual_param`.
 
 Example:
     >>> env = KukaReachEnv()
@@ -42,6 +44,16 @@ WORKSPACE_LOW = (-1.5, -1.5, -1.0)
 WORKSPACE_HIGH = (1.5, 1.5, 2.0)
 JOINT_LIMIT_MARGIN = 0.2  # rad: limits are constraints, so joints may overshoot them slightly
 MAX_JOINT_VELOCITY = 100.0  # rad/s, PyBullet's clamp (its default, set explicitly so obs bounds hold)
+# Camera and light of `render` (PyBullet's CPU tiny renderer). The light values are PyBullet's own
+# defaults for a z-up world, passed explicitly so that they can be varied; the renderer normalizes the
+# direction, so the unit vector gives the same image.
+CAMERA_TARGET = (0.4, 0.0, 0.35)  # m, the point the camera looks at
+CAMERA_DISTANCE, CAMERA_YAW, CAMERA_PITCH = 1.5, 60.0, -25.0  # m, deg, deg
+LIGHT_DIRECTION = (-50.0, 30.0, 100.0)
+LIGHT_COLOR = (1.0, 1.0, 1.0)
+LIGHT_DISTANCE = 2.0
+LIGHT_AMBIENT_COEFF, LIGHT_DIFFUSE_COEFF, LIGHT_SPECULAR_COEFF = 0.6, 0.35, 0.05
+VISUAL_PARAM_NAMES = ("rgba", "light_diffuse", "light_dir", "camera_pos")
 PARAM_NAMES = ("body_mass", "friction", "joint_damping", "actuator_gain", "gravity", "timestep", "frame_skip")
 # Smallest allowed value per parameter and whether it is allowed itself; gravity is unbounded.
 _MIN_VALUE = {
@@ -67,6 +79,8 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     the measured joint positions and clipped to the joint limits.
     Reward: `-distance(ee, target) - 1e-3 * |a|^2`. `terminated` is always False; the time limit
     (100 steps) comes from registration. `reset(options={"target_position": xyz})` places the target.
+    Frames (`render_mode="rgb_array"`): `image_size` square, from a camera `camera_distance` metres from
+    the point it looks at, drawn by PyBullet's CPU tiny renderer.
 
     `joint_damping` is PyBullet's explicit joint damping torque `-d * qdot`: the position motors
     (implicit constraints) mask it unless they saturate, and with the motors off it is unstable once
@@ -85,13 +99,16 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         success_distance: float = 0.05,
         render_mode: str | None = None,
         image_size: int = 84,
+        camera_distance: float = CAMERA_DISTANCE,
         target_low: tuple[float, float, float] = (0.35, -0.3, 0.2),
         target_high: tuple[float, float, float] = (0.7, 0.3, 0.6),
     ) -> None:
         if frame_skip < 1:
             raise ValueError(f"frame_skip: must be >= 1, got {frame_skip}")
-        if max_joint_delta <= 0 or success_distance <= 0 or image_size < 1:
-            raise ValueError("max_joint_delta, success_distance and image_size must be positive")
+        if max_joint_delta <= 0 or success_distance <= 0 or image_size < 1 or camera_distance <= 0:
+            raise ValueError(
+                "max_joint_delta, success_distance, image_size and camera_distance must be positive"
+            )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: {render_mode!r} not supported (allowed: None, 'rgb_array')")
         self._target_low = np.asarray(target_low, dtype=np.float64)
@@ -102,12 +119,14 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         self.success_distance = float(success_distance)
         self.render_mode = render_mode
         self.image_size = int(image_size)
+        self.camera_distance = float(camera_distance)
 
         self._client: int | None = p.connect(p.DIRECT)
         self._load_world()
         self._target = 0.5 * (self._target_low + self._target_high)  # until the first reset
         self._cache_nominal_params(int(frame_skip))
         self._apply_all_params()
+        self._cache_nominal_visuals()
 
         n = len(self._joints)
         pos_low, pos_high = self._joint_lower - JOINT_LIMIT_MARGIN, self._joint_upper + JOINT_LIMIT_MARGIN
@@ -123,7 +142,7 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         """Load plane, robot and a visual-only target marker once; find joints and massive links."""
         cid = self._cid
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=cid)
-        p.loadURDF("plane.urdf", physicsClientId=cid)
+        self._plane = p.loadURDF("plane.urdf", physicsClientId=cid)
         # Inertia from the URDF: PyBullet otherwise recomputes it from the collision meshes.
         self._robot = p.loadURDF(
             "kuka_iiwa/model.urdf", useFixedBase=True, flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=cid
@@ -208,11 +227,12 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         """An (image_size, image_size, 3) uint8 frame from the CPU tiny renderer, or None without a mode."""
         if self.render_mode != "rgb_array":
             return None
+        look = self._visuals
         view = p.computeViewMatrixFromYawPitchRoll(
-            cameraTargetPosition=(0.4, 0.0, 0.35),
-            distance=1.5,
-            yaw=60.0,
-            pitch=-25.0,
+            cameraTargetPosition=look["camera_pos"].tolist(),
+            distance=self.camera_distance,
+            yaw=CAMERA_YAW,
+            pitch=CAMERA_PITCH,
             roll=0.0,
             upAxisIndex=2,
         )
@@ -222,6 +242,12 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
             self.image_size,
             viewMatrix=view,
             projectionMatrix=proj,
+            lightDirection=look["light_dir"].tolist(),
+            lightColor=list(LIGHT_COLOR),
+            lightDistance=LIGHT_DISTANCE,
+            lightAmbientCoeff=LIGHT_AMBIENT_COEFF,
+            lightDiffuseCoeff=float(look["light_diffuse"][0]),
+            lightSpecularCoeff=LIGHT_SPECULAR_COEFF,
             renderer=p.ER_TINY_RENDERER,
             physicsClientId=self._cid,
         )
@@ -379,4 +405,82 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     def _check_name(self, param: str) -> str:
         if param not in PARAM_NAMES:
             raise ValueError(f"unknown physics parameter {param!r} (allowed: {', '.join(PARAM_NAMES)})")
+        return param
+
+    # ------------------------------------------------------------------ visual parameters
+    def _cache_nominal_visuals(self) -> None:
+        """Read every visual shape's color once; light and camera start at the module constants.
+
+        Color elements are `<part>.r|g|b` for each robot link with a visual shape, `floor` and `target`;
+        alpha is kept as loaded. `camera_pos` is the point the camera looks at, so offsetting it moves
+        the camera rigidly.
+        """
+        cid = self._cid
+        base_name = p.getBodyInfo(self._robot, physicsClientId=cid)[0].decode()
+        colors: dict[tuple[int, int], tuple[float, ...]] = {}
+        for body in (self._robot, self._plane, self._marker):
+            for shape in p.getVisualShapeData(body, physicsClientId=cid):
+                colors.setdefault((shape[0], shape[1]), shape[7])
+        parts: list[tuple[str, int, int]] = []
+        for body, link in colors:
+            if body == self._robot:
+                name = base_name if link < 0 else p.getJointInfo(body, link, physicsClientId=cid)[12].decode()
+                parts.append((name, body, link))
+        parts += [("floor", self._plane, -1), ("target", self._marker, -1)]
+        self._color_parts = [(body, link) for _, body, link in parts]
+        rgba = np.asarray([colors[part] for part in self._color_parts], dtype=np.float64)
+        self._alpha = rgba[:, 3].copy()
+        direction = np.asarray(LIGHT_DIRECTION, dtype=np.float64)
+        self._visual_elements: dict[str, tuple[str, ...]] = {
+            "rgba": tuple(f"{name}.{c}" for name, _, _ in parts for c in "rgb"),
+            "light_diffuse": ("light",),
+            "light_dir": ("light.x", "light.y", "light.z"),
+            "camera_pos": ("x", "y", "z"),
+        }
+        self._visuals: dict[str, FloatArray] = {
+            "rgba": rgba[:, :3].ravel(),
+            "light_diffuse": np.asarray([LIGHT_DIFFUSE_COEFF]),
+            "light_dir": direction / np.linalg.norm(direction),
+            "camera_pos": np.asarray(CAMERA_TARGET, dtype=np.float64),
+        }
+
+    def visual_param_names(self) -> tuple[str, ...]:
+        """Names accepted by `get_visual_param` / `set_visual_param`."""
+        return VISUAL_PARAM_NAMES
+
+    def visual_element_names(self, param: str) -> tuple[str, ...]:
+        """What each entry of visual `param`'s array refers to (`<part>.r`, `light.x`, `x`, ...)."""
+        return self._visual_elements[self._check_visual(param)]
+
+    def get_visual_param(self, param: str) -> FloatArray:
+        """Current values (float64 copy, one per element)."""
+        return self._visuals[self._check_visual(param)].copy()
+
+    def set_visual_param(self, param: str, values: FloatArray) -> None:
+        """Apply `values` from the next rendered frame on; they persist across resets until set again.
+
+        Colors must lie in [0, 1], the diffuse coefficient must be >= 0 and the light direction non-zero.
+        """
+        name = self._check_visual(param)
+        v = np.array(values, dtype=np.float64)
+        expected = (len(self._visual_elements[name]),)
+        if v.shape != expected or not np.all(np.isfinite(v)):
+            raise ValueError(f"{name}: expected {expected[0]} finite values, got {v}")
+        if name == "rgba" and not np.all((v >= 0.0) & (v <= 1.0)):
+            raise ValueError(f"rgba: colors must lie in [0, 1], got {v}")
+        if name == "light_diffuse" and v[0] < 0.0:
+            raise ValueError(f"light_diffuse: must be >= 0, got {v[0]}")
+        if name == "light_dir" and not np.any(v):
+            raise ValueError("light_dir: the light direction must be non-zero")
+        if name == "rgba":
+            changed = np.any(v.reshape(-1, 3) != self._visuals["rgba"].reshape(-1, 3), axis=1)
+            for i in np.flatnonzero(changed):
+                body, link = self._color_parts[i]
+                color = [*v[3 * i : 3 * i + 3].tolist(), float(self._alpha[i])]
+                p.changeVisualShape(body, link, rgbaColor=color, physicsClientId=self._cid)
+        self._visuals[name] = v
+
+    def _check_visual(self, param: str) -> str:
+        if param not in VISUAL_PARAM_NAMES:
+            raise ValueError(f"unknown visual parameter {param!r} (allowed: {', '.join(VISUAL_PARAM_NAMES)})")
         return param

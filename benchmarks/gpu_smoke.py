@@ -1,0 +1,137 @@
+"""GPU smoke test: packaged EfficientNet-Lite0 under autocast, then one cached-features PPO update on CUDA.
+
+Usage: python benchmarks/gpu_smoke.py [--device cuda|cpu]
+
+Exit codes: 0 all checks passed, 1 a check failed, 2 CUDA requested but not available. ``--device cpu``
+runs the same checks in fp32 on the CPU (what CI and ``tests/test_features.py`` run). Takes well under
+2 minutes on either.
+
+1. EfficientNet-Lite0 with its packaged ImageNet weights, channels_last, autocast bf16 on CUDA: top-1 of
+   skimage's cat photo must be a cat class (skipped without scikit-image), and a random 64x64 batch gives
+   finite features of the right shape.
+2. One PPO update from pixels on a fake image env with cached frozen features (``VecFrozenFeatures`` +
+   ``CachedFeaturesHead``): the rollout buffer holds features, the head changes, the backbone does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from stable_baselines3 import PPO
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_backbone import fake_vec_env  # noqa: E402
+
+from agents.backbones import efficientnet_lite0  # noqa: E402
+from simreal.features import cache_frozen_features  # noqa: E402
+
+CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+class CheckFailed(Exception):
+    """A smoke check did not hold."""
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+def timed(label: str, fn: Callable[[], Any], device: torch.device) -> Any:
+    """Run ``fn``, print its wall time (CUDA synchronized), return its result."""
+    start = time.perf_counter()
+    result = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    print(f"  {label}: {time.perf_counter() - start:.3f} s")
+    return result
+
+
+def autocast(device: torch.device) -> Any:
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return torch.autocast(device_type="cpu", enabled=False)
+
+
+def check_backbone(device: torch.device) -> None:
+    print("EfficientNet-Lite0 (packaged ImageNet weights)")
+    model = timed("load", lambda: efficientnet_lite0("imagenet"), device)
+    model = model.to(device).eval().to(memory_format=torch.channels_last)
+    mean = torch.tensor(model.input_mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(model.input_std, device=device).view(1, 3, 1, 1)
+    try:
+        from skimage import data as skimage_data
+    except ImportError:
+        print("  scikit-image not installed: cat classification skipped")
+    else:
+        image = torch.from_numpy(skimage_data.chelsea()).permute(2, 0, 1).float().div(255.0)[None]
+        image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+        x = ((image.to(device) - mean) / std).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(device):
+            probs = timed("cat 224x224", lambda: model.logits(x).float().softmax(-1)[0], device)
+        top = int(probs.argmax())
+        check(top in CAT_CLASSES, f"cat photo top-1 class {top} (p={float(probs[top]):.3f}) is not a cat")
+        print(f"  cat photo: top-1 class {top}, p={float(probs[top]):.3f}")
+    batch = torch.rand(32, 3, 64, 64, generator=torch.Generator().manual_seed(0)).to(device)
+    x = ((batch - mean) / std).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), autocast(device):
+        model(x)  # warm-up
+        features = timed("random batch 32x3x64x64", lambda: model(x), device)
+    check(features.shape == (32, 1280, 2, 2), f"feature map shape {tuple(features.shape)}")
+    check(bool(torch.isfinite(features).all()), "non-finite features")
+
+
+def check_cached_ppo(device: torch.device) -> None:
+    print("PPO update from pixels, cached frozen features")
+    n_envs, n_steps = 4, 32
+    spec = {"backbone": "efficientnet_lite0", "weights": "imagenet", "features_dim": 64}
+    venv, policy_kwargs = cache_frozen_features(fake_vec_env(n_envs, 64), device, **spec)
+    ppo: dict[str, Any] = {"n_steps": n_steps, "batch_size": 64, "n_epochs": 2, "device": device, "seed": 0}
+    model = PPO("MlpPolicy", venv, policy_kwargs=policy_kwargs, **ppo)
+    frozen_before = {k: v.clone() for k, v in venv.extractor.backbone.state_dict().items()}
+    head_before = {k: v.clone() for k, v in model.policy.features_extractor.state_dict().items()}
+    timed(f"collect {n_steps}x{n_envs} + train 2 epochs", lambda: model.learn(n_steps * n_envs), device)
+    stored = model.rollout_buffer.observations.shape
+    check(stored[-1:] == (1280,), f"rollout buffer holds {stored}, not 1280-d features")
+    frozen_after = venv.extractor.backbone.state_dict()
+    check(all(torch.equal(v, frozen_after[k]) for k, v in frozen_before.items()), "frozen backbone changed")
+    head_after = model.policy.features_extractor.state_dict()
+    check(any(not torch.equal(v, head_after[k]) for k, v in head_before.items()), "head did not train")
+    check(next(model.policy.parameters()).device.type == device.type, "policy not on the requested device")
+    print(f"  rollout buffer observations {tuple(stored)}; backbone unchanged, head trained")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(
+            "gpu_smoke: CUDA is not available (torch.cuda.is_available() is False, torch "
+            f"{torch.__version__}); run on a CUDA machine or pass --device cpu",
+            file=sys.stderr,
+        )
+        return 2
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device: {name}, torch {torch.__version__}")
+    start = time.perf_counter()
+    try:
+        check_backbone(device)
+        check_cached_ppo(device)
+    except CheckFailed as failure:
+        print(f"FAILED: {failure}", file=sys.stderr)
+        return 1
+    print(f"OK in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

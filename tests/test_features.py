@@ -1,0 +1,300 @@
+"""Cached frozen features: ``VecFrozenFeatures`` + ``CachedFeaturesHead`` against the in-policy extractor.
+
+Small frames (32-40 px) and the small CNN (loaded from a local file: a cached frozen backbone must be
+rebuildable) everywhere, EfficientNet-Lite0 with its packaged weights for one equivalence case, ResNet-18
+from a local file where BatchNorm is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecFrameStack
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+from stable_baselines3.common.vec_env.vec_transpose import VecTransposeImage
+
+from agents.backbones import resnet18, small_cnn
+from agents.extractors import BackboneExtractor, CachedFeaturesHead
+from simreal.features import VecFrozenFeatures, cache_frozen_features, split_extractor
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDE = 40  # the small CNN needs at least 36 px
+
+
+class _FrameEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Random uint8 HWC frames from ``np_random``, 2-d actions, truncated after ``episode_steps``."""
+
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def __init__(self, side: int = SIDE, episode_steps: int = 4):
+        self.observation_space = spaces.Box(0, 255, (side, side, 3), np.uint8)
+        self.episode_steps = episode_steps
+        self._t = 0
+
+    def _frame(self) -> np.ndarray:
+        return self.np_random.integers(0, 256, self.observation_space.shape, dtype=np.uint8)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._t = 0
+        return self._frame(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self._t += 1
+        return self._frame(), float(action[0]), False, self._t >= self.episode_steps, {}
+
+
+class _Recorder(VecEnvWrapper):
+    """Keeps copies of the raw observations and terminal observations before the features wrapper."""
+
+    def __init__(self, venv: VecEnv):
+        super().__init__(venv)
+        self.obs: np.ndarray = np.empty(0)
+        self.terminal: dict[int, np.ndarray] = {}
+
+    def reset(self) -> np.ndarray:
+        self.obs = np.array(self.venv.reset())
+        return self.obs
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.obs = np.array(obs)
+        self.terminal = {i: info["terminal_observation"].copy() for i, info in enumerate(infos) if dones[i]}
+        return obs, rewards, dones, infos
+
+
+def _venv(n_envs: int = 2, n_stack: int = 1, side: int = SIDE, episode_steps: int = 4) -> VecEnv:
+    venv: VecEnv = DummyVecEnv([lambda: _FrameEnv(side, episode_steps)] * n_envs)
+    if n_stack > 1:
+        venv = VecFrameStack(venv, n_stack)
+    venv.seed(0)
+    return venv
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Local state-dict files for the backbones without packaged weights."""
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    torch.save(small_cnn(None).state_dict(), folder / "small_cnn.pth")
+    torch.save(resnet18(None).state_dict(), folder / "resnet18.pth")
+    return folder
+
+
+def _spec(weights_dir: Path, **kwargs: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"backbone": "small_cnn", "weights": str(weights_dir / "small_cnn.pth")}
+    spec["features_dim"] = 16
+    spec.update(kwargs)
+    return spec
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("options", "n_stack", "side"),
+    [
+        ({}, 1, SIDE),
+        ({"unfreeze_last": 1}, 2, SIDE),
+        ({"backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 48}, 2, 32),
+    ],
+    ids=["small_cnn-frozen", "small_cnn-unfreeze1-stack2", "efficientnet-imagenet-stack2"],
+)
+def test_head_on_cached_features_equals_the_extractor_on_images(
+    weights_dir: Path, options: dict[str, Any], n_stack: int, side: int
+) -> None:
+    spec = _spec(weights_dir, **options)
+    recorder = _Recorder(_venv(n_stack=n_stack, side=side, episode_steps=2))
+    venv, policy_kwargs = cache_frozen_features(recorder, "cpu", **spec)
+    # The uncached reference sees what SB3 feeds a policy: VecTransposeImage, then preprocess_obs.
+    chw = VecTransposeImage.transpose_space(recorder.observation_space)  # type: ignore[arg-type]
+    extractor = BackboneExtractor(chw, **spec).eval()
+    head = CachedFeaturesHead(venv.feature_space, **policy_kwargs["features_extractor_kwargs"])
+    assert not head.extractor.load_state_dict(extractor.state_dict(), strict=False).missing_keys
+    head.eval()
+
+    def reference(raw: np.ndarray) -> torch.Tensor:
+        obs = torch.as_tensor(VecTransposeImage.transpose_image(raw))
+        return extractor(preprocess_obs(obs, chw))
+
+    def check(features: np.ndarray, raw: np.ndarray) -> None:
+        torch.testing.assert_close(head(torch.as_tensor(features)), reference(raw), atol=1e-5, rtol=1e-5)
+
+    with torch.no_grad():
+        features = np.asarray(venv.reset())
+        assert features.dtype == np.float32 and features.shape == (2, *venv.feature_space.shape)
+        check(features, recorder.obs)
+        for _ in range(2):  # the second step ends both episodes
+            obs, _, dones, infos = venv.step(np.zeros((2, 2), np.float32))
+            check(np.asarray(obs), recorder.obs)
+        assert dones.all()
+        terminal = np.stack([infos[i]["terminal_observation"] for i in range(2)])
+        check(terminal, np.stack([recorder.terminal[i] for i in range(2)]))
+
+
+def test_ppo_trains_the_head_on_cached_features_and_the_frozen_backbone_stays_bit_identical(
+    weights_dir: Path,
+) -> None:
+    venv, policy_kwargs = cache_frozen_features(_venv(), "cpu", **_spec(weights_dir, unfreeze_last=1))
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=32,
+        batch_size=16,
+        n_epochs=2,
+        seed=0,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+    )
+    head = model.policy.features_extractor
+    assert isinstance(head, CachedFeaturesHead)
+    assert {k.split(".")[2] for k in head.state_dict() if ".backbone." in k} == {"conv3"}  # frozen ones out
+    frozen_before, head_before = _state(venv.extractor), _state(head)
+
+    model.learn(total_timesteps=64)
+
+    assert model.rollout_buffer.observations.shape[1:] == venv.observation_space.shape  # features, not images
+    for key, value in venv.extractor.state_dict().items():
+        assert torch.equal(value, frozen_before[key]), key
+    head_after = head.state_dict()
+    changed = {key for key, value in head_before.items() if not torch.equal(value, head_after[key])}
+    assert "extractor.backbone.conv3.weight" in changed and "extractor.projection.0.weight" in changed
+
+
+def test_sac_replay_buffer_stores_features(weights_dir: Path) -> None:
+    venv, policy_kwargs = cache_frozen_features(_venv(), "cpu", **_spec(weights_dir))
+    policy_kwargs["net_arch"] = [16]
+    model = SAC(
+        "MlpPolicy",
+        venv,
+        buffer_size=40,
+        learning_starts=8,
+        batch_size=8,
+        seed=0,
+        device="cpu",
+        policy_kwargs=policy_kwargs,
+    )
+    model.learn(total_timesteps=24)
+
+    buffer = model.replay_buffer
+    assert buffer is not None
+    feature_shape = venv.observation_space.shape
+    assert feature_shape == (64,)  # small_cnn conv3: 64 channels, pooled
+    stored = (20, 2, *feature_shape)  # buffer_size is split over the 2 envs
+    assert buffer.observations.shape == stored
+    assert buffer.next_observations is not None and buffer.next_observations.shape == stored
+    assert buffer.observations.dtype == np.float32 and np.abs(buffer.observations[: buffer.pos]).sum() > 0
+
+
+def test_terminal_observation_in_infos_is_converted(weights_dir: Path) -> None:
+    recorder = _Recorder(_venv(episode_steps=3))
+    frozen, _ = split_extractor(recorder.observation_space, **_spec(weights_dir))
+    venv = VecFrozenFeatures(recorder, frozen, "cpu")
+    venv.reset()
+    actions = np.zeros((2, 2), np.float32)
+    for _ in range(3):
+        obs, _, dones, infos = venv.step(actions)
+    features = np.asarray(obs)
+    assert dones.all()
+    for i, info in enumerate(infos):
+        terminal = info["terminal_observation"]
+        assert terminal.dtype == np.float32 and terminal.shape == venv.observation_space.shape
+        np.testing.assert_allclose(terminal, venv.encode(recorder.terminal[i][None])[0], atol=1e-6)
+    np.testing.assert_allclose(features, venv.encode(recorder.obs), atol=1e-6)  # first frames after reset
+    assert not np.array_equal(features, np.stack([info["terminal_observation"] for info in infos]))
+
+
+def test_adapt_batchnorm_through_the_wrapper_changes_only_the_statistics(weights_dir: Path) -> None:
+    spec = _spec(weights_dir, backbone="resnet18", weights=str(weights_dir / "resnet18.pth"))
+    venv, _ = cache_frozen_features(_venv(side=32), "cpu", **spec)
+    backbone = venv.extractor.backbone
+    before = _state(backbone)
+    images = np.random.default_rng(0).integers(128, 256, (16, 32, 32, 3), dtype=np.uint8)  # brighter
+    features_before = venv.encode(images[:4])
+
+    adapted = venv.adapt_batchnorm(images, batch_size=8)
+
+    norms = [m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert adapted == len(norms) > 0 and not any(bn.training for bn in norms)
+    assert not torch.allclose(backbone.state_dict()["bn1.running_mean"], before["bn1.running_mean"])
+    for name, param in backbone.named_parameters():
+        assert torch.equal(param, before[name]), name
+    assert not np.allclose(venv.encode(images[:4]), features_before)
+    with pytest.raises(ValueError, match="expected images"):
+        venv.adapt_batchnorm(images[:, :16])
+
+
+def test_policy_state_dict_reloads_into_a_policy_rebuilt_from_the_spec(weights_dir: Path) -> None:
+    spec = _spec(weights_dir, unfreeze_last=1)
+
+    def build() -> PPO:
+        venv, policy_kwargs = cache_frozen_features(_venv(), "cpu", **spec)
+        return PPO(
+            "MlpPolicy",
+            venv,
+            n_steps=16,
+            batch_size=16,
+            n_epochs=1,
+            device="cpu",
+            policy_kwargs=policy_kwargs,
+        )
+
+    trained = build()
+    trained.learn(total_timesteps=32)
+    state = trained.policy.state_dict()
+    restored = build()
+    restored.policy.load_state_dict(state, strict=True)
+    env = trained.get_env()
+    assert env is not None
+    obs = np.asarray(env.reset())
+    np.testing.assert_array_equal(
+        trained.predict(obs, deterministic=True)[0], restored.predict(obs, deterministic=True)[0]
+    )
+
+
+def test_specs_that_cannot_be_cached_are_rejected(weights_dir: Path) -> None:
+    space = _FrameEnv().observation_space
+    with pytest.raises(ValueError, match="rebuilt from its spec"):
+        split_extractor(space, **_spec(weights_dir, weights=None))
+    with pytest.raises(ValueError, match="nothing to cache"):
+        split_extractor(space, **_spec(weights_dir, frozen=False))
+    with pytest.raises(ValueError, match="no frozen block"):
+        split_extractor(space, **_spec(weights_dir, unfreeze_last=3))
+    with pytest.raises(ValueError, match="image Box"):
+        split_extractor(spaces.Box(0, 1, (8,), np.float32), **_spec(weights_dir))
+    stacked_space = spaces.Box(0, 255, (SIDE, SIDE, 6), np.uint8)
+    frozen, _ = split_extractor(stacked_space, **_spec(weights_dir))
+    with pytest.raises(ValueError, match="does not fit the extractor"):
+        VecFrozenFeatures(_venv(), frozen, "cpu")
+
+
+def _run_gpu_smoke(device: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the 2 shared cores: no OpenMP spinning
+    command = [sys.executable, str(ROOT / "benchmarks" / "gpu_smoke.py"), "--device", device]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_gpu_smoke_runs_on_cpu() -> None:
+    result = _run_gpu_smoke("cpu")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK in" in result.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA exit code")
+def test_gpu_smoke_without_cuda_exits_2_with_a_message() -> None:
+    result = _run_gpu_smoke("cuda")
+    assert result.returncode == 2 and "CUDA is not available" in result.stderr
