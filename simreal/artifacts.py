@@ -165,12 +165,18 @@ class PolicyArtifact:
     tensors: dict[str, torch.Tensor]
     obs_rms: RunningMeanStd | None
     meta: dict[str, Any] = field(default_factory=dict)
+    backbone: dict[str, torch.Tensor] | None = None
 
 
 def save_policy(
-    model: BaseAlgorithm, obs_rms: RunningMeanStd | None, meta: dict[str, Any], path: Path
+    model: BaseAlgorithm,
+    obs_rms: RunningMeanStd | None,
+    meta: dict[str, Any],
+    path: Path,
+    backbone: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write a self-contained policy artifact atomically."""
+    """Write a self-contained policy artifact atomically (`backbone`: a frozen encoder kept outside the
+    policy, e.g. cached-feature CNNs, with its BatchNorm statistics)."""
     states, tensors = torch_state(model)
     full_meta = dict(meta)
     full_meta["observation_space"] = describe_space(model.observation_space)
@@ -183,6 +189,7 @@ def save_policy(
             "states": states,
             "tensors": tensors,
             "obs_rms": rms_state(obs_rms),
+            "backbone": backbone,
             "meta_json": json.dumps(full_meta),
         },
         path,
@@ -199,4 +206,5 @@ def load_policy(path: str | Path, device: torch.device | str = "cpu") -> PolicyA
         tensors=data["tensors"],
         obs_rms=rms_from(data["obs_rms"]),
         meta=json.loads(data["meta_json"]),
+        backbone=data.get("backbone"),
     )

@@ -1,4 +1,4 @@
-"""`simreal` command line: run, pretrain, finetune, evaluate, report, envs.
+"""`simreal` command line: run, pretrain, finetune, evaluate, report, envs, compare, export.
 
 Every config problem is reported as one line naming the key path, before any training starts.
 """
@@ -63,6 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rewrite report.json/report.md/curves.png of a run directory")
     rep.add_argument("run_dir")
     sub.add_parser("envs", help="list tasks, their ids, randomizable parameters and target presets")
+    cmp = sub.add_parser("compare", help="curves and transfer table across seeds and run directories")
+    cmp.add_argument("run_dirs", nargs="+", metavar="EXPERIMENT_DIR", help="merged per variant")
+    cmp.add_argument("--out", help="where compare.md/.json/.png go (default: the first directory)")
+    cmp.add_argument("--statistic", choices=["mean", "iqm"], default="mean", help="across seeds")
+    cmp.add_argument(
+        "--threshold-fraction",
+        type=float,
+        help="time-to-threshold fraction (default: the config's evaluation.threshold_fraction, 0.9)",
+    )
+    exp = sub.add_parser("export", help="export a policy artifact's deterministic policy (ONNX, safetensors)")
+    exp.add_argument("model", help="a policy.pt artifact")
+    exp.add_argument("--format", dest="fmt", choices=["onnx", "safetensors"], required=True)
+    exp.add_argument("--out", help="output file (default: beside MODEL, e.g. policy.onnx)")
     return parser
 
 
@@ -165,24 +178,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from simreal.artifacts import load_policy
     from simreal.evaluation import evaluate
     from simreal.observation import ObservationConfig, observation_wrapper
-    from simreal.pipeline import load_model
+    from simreal.pipeline import load_for_env
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
-    obs_cfg = ObservationConfig.model_validate(load_policy(args.model).meta.get("observation", {}))
+    if args.env not in gym.registry:
+        raise ConfigError(f"--env {args.env}: not a registered env id (see `simreal envs`)")
+    obs_cfg = ObservationConfig.model_validate(load_policy(args.model).meta.get("observation") or {})
     wrap = observation_wrapper(obs_cfg)
 
     def make() -> gym.Env[Any, Any]:
         env = gym.make(args.env)
         return wrap(env) if wrap else env
 
-    try:
-        probe = make()
-    except gym.error.Error as err:
-        raise ConfigError(f"--env {args.env}: {err}") from None
-    model, rms = load_model(Path(args.model), probe, resolve_device(args.device), args.seed)
-    probe.close()
-    result = evaluate(model, make, args.episodes, args.seed, rms)
+    model, rms, encoder = load_for_env(Path(args.model), args.env, resolve_device(args.device), args.seed)
+    result = evaluate(model, make, args.episodes, args.seed, rms, encoder.encode)
     out = {
         "env": args.env,
         "model": args.model,
@@ -228,6 +238,26 @@ def cmd_envs(_args: argparse.Namespace) -> None:
         env.close()
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from simreal.compare import compare
+
+    result = compare(
+        [Path(d) for d in args.run_dirs],
+        Path(args.out) if args.out else None,
+        args.statistic,
+        args.threshold_fraction,
+    )
+    print(result.markdown, end="")
+    print(f"written: {result.json_path}  {result.markdown_path}  {result.plot_path}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from simreal.export import export_policy, sidecar_path
+
+    out = export_policy(args.model, args.fmt, args.out)
+    print(f"exported: {out}  description: {sidecar_path(out)}")
+
+
 COMMANDS = {
     "run": cmd_run,
     "pretrain": cmd_pretrain,
@@ -235,6 +265,8 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "envs": cmd_envs,
+    "compare": cmd_compare,
+    "export": cmd_export,
 }
 
 

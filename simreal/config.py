@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from agents.algorithms import check_algo_kwargs, default_learning_rate, policy_kwargs_from
 from simreal.config_base import ConfigError, Spec, config_dir, load_yaml, parse
 from simreal.observation import ObservationConfig
+from simreal.perception import PerceptionConfig
 
 
 class AlgoConfig(Spec):
@@ -92,6 +93,8 @@ class ExperimentConfig(Spec):
     checkpoint_every_steps: int = Field(default=5000, ge=1)
     scratch: bool = True
     observation: ObservationConfig = ObservationConfig()
+    pixels: bool = False
+    perception: PerceptionConfig | None = None
     algo: AlgoConfig = AlgoConfig()
     pretrain: PretrainConfig
     finetune: FinetuneConfig
@@ -115,6 +118,15 @@ class ExperimentConfig(Spec):
             raise ValueError(
                 f"target: unknown target {self.target!r} of {self.task} (allowed: {', '.join(targets)})"
             )
+        if self.pixels and not envs.TASKS[self.task].pixels:
+            allowed = ", ".join(k for k, t in envs.TASKS.items() if t.pixels)
+            raise ValueError(f"pixels: task {self.task} has no pixel variant (allowed: {allowed})")
+        if self.perception is not None and not self.pixels:
+            raise ValueError("perception: a CNN backbone needs image observations (set pixels: true)")
+        if self.pixels and self.algo.normalize_obs:
+            raise ValueError("algo.normalize_obs: not for image observations (backbones normalize images)")
+        if self.pixels and self.observation.action_history:
+            raise ValueError("observation.action_history: not supported with image observations")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: duplicates in {self.seeds}")
         return self

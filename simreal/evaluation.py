@@ -55,8 +55,11 @@ def evaluate(
     episodes: int,
     seed: int,
     obs_rms: RunningMeanStd | None = None,
+    encode: Callable[[Any], Any] | None = None,
 ) -> EvalResult:
-    """Run `episodes` deterministic episodes on a fresh env from `make_env`."""
+    """Run `episodes` deterministic episodes on a fresh env from `make_env`.
+
+    `encode` maps an env observation to what the policy reads (e.g. cached backbone features)."""
     env = make_env()
     returns, lengths, successes = [], [], []
     try:
@@ -64,7 +67,8 @@ def evaluate(
             obs, info = env.reset(seed=seed + k)
             done, total, length, success = False, 0.0, 0, float("nan")
             while not done:
-                action, _ = model.predict(normalize(obs, obs_rms), deterministic=True)
+                policy_obs = encode(obs) if encode is not None else obs
+                action, _ = model.predict(normalize(policy_obs, obs_rms), deterministic=True)
                 obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 length += 1

@@ -19,10 +19,9 @@ Both halves come from one plain-kwargs spec (the ``BackboneExtractor`` arguments
 Composition order: image envs -> (``VecFrameStack``) -> ``VecFrozenFeatures`` outermost among the wrappers
 that read pixels; SB3 then sees a feature Box and inserts no ``VecTransposeImage``.
 
-Saving: ``policy.state_dict()`` holds the head only (projection and unfrozen blocks). The frozen part is
-not saved; it is rebuilt from its spec, which is why ``weights`` must be packaged (``"imagenet"``) or a
-local file, never a random init. After :meth:`VecFrozenFeatures.adapt_batchnorm` the adapted statistics
-live in ``VecFrozenFeatures.extractor``; save its ``state_dict()`` with the artifact if they must persist.
+Saving: ``policy.state_dict()`` holds the head only (projection and unfrozen blocks). The frozen part
+is rebuilt from its spec (packaged or local weights), or - for a random init or after AdaBN - from a
+saved ``VecFrozenFeatures.extractor.state_dict()``, which simreal's policy artifacts carry.
 """
 
 from __future__ import annotations
@@ -48,18 +47,14 @@ def split_extractor(
     Returns ``(frozen, head_kwargs)``: ``frozen`` is the extractor in eval mode with every parameter
     ``requires_grad=False`` (only its ``backbone_features`` is used), ``head_kwargs`` the
     ``features_extractor_kwargs`` of :class:`CachedFeaturesHead` (the same spec plus ``image_shape``).
-    Raises ValueError for a spec with nothing frozen or a random (unrebuildable) frozen backbone.
+    Raises ValueError for a spec with nothing frozen. A random init (``weights=None``) cannot be rebuilt
+    from the spec: whoever saves the policy must save ``frozen.state_dict()`` too (simreal's artifacts do).
     """
     shape = observation_space.shape
     if not isinstance(observation_space, spaces.Box) or shape is None or len(shape) != 3:
         raise ValueError(f"cached features need an image Box (C,H,W) or (H,W,C), got {observation_space}")
     if not extractor_kwargs.get("frozen", True):
         raise ValueError("frozen=False: nothing to cache; use BackboneExtractor in the policy instead")
-    if extractor_kwargs.get("weights") is None:
-        raise ValueError(
-            "weights must be 'imagenet' or a local state-dict path: the cached frozen backbone is not saved "
-            "with the policy but rebuilt from its spec, and a random init cannot be rebuilt"
-        )
     frozen = BackboneExtractor(observation_space, **extractor_kwargs)
     if not frozen.frozen_blocks:
         raise ValueError(f"unfreeze_last={len(frozen.trainable_blocks)} leaves no frozen block to cache")

@@ -26,16 +26,26 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
 import envs
 from agents.algorithms import make_model
 from simreal import transfer as tr
-from simreal.artifacts import atomic_write_text, check_spaces, load_policy, load_torch_state, save_policy
+from simreal.artifacts import (
+    ArtifactError,
+    atomic_write_text,
+    check_spaces,
+    load_policy,
+    load_torch_state,
+    save_policy,
+)
 from simreal.config import AlgoConfig, ExperimentConfig, dump_config
 from simreal.evaluation import EvalResult, evaluate
-from simreal.observation import observation_wrapper
+from simreal.observation import ObservationConfig, observation_wrapper
+from simreal.perception import Encoder, PerceptionConfig, attach
 from simreal.schedules import WarmupDecaySchedule
 from simreal.training import EvalSchedule, make_vec, obs_rms_of, stage_logger, train_stage
 
@@ -64,7 +74,14 @@ class Context:
 
     @property
     def target_id(self) -> str:
+        if self.cfg.pixels:
+            return self.task.pixel_target_id(self.cfg.target)
         return self.task.target_id(self.cfg.target)
+
+    def source_id(self, randomized: bool) -> str:
+        if self.cfg.pixels:
+            return self.task.pixel_randomized_id if randomized else self.task.pixel_nominal_id
+        return self.task.randomized_id if randomized else self.task.nominal_id
 
     def eval_seed(self, seed: int, final: bool = False) -> int:
         return (200_000 if final else 100_000) + 1_000 * seed
@@ -82,8 +99,27 @@ class Context:
         return self.make_env(self.target_id)
 
 
-def build_model(algo: AlgoConfig, env: Any, lr: Any, device: torch.device, seed: int) -> BaseAlgorithm:
-    return make_model(algo.name, algo.policy, env, lr, algo.policy_kwargs(), dict(algo.kwargs), device, seed)
+def build_model(
+    algo: AlgoConfig, env: Any, lr: Any, device: torch.device, seed: int, encoder: Encoder | None = None
+) -> BaseAlgorithm:
+    policy_kwargs = {**algo.policy_kwargs(), **(encoder.policy_kwargs if encoder else {})}
+    return make_model(algo.name, algo.policy, env, lr, policy_kwargs, dict(algo.kwargs), device, seed)
+
+
+def policy_env(
+    ctx: Context,
+    env_id: str,
+    seed: int,
+    n_envs: int | None = None,
+    obs_rms: Any = None,
+    update_stats: bool = True,
+) -> tuple[VecEnv, Encoder]:
+    """The vec env a policy trains on (observation wrappers, normalization, perception) and its encoder."""
+    algo = ctx.cfg.algo
+    venv = make_vec(
+        env_id, n_envs or algo.n_envs, seed, algo.normalize_obs, obs_rms, update_stats, wrapper=ctx.wrapper
+    )
+    return attach(ctx.cfg.perception, venv, ctx.device)
 
 
 def _meta(ctx: Context, variant: str, seed: int, env_id: str) -> dict[str, Any]:
@@ -94,6 +130,8 @@ def _meta(ctx: Context, variant: str, seed: int, env_id: str) -> dict[str, Any]:
         "task": ctx.cfg.task,
         "algo": ctx.cfg.algo.model_dump(mode="json"),
         "observation": ctx.cfg.observation.model_dump(mode="json"),
+        "perception": ctx.cfg.perception.model_dump(mode="json") if ctx.cfg.perception else None,
+        "pixels": ctx.cfg.pixels,
     }
 
 
@@ -103,10 +141,10 @@ def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
     out = ctx.stage_dir(variant, seed)
     if (out / POLICY).exists():
         return out / POLICY
-    env_id = ctx.task.randomized_id if randomized else ctx.task.nominal_id
+    env_id = ctx.source_id(randomized)
     algo = ctx.cfg.algo
-    venv = make_vec(env_id, algo.n_envs, seed, algo.normalize_obs, None, wrapper=ctx.wrapper)
-    model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed)
+    venv, encoder = policy_env(ctx, env_id, seed)
+    model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed, encoder)
     log.info(
         "pretrain %s seed %d on %s for %d steps -> %s", variant, seed, env_id, ctx.cfg.pretrain.timesteps, out
     )
@@ -119,16 +157,40 @@ def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
         ctx.progress_bar,
         log_dynamics=randomized,
     )
-    save_policy(model, obs_rms_of(venv), _meta(ctx, variant, seed, env_id), out / POLICY)
+    meta = _meta(ctx, variant, seed, env_id)
+    save_policy(model, obs_rms_of(venv), meta, out / POLICY, backbone=encoder.backbone_state())
     venv.close()
     return out / POLICY
+
+
+def load_for_env(
+    path: Path, env_id: str, device: torch.device, seed: int
+) -> tuple[BaseAlgorithm, Any, Encoder]:
+    """Rebuild a saved policy for env `env_id` with the observation wrappers and perception it was
+    trained with (spaces checked); returns (model, normalization statistics, encoder)."""
+    art = load_policy(path, device)
+    obs_cfg = ObservationConfig.model_validate(art.meta.get("observation") or {})
+    perception = art.meta.get("perception")
+    wrapper = observation_wrapper(obs_cfg)
+    venv = make_vec(env_id, 1, seed, False, None, wrapper=wrapper)
+    venv, encoder = attach(PerceptionConfig.model_validate(perception) if perception else None, venv, device)
+    encoder.load_backbone_state(art.backbone)
+    check_spaces(art.meta, venv.observation_space, venv.action_space)
+    algo = AlgoConfig.model_validate(art.meta["algo"])
+    model = build_model(algo, venv, algo.pretrain_lr, device, seed, encoder)
+    load_torch_state(model, art.states, art.tensors, include_optimizers=False)
+    return model, art.obs_rms, encoder
 
 
 def load_model(
     path: Path, env: Any, device: torch.device, seed: int, lr: Any = 0.0
 ) -> tuple[BaseAlgorithm, Any]:
-    """Rebuild a saved policy on `env` (spaces checked); returns (model, its normalization statistics)."""
+    """Rebuild a saved state-based policy on `env` (spaces checked); returns (model, its statistics).
+
+    Policies with a perception backbone need `load_for_env`, which rebuilds the frozen encoder too."""
     art = load_policy(path, device)
+    if art.meta.get("perception"):
+        raise ArtifactError(f"{path}: a pixel policy with a backbone; load it with load_for_env")
     check_spaces(art.meta, env.observation_space, env.action_space)
     algo = AlgoConfig.model_validate(art.meta["algo"])
     model = build_model(algo, env, lr if lr else algo.pretrain_lr, device, seed)
@@ -152,11 +214,14 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
     out = ctx.stage_dir(variant, seed)
     if (out / FINAL).exists():
         return
-    dummy = ctx.make_target()
-    model, rms = load_model(policy, dummy, ctx.device, seed)
-    dummy.close()
+    model, rms, encoder = load_for_env(policy, ctx.target_id, ctx.device, seed)
     result = evaluate(
-        model, ctx.make_target, ctx.cfg.evaluation.final_episodes, ctx.eval_seed(seed, True), rms
+        model,
+        ctx.make_target,
+        ctx.cfg.evaluation.final_episodes,
+        ctx.eval_seed(seed, True),
+        rms,
+        encoder.encode,
     )
     logger = stage_logger(out, None)
     curve = []
@@ -186,24 +251,22 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
     cfg, ft = ctx.cfg, ctx.cfg.finetune
     algo = cfg.algo
     if source is None:
-        venv = make_vec(ctx.target_id, algo.n_envs, seed, algo.normalize_obs, None, wrapper=ctx.wrapper)
-        model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed)
+        venv, encoder = policy_env(ctx, ctx.target_id, seed)
+        model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed, encoder)
     else:
         art = load_policy(source, ctx.device)
-        rms = art.obs_rms
-        keep = ft.obs_norm == "keep"
-        venv = make_vec(
+        venv, encoder = policy_env(
+            ctx,
             ctx.target_id,
-            algo.n_envs,
             seed,
-            algo.normalize_obs,
-            None if ft.obs_norm == "reset" else rms,
-            update_stats=not keep,
-            wrapper=ctx.wrapper,
+            obs_rms=None if ft.obs_norm == "reset" else art.obs_rms,
+            update_stats=ft.obs_norm != "keep",
         )
+        encoder.load_backbone_state(art.backbone)
+        adapt_to_target(ctx, encoder, seed)
         check_spaces(art.meta, venv.observation_space, venv.action_space)
         schedule = WarmupDecaySchedule(cfg.finetune_lr, ft.lr_schedule, ft.lr_warmup_fraction)
-        model = build_model(algo, venv, schedule, ctx.device, seed)
+        model = build_model(algo, venv, schedule, ctx.device, seed, encoder)
         load_torch_state(model, art.states, art.tensors, include_optimizers=False)
         if ft.reinit_heads:
             tr.reinit_heads(model, seed)
@@ -222,15 +285,40 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
             cfg.finetune_lr,
         )
     schedule_eval = EvalSchedule(
-        ctx.make_target, cfg.evaluation.every_steps, cfg.evaluation.episodes, ctx.eval_seed(seed)
+        ctx.make_target,
+        cfg.evaluation.every_steps,
+        cfg.evaluation.episodes,
+        ctx.eval_seed(seed),
+        encoder.encode,
     )
     log.info("%s seed %d on %s for %d target steps -> %s", variant, seed, ctx.target_id, ft.timesteps, out)
     train_stage(model, ft.timesteps, out, schedule_eval, cfg.checkpoint_every_steps, ctx.progress_bar)
     rms = obs_rms_of(venv)
-    save_policy(model, rms, _meta(ctx, variant, seed, ctx.target_id), out / POLICY)
+    meta = _meta(ctx, variant, seed, ctx.target_id)
+    save_policy(model, rms, meta, out / POLICY, backbone=encoder.backbone_state())
+    result = evaluate(
+        model, ctx.make_target, cfg.evaluation.final_episodes, ctx.eval_seed(seed, True), rms, encoder.encode
+    )
     venv.close()
-    result = evaluate(model, ctx.make_target, cfg.evaluation.final_episodes, ctx.eval_seed(seed, True), rms)
     _write_final(out, result)
+
+
+def adapt_to_target(ctx: Context, encoder: Encoder, seed: int) -> None:
+    """AdaBN: re-estimate the frozen backbone's BatchNorm statistics on target frames (random actions).
+
+    The frames are target interaction too: they are logged, and not counted in the fine-tuning budget."""
+    perception = ctx.cfg.perception
+    if perception is None or perception.adabn_frames == 0 or encoder.cached is None:
+        return
+    env = ctx.make_target()
+    env.action_space.seed(seed)
+    frames = [env.reset(seed=ctx.eval_seed(seed) + 500)[0]]
+    while len(frames) < perception.adabn_frames:
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        frames.append(env.reset()[0] if terminated or truncated else obs)
+    env.close()
+    layers = encoder.cached.adapt_batchnorm(np.stack(frames))
+    log.info("AdaBN seed %d: %d BatchNorm layers re-estimated on %d target frames", seed, layers, len(frames))
 
 
 def finetune(ctx: Context, source: Path, seed: int) -> None:
@@ -289,7 +377,9 @@ def _init_worker() -> None:
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(levelname)s [%(process)d] %(message)s", datefmt="%H:%M:%S"
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s [%(process)d] %(message)s",
+        datefmt="%H:%M:%S",
     )
     log.setLevel(logging.INFO)
     torch.set_num_threads(1)

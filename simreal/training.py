@@ -78,10 +78,11 @@ class EvalSchedule:
     every_steps: int
     episodes: int
     seed: int
+    encode: Callable[[Any], Any] | None = None
     curve: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self, model: BaseAlgorithm, step: int, obs_rms: RunningMeanStd | None) -> EvalResult:
-        result = evaluate(model, self.make_env, self.episodes, self.seed, obs_rms)
+        result = evaluate(model, self.make_env, self.episodes, self.seed, obs_rms, self.encode)
         self.curve.append(
             {
                 "step": step,

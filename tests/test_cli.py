@@ -172,7 +172,8 @@ def test_same_seed_reproduces_results(tmp_path: Path) -> None:
     extra = ["pretrain.nominal_baseline=false", "scratch=false", "workers=1"]
     for name in ("a", "b"):
         assert main(["run", *_args(tmp_path / name, extra), "--seeds", "3"]) == 0
-    final = [json.loads((tmp_path / n / "quickstart/finetune/seed3/final.json").read_text()) for n in ("a", "b")]
+    stage = "quickstart/finetune/seed3"
+    final = [json.loads((tmp_path / n / stage / "final.json").read_text()) for n in ("a", "b")]
     assert final[0]["returns"] == final[1]["returns"]
-    curves = [json.loads((tmp_path / n / "quickstart/finetune/seed3/curve.json").read_text()) for n in ("a", "b")]
+    curves = [json.loads((tmp_path / n / stage / "curve.json").read_text()) for n in ("a", "b")]
     assert curves[0] == curves[1]

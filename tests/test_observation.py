@@ -26,7 +26,8 @@ def test_history_holds_the_last_k_actions_in_order() -> None:
 
 
 def test_neutral_history_is_inside_the_space_and_checkers_pass() -> None:
-    env = ActionHistory(CounterEnv(obs_dim=2, act_dim=1, action_low=0.5, action_high=1.0, obs_bounds=(0, 2000)), 2)
+    inner = CounterEnv(obs_dim=2, act_dim=1, action_low=0.5, action_high=1.0, obs_bounds=(0, 2000))
+    env = ActionHistory(inner, 2)
     obs, _ = env.reset(seed=0)
     np.testing.assert_array_equal(obs[2:], [0.5, 0.5])
     assert env.observation_space.contains(obs)

@@ -1,0 +1,69 @@
+"""Run an exported simreal policy with onnxruntime and numpy only: no torch, no simreal.
+
+What a deployer's loop needs: the ONNX file (normalization is inside the graph, so feed raw
+observations) and the JSON beside it (``policy.onnx.json``), which says how long the observation is
+and, with ``action_history: k``, that the last k actions must be appended to the env's observation.
+
+Usage:
+    python benchmarks/run_exported.py runs/quickstart/finetune/seed0/policy.onnx --obs 0 0.01 0 0
+    python benchmarks/run_exported.py policy.onnx --obs ... --history 0.5 -0.2   # k = 2 past actions
+
+Prints one JSON line: {"action": [...], "obs_dim": n, "latency_ms": t}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+
+def describe(model: Path) -> dict[str, Any]:
+    """The JSON written beside the export, or {} if there is none."""
+    side = model.with_name(model.name + ".json")
+    return json.loads(side.read_text()) if side.is_file() else {}
+
+
+def observation(env_obs: list[float], history: list[float], info: dict[str, Any]) -> np.ndarray:
+    """The policy's input: the env's observation, then the past actions (oldest first) if it expects them."""
+    obs_cfg = info.get("observation", {})
+    k = int(obs_cfg.get("action_history", 0))
+    past = history
+    if k and not history:
+        past = list(obs_cfg.get("neutral_action", [])) * k  # the state before the first action
+    return np.asarray([*env_obs, *past], dtype=np.float32)[None, :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="an exported policy.onnx")
+    parser.add_argument("--obs", type=float, nargs="+", required=True, help="the env's observation vector")
+    parser.add_argument("--history", type=float, nargs="*", default=[], help="last k actions, oldest first")
+    args = parser.parse_args(argv)
+
+    info = describe(args.model)
+    obs = observation(args.obs, args.history, info)
+    session = ort.InferenceSession(str(args.model), providers=["CPUExecutionProvider"])
+    expected = session.get_inputs()[0].shape[1]
+    if isinstance(expected, int) and obs.shape[1] != expected:
+        print(
+            f"run_exported: error: the policy takes {expected} values, got {obs.shape[1]} "
+            f"(observation config: {info.get('observation', {})})",
+            file=sys.stderr,
+        )
+        return 2
+    start = time.perf_counter()
+    (action,) = session.run(["action"], {"obs": obs})
+    latency_ms = 1000.0 * (time.perf_counter() - start)
+    print(json.dumps({"action": action[0].tolist(), "obs_dim": obs.shape[1], "latency_ms": latency_ms}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
