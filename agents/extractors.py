@@ -33,6 +33,7 @@ from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from agents.augment import Augmentation
 from agents.backbones import build_backbone
 
 Normalize = Literal["imagenet", "none"]
@@ -76,6 +77,7 @@ class BackboneExtractor(BaseFeaturesExtractor):
         image_size: int | None = None,
         normalize: Normalize = "imagenet",
         projection: Projection = "relu",
+        augmentation: dict[str, Any] | None = None,
     ):
         if features_dim <= 0:
             raise ValueError(f"features_dim must be positive, got {features_dim}")
@@ -95,6 +97,8 @@ class BackboneExtractor(BaseFeaturesExtractor):
         if image_size is not None and image_size <= 0:
             raise ValueError(f"image_size must be positive or None, got {image_size}")
         self.image_size = image_size
+        # Applied to training batches only (SB3 puts the policy in eval mode to act and evaluate).
+        self.augment = Augmentation(**augmentation) if augmentation else None
 
         self.backbone = build_backbone(backbone, weights)
         self.tap = self.backbone.resolve_tap(tap)
@@ -157,6 +161,8 @@ class BackboneExtractor(BaseFeaturesExtractor):
         """Observations (N, 3k, H, W) in [0, 1] (uint8, HWC accepted) -> normalized frames (N*k, 3, S, S)."""
         x = obs if self.channels_first else obs.permute(0, 3, 1, 2)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if self.augment is not None and self.training:
+            x = self.augment(x)
         n, _, height, width = x.shape
         x = x.reshape(n * self.n_frames, 3, height, width)
         if self.image_size is not None and (height, width) != (self.image_size, self.image_size):

@@ -17,16 +17,29 @@ policy artifact, so a random-init or target-adapted backbone is rebuilt exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents.backbones import BACKBONES
 from agents.extractors import BackboneExtractor
 from simreal.config_base import Spec
 from simreal.features import VecFrozenFeatures, cache_frozen_features
+
+
+class AugmentationConfig(Spec):
+    """Image augmentation of training batches (DrQ shift, crop, colour jitter); never when acting."""
+
+    shift_pad: int = Field(default=4, ge=0)
+    crop_size: int | None = Field(default=None, ge=8)
+    brightness: float = Field(default=0.0, ge=0, le=1)
+    contrast: float = Field(default=0.0, ge=0, le=1)
+    saturation: float = Field(default=0.0, ge=0, le=1)
+    seed: int = 0
 
 
 class PerceptionConfig(Spec):
@@ -42,6 +55,30 @@ class PerceptionConfig(Spec):
     projection: Literal["relu", "layernorm"] = "relu"
     cache_features: bool = True
     adabn_frames: int = Field(default=0, ge=0)
+    augmentation: AugmentationConfig | None = None
+
+    @model_validator(mode="after")
+    def _augment_needs_images(self) -> PerceptionConfig:
+        if self.augmentation is not None and self.cache_features:
+            raise ValueError(
+                "augmentation: needs the images at training time; set cache_features: false "
+                "(cached features are computed once, before any augmentation could apply)"
+            )
+        return self
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r} (allowed: {', '.join(sorted(BACKBONES))})")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, value: str | None) -> str | None:
+        if value not in (None, "imagenet") and not Path(value).is_file():
+            raise ValueError(f"weights file {value} not found (allowed: imagenet, null, or a local file)")
+        return value
 
     def extractor_kwargs(self) -> dict[str, Any]:
         return {
@@ -53,6 +90,7 @@ class PerceptionConfig(Spec):
             "unfreeze_last": self.unfreeze_last,
             "image_size": self.image_size,
             "projection": self.projection,
+            "augmentation": self.augmentation.model_dump() if self.augmentation else None,
         }
 
 

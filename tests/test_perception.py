@@ -1,0 +1,131 @@
+"""Pixels through the pipeline: cached frozen backbones, saved encoder state, AdaBN, config checks."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from simreal.cli import main
+from simreal.config import load_config
+from simreal.config_base import ConfigError
+
+PIXELS = [
+    "pixels=true",
+    "pretrain.timesteps=128",
+    "pretrain.nominal_baseline=false",
+    "finetune.timesteps=128",
+    "evaluation.every_steps=64",
+    "evaluation.episodes=1",
+    "evaluation.final_episodes=1",
+    "algo.kwargs.n_steps=64",
+    "algo.kwargs.batch_size=32",
+    "algo.kwargs.n_epochs=1",
+    "algo.net_arch=[16]",
+    "observation.action_history=0",
+    "seeds=[0]",
+    "workers=1",
+]
+
+
+def _run(tmp_path: Path, perception: str) -> Path:
+    args = ["run", "--no-progress", "--device", "cpu", "--set", f"output_dir={tmp_path}", "--set", perception]
+    for item in PIXELS:
+        args += ["--set", item]
+    assert main(args) == 0
+    return tmp_path / "quickstart"
+
+
+def _backbone(run: Path, variant: str) -> dict[str, torch.Tensor]:
+    data = torch.load(run / variant / "seed0/policy.pt", weights_only=True)
+    assert data["backbone"] is not None
+    return data["backbone"]
+
+
+def test_random_init_small_cnn_is_saved_frozen_and_reloaded(tmp_path: Path) -> None:
+    run = _run(tmp_path, "perception={backbone: small_cnn, weights: null, features_dim: 16}")
+    src, ft = _backbone(run, "pretrain_randomized"), _backbone(run, "finetune")
+    assert src.keys() == ft.keys()
+    for name in src:
+        assert torch.equal(src[name], ft[name]), f"frozen backbone {name} changed"
+    report = json.loads((run / "report.json").read_text())
+    assert {"finetune", "scratch", "zeroshot_randomized"} <= set(report["variants"])
+    out = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run / "finetune/seed0/policy.pt"),
+                "--env",
+                "simreal/InvertedPendulum-Pixels-Target-Latency-v0",
+                "--episodes",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert len(json.loads(out.read_text())["returns"]) == 1
+
+
+def test_adabn_reestimates_batchnorm_on_target_frames(tmp_path: Path) -> None:
+    run = _run(
+        tmp_path,
+        "perception={backbone: efficientnet_lite0, weights: imagenet, features_dim: 16, "
+        "image_size: 32, adabn_frames: 32}",
+    )
+    src, ft = _backbone(run, "pretrain_randomized"), _backbone(run, "finetune")
+    stats = [n for n in src if n.endswith("running_mean")]
+    weights = [n for n in src if n.endswith(".weight")]
+    assert stats and weights
+    assert any(not torch.equal(src[n], ft[n]) for n in stats), "AdaBN left the BatchNorm statistics alone"
+    assert all(torch.equal(src[n], ft[n]) for n in weights), "AdaBN must not touch weights"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["perception={backbone: small_cnn}"], "perception: a CNN backbone needs image observations"),
+        (["pixels=true", "task=reacher", "target=shifted"], "pixels: task reacher has no pixel variant"),
+        (["pixels=true", "algo.normalize_obs=true"], "algo.normalize_obs: not for image observations"),
+        (
+            ["pixels=true", "perception={backbone: vgg}"],
+            "perception.backbone: unknown backbone 'vgg' (allowed: ",
+        ),
+        (
+            ["pixels=true", "perception={weights: /no/such.pt}"],
+            "perception.weights: weights file /no/such.pt not",
+        ),
+    ],
+)
+def test_perception_config_errors(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, ["observation.action_history=0", *overrides])
+
+
+def test_augmentation_applies_to_training_batches_only() -> None:
+    import numpy as np
+    from gymnasium import spaces
+
+    from agents.extractors import BackboneExtractor
+
+    space = spaces.Box(0, 255, (64, 64, 6), np.uint8)
+    kwargs = {"backbone": "small_cnn", "weights": None, "features_dim": 8}
+    torch.manual_seed(0)
+    plain = BackboneExtractor(space, **kwargs)
+    torch.manual_seed(0)
+    augmented = BackboneExtractor(
+        space, **kwargs, augmentation={"shift_pad": 4, "brightness": 0.3, "seed": 1}
+    )
+    obs = torch.randint(0, 256, (4, 64, 64, 6), dtype=torch.uint8)
+    plain.eval()
+    augmented.eval()
+    assert torch.equal(plain(obs), augmented(obs)), "augmentation must be off when acting and evaluating"
+    augmented.train()
+    assert not torch.allclose(plain(obs), augmented(obs))
+    with pytest.raises(ConfigError, match="augmentation: needs the images at training time"):
+        load_config(None, ["observation.action_history=0", "pixels=true", "perception={augmentation: {}}"])
