@@ -148,9 +148,9 @@ class BackboneExtractor(BaseFeaturesExtractor):
         return self
 
     def apply(self, fn: Callable[[nn.Module], None]) -> BackboneExtractor:
-        """Like ``nn.Module.apply``, but never re-initializes loaded backbone weights (SB3 ``ortho_init``)."""
-        if not self._pretrained:
-            return super().apply(fn)
+        """Like ``nn.Module.apply``, but never reaches the backbone (SB3 ``ortho_init``): loaded weights
+        stay loaded, and a random backbone keeps its own (PyTorch default) initialization - orthogonal
+        init cannot view its ``channels_last`` convolution weights anyway."""
         self.projection.apply(fn)
         fn(self)
         return self

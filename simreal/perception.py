@@ -51,6 +51,7 @@ class PerceptionConfig(Spec):
     tap: str | None = None
     features_dim: int = Field(default=128, ge=1)
     unfreeze_last: int = Field(default=0, ge=0)
+    backbone_lr_factor: float = Field(default=0.1, gt=0)
     image_size: int | None = Field(default=None, ge=16)
     projection: Literal["relu", "layernorm"] = "relu"
     cache_features: bool = True

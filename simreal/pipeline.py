@@ -106,6 +106,14 @@ def build_model(
     return make_model(algo.name, algo.policy, env, lr, policy_kwargs, dict(algo.kwargs), device, seed)
 
 
+def _backbone_lr(ctx: Context, model: BaseAlgorithm) -> None:
+    """Unfrozen backbone blocks train at `perception.backbone_lr_factor` x the policy's rate."""
+    perception = ctx.cfg.perception
+    if perception is not None and perception.unfreeze_last > 0:
+        n = tr.scale_backbone_lr(model, perception.backbone_lr_factor)
+        log.info("%d backbone parameters at %.2g x the learning rate", n, perception.backbone_lr_factor)
+
+
 def policy_env(
     ctx: Context,
     env_id: str,
@@ -145,6 +153,7 @@ def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
     algo = ctx.cfg.algo
     venv, encoder = policy_env(ctx, env_id, seed)
     model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed, encoder)
+    _backbone_lr(ctx, model)
     log.info(
         "pretrain %s seed %d on %s for %d steps -> %s", variant, seed, env_id, ctx.cfg.pretrain.timesteps, out
     )
@@ -253,6 +262,7 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
     if source is None:
         venv, encoder = policy_env(ctx, ctx.target_id, seed)
         model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed, encoder)
+        _backbone_lr(ctx, model)
     else:
         art = load_policy(source, ctx.device)
         venv, encoder = policy_env(
@@ -276,6 +286,7 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
         if ft.reset_entropy:
             tr.reset_entropy(model)
         tr.rebuild_optimizers(model)
+        _backbone_lr(ctx, model)
         summary = tr.summarize(model)
         log.info(
             "transfer seed %d: %d of %d parameters trainable, lr %.2e",

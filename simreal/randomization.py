@@ -21,7 +21,6 @@ one value for all selected elements instead of one per element.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
@@ -110,10 +109,9 @@ def _bind(physics: PhysicsParams, spec: ParamSpec, where: str) -> _Bound:
 class RandomizeDynamics(gym.Wrapper[Any, Any, Any, Any]):
     """Resample physics parameters at every reset (and every N steps), relative to cached nominal values.
 
-    The current absolute values go into `info["dynamics"]` at reset and at every step: a read-only
-    mapping `"param/element" -> float` (a resample replaces it, so one taken earlier keeps its values),
-    for logging and as privileged information. `set_enabled(False)` restores the nominal values
-    exactly and stops resampling.
+    The current absolute values go into `info["dynamics"]` (a fresh dict `"param/element" -> float`)
+    at reset and at every step, for logging and as privileged information. `set_enabled(False)`
+    restores the nominal values exactly and stops resampling.
     """
 
     def __init__(self, env: gym.Env[Any, Any], spec: RandomizationSpec, where: str = "randomization") -> None:
@@ -171,7 +169,7 @@ class RandomizeDynamics(gym.Wrapper[Any, Any, Any, Any]):
         self._steps = 0
         if self._enabled:
             self.resample()
-        info["dynamics"] = MappingProxyType(self._values)
+        info["dynamics"] = dict(self._values)
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -179,5 +177,5 @@ class RandomizeDynamics(gym.Wrapper[Any, Any, Any, Any]):
         self._steps += 1
         if self._enabled and self._every is not None and self._steps % self._every == 0:
             self.resample()
-        info["dynamics"] = MappingProxyType(self._values)
+        info["dynamics"] = dict(self._values)
         return obs, reward, terminated, truncated, info

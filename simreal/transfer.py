@@ -196,3 +196,54 @@ def reset_entropy(model: BaseAlgorithm) -> None:
 def summarize(model: BaseAlgorithm) -> TransferSummary:
     total = sum(p.numel() for n, p in model.policy.named_parameters() if "_target" not in n)
     return TransferSummary(frozen_parameter_names(model), trainable_parameter_count(model), total)
+
+
+def _backbone_param_ids(model: BaseAlgorithm) -> set[int]:
+    """Trainable parameters inside CNN backbones (unfrozen blocks) of the policy's features extractors."""
+    ids: set[int] = set()
+    for module in model.policy.modules():
+        backbone = getattr(module, "backbone", None)
+        if isinstance(module, BaseFeaturesExtractor) and isinstance(backbone, nn.Module):
+            ids |= {id(p) for p in backbone.parameters() if p.requires_grad}
+    return ids
+
+
+def _hold_lr_scale(optimizer: torch.optim.Optimizer) -> None:
+    """Keep each group's lr at `lr_scale` x the rate SB3 writes: SB3 sets every group to the schedule's
+    value at each `train()`, so the scale is re-applied when (and only when) that value changes."""
+
+    def hook(opt: torch.optim.Optimizer, *_: Any) -> None:
+        for group in opt.param_groups:
+            if group.get("_written_lr") != group["lr"]:
+                group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
+                group["_written_lr"] = group["lr"]
+
+    optimizer.register_step_pre_hook(hook)
+
+
+def scale_backbone_lr(model: BaseAlgorithm, factor: float) -> int:
+    """Give unfrozen backbone blocks `factor` x the learning rate of the rest; returns their parameter count.
+
+    Every optimizer holding such parameters is rebuilt with two groups (same class and kwargs)."""
+    ids = _backbone_param_ids(model)
+    if not ids or factor == 1.0:
+        return 0
+    policy = model.policy
+    cls: Any = policy.optimizer_class
+    lr = model.lr_schedule(1.0)
+    count = 0
+    for owner in (policy, getattr(policy, "actor", None), getattr(policy, "critic", None)):
+        opt = getattr(owner, "optimizer", None) if owner is not None else None
+        if not isinstance(opt, torch.optim.Optimizer):
+            continue
+        params = [p for g in opt.param_groups for p in g["params"]]
+        backbone = [p for p in params if id(p) in ids]
+        if not backbone:
+            continue
+        rest = [p for p in params if id(p) not in ids]
+        groups = [{"params": rest, "lr_scale": 1.0}, {"params": backbone, "lr_scale": factor}]
+        new = cls(groups, lr=lr, **policy.optimizer_kwargs)
+        _hold_lr_scale(new)
+        owner.optimizer = new  # type: ignore[union-attr]
+        count += sum(p.numel() for p in backbone)
+    return count

@@ -129,3 +129,46 @@ def test_augmentation_applies_to_training_batches_only() -> None:
     assert not torch.allclose(plain(obs), augmented(obs))
     with pytest.raises(ConfigError, match="augmentation: needs the images at training time"):
         load_config(None, ["observation.action_history=0", "pixels=true", "perception={augmentation: {}}"])
+
+
+def test_unfrozen_backbone_blocks_train_at_their_own_learning_rate() -> None:
+    import gymnasium as gym
+    import numpy as np
+    from gymnasium import spaces
+
+    from agents.algorithms import make_model
+    from agents.extractors import BackboneExtractor
+    from simreal import transfer as tr
+
+    class Frames(gym.Env):
+        observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+        action_space = spaces.Box(-1, 1, (1,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, False, {}
+
+    kwargs = {"backbone": "small_cnn", "weights": None, "features_dim": 8, "unfreeze_last": 1}
+    policy_kwargs = {"features_extractor_class": BackboneExtractor, "features_extractor_kwargs": kwargs}
+    model = make_model(
+        "PPO",
+        "MlpPolicy",
+        Frames(),
+        1e-3,
+        policy_kwargs,
+        {"n_steps": 32, "batch_size": 16, "n_epochs": 1},
+        "cpu",
+        0,
+    )
+    assert tr.scale_backbone_lr(model, 0.1) > 0
+    seen: list[list[float]] = []
+    model.policy.optimizer.register_step_pre_hook(
+        lambda o, *_: seen.append([g["lr"] for g in o.param_groups])
+    )
+    model.learn(64)
+    assert len(seen) >= 4
+    for rest, backbone in seen:
+        assert rest == pytest.approx(1e-3) and backbone == pytest.approx(1e-4)
