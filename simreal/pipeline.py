@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
+from tqdm import tqdm
 
 import envs
 from agents.algorithms import make_model
@@ -417,16 +418,20 @@ def _run_parallel(ctx: Context, workers: int) -> None:
         for seed in ctx.cfg.seeds:
             if ctx.cfg.scratch:
                 running[pool.submit(scratch, quiet, seed)] = ("scratch", seed)
+        total = len(running) + sum(1 for kind, _ in running.values() if kind in ("randomized", "nominal"))
+        bar = tqdm(total=total, desc="stages", unit="stage", disable=not ctx.progress_bar)
         while running:
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 kind, seed = running.pop(future)
                 result = future.result()  # re-raises a stage's error here
+                bar.update(1)
                 if kind == "randomized":
                     running[pool.submit(_transfer_from, quiet, result, seed)] = ("transfer", seed)
                 elif kind == "nominal":
                     job = pool.submit(zero_shot, quiet, result, seed, "zeroshot_nominal")
                     running[job] = ("zeroshot", seed)
+        bar.close()
 
 
 def run(ctx: Context) -> dict[str, Any]:
