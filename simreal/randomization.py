@@ -20,7 +20,6 @@ one value for all selected elements instead of one per element.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
@@ -29,6 +28,7 @@ import numpy as np
 from simreal.config_base import ConfigError, Spec
 from simreal.distributions import Distribution
 from simreal.physics import LOWER_BOUNDS, ParamName, PhysicsParams, physics_of
+from simreal.sampling import BoundParam, ParamSet
 
 Mode = Literal["scale", "abs", "add"]
 
@@ -49,26 +49,7 @@ class RandomizationSpec(Spec):
     resample_every_steps: int | None = None
 
 
-@dataclass(frozen=True)
-class _Bound:
-    """A ParamSpec resolved against one env: element indices and cached nominal values."""
-
-    spec: ParamSpec
-    indices: np.ndarray
-    labels: tuple[str, ...]
-    nominal: np.ndarray
-
-    def draw(self, rng: np.random.Generator) -> np.ndarray:
-        raw = self.spec.sample(rng, 1 if self.spec.shared else len(self.indices))
-        raw = np.broadcast_to(raw, self.nominal.shape)
-        if self.spec.mode == "scale":
-            return self.nominal * raw
-        if self.spec.mode == "add":
-            return self.nominal + raw
-        return np.array(raw, dtype=np.float64)
-
-
-def _bind(physics: PhysicsParams, spec: ParamSpec, where: str) -> _Bound:
+def _bind(physics: PhysicsParams, spec: ParamSpec, where: str) -> BoundParam:
     """Resolve selectors and reject values that could be non-physical; errors name `where`."""
     allowed = physics.param_names()
     if spec.param not in allowed:
@@ -103,7 +84,7 @@ def _bind(physics: PhysicsParams, spec: ParamSpec, where: str) -> _Bound:
                 f"allowed: {spec.param} {op} {bound:g})"
             )
     labels = tuple(f"{spec.param}/{n}" for n in names)
-    return _Bound(spec=spec, indices=indices, labels=labels, nominal=nominal)
+    return BoundParam(spec=spec, indices=indices, labels=labels, nominal=nominal)
 
 
 class RandomizeDynamics(gym.Wrapper[Any, Any, Any, Any]):
@@ -121,46 +102,31 @@ class RandomizeDynamics(gym.Wrapper[Any, Any, Any, Any]):
                 f"{where}.resample_every_steps: must be >= 1 or null, got {spec.resample_every_steps}"
             )
         self._physics = physics_of(env)
-        self._bound = [_bind(self._physics, p, f"{where}.params.{i}") for i, p in enumerate(spec.params)]
-        self._nominal = {
-            name: self._physics.get_param(name).copy() for name in {b.spec.param for b in self._bound}
-        }
+        bound = [_bind(self._physics, p, f"{where}.params.{i}") for i, p in enumerate(spec.params)]
+        self._params = ParamSet(bound, self._physics.get_param, self._physics.set_param)
         self._every = spec.resample_every_steps
         self._enabled = True
         self._steps = 0
-        self._values: dict[str, float] = {}
 
     @property
     def nominal(self) -> dict[str, np.ndarray]:
         """Copies of the cached nominal arrays of every randomized parameter."""
-        return {k: v.copy() for k, v in self._nominal.items()}
+        return self._params.nominal
 
     @property
     def current(self) -> dict[str, float]:
         """The values applied now, keyed `param/element`."""
-        return dict(self._values)
+        return dict(self._params.values)
 
     def set_enabled(self, enabled: bool) -> None:
         """Turn randomization on or off; off restores the nominal values exactly."""
         self._enabled = enabled
         if not enabled:
-            for name, values in self._nominal.items():
-                self._physics.set_param(name, values)
-            self._values = {}
+            self._params.restore()
 
     def resample(self) -> dict[str, float]:
         """Draw and apply new values from nominal; returns them keyed `param/element`."""
-        rng = self.np_random
-        arrays = {name: values.copy() for name, values in self._nominal.items()}
-        values: dict[str, float] = {}
-        for bound in self._bound:
-            drawn = bound.draw(rng)
-            arrays[bound.spec.param][bound.indices] = drawn
-            values.update(zip(bound.labels, drawn.tolist(), strict=True))
-        for name, array in arrays.items():
-            self._physics.set_param(name, array)
-        self._values = values
-        return values
+        return self._params.resample(self.np_random)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -169,7 +135,7 @@ class RandomizeDynamics(gym.Wrapper[Any, Any, Any, Any]):
         self._steps = 0
         if self._enabled:
             self.resample()
-        info["dynamics"] = dict(self._values)
+        info["dynamics"] = dict(self._params.values)
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -177,5 +143,5 @@ class RandomizeDynamics(gym.Wrapper[Any, Any, Any, Any]):
         self._steps += 1
         if self._enabled and self._every is not None and self._steps % self._every == 0:
             self.resample()
-        info["dynamics"] = dict(self._values)
+        info["dynamics"] = dict(self._params.values)
         return obs, reward, terminated, truncated, info

@@ -31,7 +31,6 @@ the first frame, which no nominal value can be cached for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import gymnasium as gym
@@ -40,6 +39,7 @@ import numpy as np
 
 from simreal.config_base import ConfigError, Spec
 from simreal.distributions import Distribution
+from simreal.sampling import BoundParam, ParamSet
 
 VisualParamName = Literal["rgba", "light_diffuse", "light_dir", "camera_pos"]
 VISUAL_PARAMS: tuple[str, ...] = get_args(VisualParamName)
@@ -207,29 +207,7 @@ class VisualRandomizationSpec(Spec):
     params: tuple[VisualParamSpec, ...] = ()
 
 
-@dataclass(frozen=True)
-class _Bound:
-    """A VisualParamSpec resolved against one env: element indices and cached nominal values."""
-
-    spec: VisualParamSpec
-    indices: np.ndarray
-    labels: tuple[str, ...]
-    nominal: np.ndarray
-
-    def draw(self, rng: np.random.Generator) -> np.ndarray:
-        raw = np.broadcast_to(
-            self.spec.sample(rng, 1 if self.spec.shared else len(self.indices)), self.nominal.shape
-        )
-        if self.spec.mode == "scale":
-            values = self.nominal * raw
-        elif self.spec.mode == "add":
-            values = self.nominal + raw
-        else:
-            values = np.array(raw, dtype=np.float64)
-        return np.clip(values, 0.0, 1.0) if self.spec.param == "rgba" else values
-
-
-def _bind(visuals: VisualParams, spec: VisualParamSpec, where: str) -> _Bound:
+def _bind(visuals: VisualParams, spec: VisualParamSpec, where: str) -> BoundParam:
     """Resolve selectors (an element, or a group: the part before the last '.'), check mode and range."""
     allowed = visuals.visual_param_names()
     if spec.param not in allowed:
@@ -270,7 +248,8 @@ def _bind(visuals: VisualParams, spec: VisualParamSpec, where: str) -> _Bound:
                 f"({spec.mode} [{low:g}, {high:g}]; allowed: >= 0)"
             )
     labels = tuple(f"{spec.param}/{elements[i]}" for i in indices)
-    return _Bound(spec=spec, indices=idx, labels=labels, nominal=nominal)
+    clip = (0.0, 1.0) if spec.param == "rgba" else None
+    return BoundParam(spec=spec, indices=idx, labels=labels, nominal=nominal, clip=clip)
 
 
 class RandomizeVisuals(gym.Wrapper[Any, Any, Any, Any]):
@@ -284,43 +263,29 @@ class RandomizeVisuals(gym.Wrapper[Any, Any, Any, Any]):
     def __init__(self, env: gym.Env[Any, Any], spec: VisualRandomizationSpec, where: str = "visuals") -> None:
         super().__init__(env)
         self._visuals = visuals_of(env)
-        self._bound = [_bind(self._visuals, p, f"{where}.{i}") for i, p in enumerate(spec.params)]
-        names = dict.fromkeys(b.spec.param for b in self._bound)
-        self._nominal = {name: self._visuals.get_visual_param(name).copy() for name in names}
+        bound = [_bind(self._visuals, p, f"{where}.{i}") for i, p in enumerate(spec.params)]
+        self._params = ParamSet(bound, self._visuals.get_visual_param, self._visuals.set_visual_param)
         self._enabled = True
-        self._values: dict[str, float] = {}
 
     @property
     def nominal(self) -> dict[str, np.ndarray]:
         """Copies of the cached nominal arrays of every randomized parameter."""
-        return {k: v.copy() for k, v in self._nominal.items()}
+        return self._params.nominal
 
     @property
     def current(self) -> dict[str, float]:
         """The values applied now, keyed `param/element`."""
-        return dict(self._values)
+        return dict(self._params.values)
 
     def set_enabled(self, enabled: bool) -> None:
         """Turn randomization on or off; off restores the nominal values exactly."""
         self._enabled = enabled
         if not enabled:
-            for name, values in self._nominal.items():
-                self._visuals.set_visual_param(name, values)
-            self._values = {}
+            self._params.restore()
 
     def resample(self) -> dict[str, float]:
         """Draw and apply new values from nominal; returns them keyed `param/element`."""
-        rng = self.np_random
-        arrays = {name: values.copy() for name, values in self._nominal.items()}
-        values: dict[str, float] = {}
-        for bound in self._bound:
-            drawn = bound.draw(rng)
-            arrays[bound.spec.param][bound.indices] = drawn
-            values.update(zip(bound.labels, drawn.tolist(), strict=True))
-        for name, array in arrays.items():
-            self._visuals.set_visual_param(name, array)
-        self._values = values
-        return values
+        return self._params.resample(self.np_random)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -328,5 +293,5 @@ class RandomizeVisuals(gym.Wrapper[Any, Any, Any, Any]):
         obs, info = self.env.reset(seed=seed, options=options)
         if self._enabled:
             self.resample()
-        info[INFO_KEY] = dict(self._values)
+        info[INFO_KEY] = dict(self._params.values)
         return obs, info
