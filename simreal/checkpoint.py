@@ -6,8 +6,9 @@ been trained on. Loaded with `weights_only=True`: no pickle.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
+from random import getstate as py_rng_state  # saved for resume; nothing here draws from it
+from random import setstate as set_py_rng_state
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ def _rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
         "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
         "numpy_rest": [str(kind), int(pos), int(has_gauss), float(cached)],
-        "python": list(random.getstate()[1]),
+        "python": list(py_rng_state()[1]),
     }
 
 
@@ -47,7 +48,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     kind, pos, has_gauss, cached = state["numpy_rest"]
     keys = state["numpy_keys"].numpy().astype(np.uint32)
     np.random.set_state((kind, keys, pos, has_gauss, cached))  # noqa: NPY002
-    random.setstate((3, tuple(state["python"]), None))
+    set_py_rng_state((3, tuple(state["python"]), None))
 
 
 def _buffer_state(buffer: ReplayBuffer) -> dict[str, Any]:

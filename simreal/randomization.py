@@ -28,7 +28,7 @@ import numpy as np
 from simreal.config_base import ConfigError, Spec
 from simreal.distributions import Distribution
 from simreal.physics import LOWER_BOUNDS, ParamName, PhysicsParams, physics_of
-from simreal.sampling import BoundParam, ParamSet
+from simreal.sampling import BoundParam, ParamSet, ParamWrapper
 
 Mode = Literal["scale", "abs", "add"]
 
@@ -87,7 +87,7 @@ def _bind(physics: PhysicsParams, spec: ParamSpec, where: str) -> BoundParam:
     return BoundParam(spec=spec, indices=indices, labels=labels, nominal=nominal)
 
 
-class RandomizeDynamics(gym.Wrapper[Any, Any, Any, Any]):
+class RandomizeDynamics(ParamWrapper):
     """Resample physics parameters at every reset (and every N steps), relative to cached nominal values.
 
     The current absolute values go into `info["dynamics"]` (a fresh dict `"param/element" -> float`)
@@ -107,26 +107,6 @@ class RandomizeDynamics(gym.Wrapper[Any, Any, Any, Any]):
         self._every = spec.resample_every_steps
         self._enabled = True
         self._steps = 0
-
-    @property
-    def nominal(self) -> dict[str, np.ndarray]:
-        """Copies of the cached nominal arrays of every randomized parameter."""
-        return self._params.nominal
-
-    @property
-    def current(self) -> dict[str, float]:
-        """The values applied now, keyed `param/element`."""
-        return dict(self._params.values)
-
-    def set_enabled(self, enabled: bool) -> None:
-        """Turn randomization on or off; off restores the nominal values exactly."""
-        self._enabled = enabled
-        if not enabled:
-            self._params.restore()
-
-    def resample(self) -> dict[str, float]:
-        """Draw and apply new values from nominal; returns them keyed `param/element`."""
-        return self._params.resample(self.np_random)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+import gymnasium as gym
 import numpy as np
 
 
@@ -91,3 +92,33 @@ class ParamSet:
             self._set(name, array)
         self.values = values
         return values
+
+
+class ParamWrapper(gym.Wrapper[Any, Any, Any, Any]):
+    """Base of the randomization wrappers: a `ParamSet` drawn from the env's own seeded generator.
+
+    Subclasses set `self._params` and `self._enabled` in `__init__` and call `resample()` at reset.
+    """
+
+    _params: ParamSet
+    _enabled: bool
+
+    @property
+    def nominal(self) -> dict[str, np.ndarray]:
+        """Copies of the cached nominal arrays of every randomized parameter."""
+        return self._params.nominal
+
+    @property
+    def current(self) -> dict[str, float]:
+        """The values applied now, keyed `param/element`."""
+        return dict(self._params.values)
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Turn randomization on or off; off restores the nominal values exactly."""
+        self._enabled = enabled
+        if not enabled:
+            self._params.restore()
+
+    def resample(self) -> dict[str, float]:
+        """Draw and apply new values from nominal; returns them keyed `param/element`."""
+        return self._params.resample(self.np_random)

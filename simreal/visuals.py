@@ -39,7 +39,7 @@ import numpy as np
 
 from simreal.config_base import ConfigError, Spec
 from simreal.distributions import Distribution
-from simreal.sampling import BoundParam, ParamSet
+from simreal.sampling import BoundParam, ParamSet, ParamWrapper
 
 VisualParamName = Literal["rgba", "light_diffuse", "light_dir", "camera_pos"]
 VISUAL_PARAMS: tuple[str, ...] = get_args(VisualParamName)
@@ -252,7 +252,7 @@ def _bind(visuals: VisualParams, spec: VisualParamSpec, where: str) -> BoundPara
     return BoundParam(spec=spec, indices=idx, labels=labels, nominal=nominal, clip=clip)
 
 
-class RandomizeVisuals(gym.Wrapper[Any, Any, Any, Any]):
+class RandomizeVisuals(ParamWrapper):
     """Resample visual parameters at every reset, relative to cached nominal values.
 
     The absolute values applied go into reset `info["visuals"]` (`"param/element" -> float`).
@@ -266,26 +266,6 @@ class RandomizeVisuals(gym.Wrapper[Any, Any, Any, Any]):
         bound = [_bind(self._visuals, p, f"{where}.{i}") for i, p in enumerate(spec.params)]
         self._params = ParamSet(bound, self._visuals.get_visual_param, self._visuals.set_visual_param)
         self._enabled = True
-
-    @property
-    def nominal(self) -> dict[str, np.ndarray]:
-        """Copies of the cached nominal arrays of every randomized parameter."""
-        return self._params.nominal
-
-    @property
-    def current(self) -> dict[str, float]:
-        """The values applied now, keyed `param/element`."""
-        return dict(self._params.values)
-
-    def set_enabled(self, enabled: bool) -> None:
-        """Turn randomization on or off; off restores the nominal values exactly."""
-        self._enabled = enabled
-        if not enabled:
-            self._params.restore()
-
-    def resample(self) -> dict[str, float]:
-        """Draw and apply new values from nominal; returns them keyed `param/element`."""
-        return self._params.resample(self.np_random)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
