@@ -30,6 +30,8 @@ import pybullet_data
 from gymnasium import spaces
 from numpy.typing import NDArray
 
+from envs.kuka_camera import CAMERA_DISTANCE, VISUAL_PARAM_NAMES, Look, render_frame
+
 NOMINAL_FRAME_SKIP = 4
 NOMINAL_TIMESTEP = 1.0 / 240.0
 NOMINAL_GRAVITY = (0.0, 0.0, -9.81)
@@ -44,16 +46,6 @@ WORKSPACE_LOW = (-1.5, -1.5, -1.0)
 WORKSPACE_HIGH = (1.5, 1.5, 2.0)
 JOINT_LIMIT_MARGIN = 0.2  # rad: limits are constraints, so joints may overshoot them slightly
 MAX_JOINT_VELOCITY = 100.0  # rad/s, PyBullet's clamp (its default, set explicitly so obs bounds hold)
-# Camera and light of `render` (PyBullet's CPU tiny renderer). The light values are PyBullet's own
-# defaults for a z-up world, passed explicitly so that they can be varied; the renderer normalizes the
-# direction, so the unit vector gives the same image.
-CAMERA_TARGET = (0.4, 0.0, 0.35)  # m, the point the camera looks at
-CAMERA_DISTANCE, CAMERA_YAW, CAMERA_PITCH = 1.5, 60.0, -25.0  # m, deg, deg
-LIGHT_DIRECTION = (-50.0, 30.0, 100.0)
-LIGHT_COLOR = (1.0, 1.0, 1.0)
-LIGHT_DISTANCE = 2.0
-LIGHT_AMBIENT_COEFF, LIGHT_DIFFUSE_COEFF, LIGHT_SPECULAR_COEFF = 0.6, 0.35, 0.05
-VISUAL_PARAM_NAMES = ("rgba", "light_diffuse", "light_dir", "camera_pos")
 PARAM_NAMES = ("body_mass", "friction", "joint_damping", "actuator_gain", "gravity", "timestep", "frame_skip")
 # Smallest allowed value per parameter and whether it is allowed itself; gravity is unbounded.
 _MIN_VALUE = {
@@ -126,7 +118,7 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         self._target = 0.5 * (self._target_low + self._target_high)  # until the first reset
         self._cache_nominal_params(int(frame_skip))
         self._apply_all_params()
-        self._cache_nominal_visuals()
+        self._look = Look(self._cid, self._robot, self._plane, self._marker)
 
         n = len(self._joints)
         pos_low, pos_high = self._joint_lower - JOINT_LIMIT_MARGIN, self._joint_upper + JOINT_LIMIT_MARGIN
@@ -227,32 +219,7 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         """An (image_size, image_size, 3) uint8 frame from the CPU tiny renderer, or None without a mode."""
         if self.render_mode != "rgb_array":
             return None
-        look = self._visuals
-        view = p.computeViewMatrixFromYawPitchRoll(
-            cameraTargetPosition=look["camera_pos"].tolist(),
-            distance=self.camera_distance,
-            yaw=CAMERA_YAW,
-            pitch=CAMERA_PITCH,
-            roll=0.0,
-            upAxisIndex=2,
-        )
-        proj = p.computeProjectionMatrixFOV(fov=60.0, aspect=1.0, nearVal=0.05, farVal=5.0)
-        _, _, rgba, _, _ = p.getCameraImage(
-            self.image_size,
-            self.image_size,
-            viewMatrix=view,
-            projectionMatrix=proj,
-            lightDirection=look["light_dir"].tolist(),
-            lightColor=list(LIGHT_COLOR),
-            lightDistance=LIGHT_DISTANCE,
-            lightAmbientCoeff=LIGHT_AMBIENT_COEFF,
-            lightDiffuseCoeff=float(look["light_diffuse"][0]),
-            lightSpecularCoeff=LIGHT_SPECULAR_COEFF,
-            renderer=p.ER_TINY_RENDERER,
-            physicsClientId=self._cid,
-        )
-        frame = np.asarray(rgba, dtype=np.uint8).reshape(self.image_size, self.image_size, 4)
-        return np.ascontiguousarray(frame[:, :, :3])
+        return render_frame(self._cid, self._look, self.image_size, self.camera_distance)
 
     def close(self) -> None:
         """Disconnect this env's physics client; calling it again does nothing."""
@@ -408,79 +375,18 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         return param
 
     # ------------------------------------------------------------------ visual parameters
-    def _cache_nominal_visuals(self) -> None:
-        """Read every visual shape's color once; light and camera start at the module constants.
-
-        Color elements are `<part>.r|g|b` for each robot link with a visual shape, `floor` and `target`;
-        alpha is kept as loaded. `camera_pos` is the point the camera looks at, so offsetting it moves
-        the camera rigidly.
-        """
-        cid = self._cid
-        base_name = p.getBodyInfo(self._robot, physicsClientId=cid)[0].decode()
-        colors: dict[tuple[int, int], tuple[float, ...]] = {}
-        for body in (self._robot, self._plane, self._marker):
-            for shape in p.getVisualShapeData(body, physicsClientId=cid):
-                colors.setdefault((shape[0], shape[1]), shape[7])
-        parts: list[tuple[str, int, int]] = []
-        for body, link in colors:
-            if body == self._robot:
-                name = base_name if link < 0 else p.getJointInfo(body, link, physicsClientId=cid)[12].decode()
-                parts.append((name, body, link))
-        parts += [("floor", self._plane, -1), ("target", self._marker, -1)]
-        self._color_parts = [(body, link) for _, body, link in parts]
-        rgba = np.asarray([colors[part] for part in self._color_parts], dtype=np.float64)
-        self._alpha = rgba[:, 3].copy()
-        direction = np.asarray(LIGHT_DIRECTION, dtype=np.float64)
-        self._visual_elements: dict[str, tuple[str, ...]] = {
-            "rgba": tuple(f"{name}.{c}" for name, _, _ in parts for c in "rgb"),
-            "light_diffuse": ("light",),
-            "light_dir": ("light.x", "light.y", "light.z"),
-            "camera_pos": ("x", "y", "z"),
-        }
-        self._visuals: dict[str, FloatArray] = {
-            "rgba": rgba[:, :3].ravel(),
-            "light_diffuse": np.asarray([LIGHT_DIFFUSE_COEFF]),
-            "light_dir": direction / np.linalg.norm(direction),
-            "camera_pos": np.asarray(CAMERA_TARGET, dtype=np.float64),
-        }
-
     def visual_param_names(self) -> tuple[str, ...]:
         """Names accepted by `get_visual_param` / `set_visual_param`."""
         return VISUAL_PARAM_NAMES
 
     def visual_element_names(self, param: str) -> tuple[str, ...]:
         """What each entry of visual `param`'s array refers to (`<part>.r`, `light.x`, `x`, ...)."""
-        return self._visual_elements[self._check_visual(param)]
+        return self._look.element_names(param)
 
     def get_visual_param(self, param: str) -> FloatArray:
         """Current values (float64 copy, one per element)."""
-        return self._visuals[self._check_visual(param)].copy()
+        return self._look.get(param)
 
     def set_visual_param(self, param: str, values: FloatArray) -> None:
-        """Apply `values` from the next rendered frame on; they persist across resets until set again.
-
-        Colors must lie in [0, 1], the diffuse coefficient must be >= 0 and the light direction non-zero.
-        """
-        name = self._check_visual(param)
-        v = np.array(values, dtype=np.float64)
-        expected = (len(self._visual_elements[name]),)
-        if v.shape != expected or not np.all(np.isfinite(v)):
-            raise ValueError(f"{name}: expected {expected[0]} finite values, got {v}")
-        if name == "rgba" and not np.all((v >= 0.0) & (v <= 1.0)):
-            raise ValueError(f"rgba: colors must lie in [0, 1], got {v}")
-        if name == "light_diffuse" and v[0] < 0.0:
-            raise ValueError(f"light_diffuse: must be >= 0, got {v[0]}")
-        if name == "light_dir" and not np.any(v):
-            raise ValueError("light_dir: the light direction must be non-zero")
-        if name == "rgba":
-            changed = np.any(v.reshape(-1, 3) != self._visuals["rgba"].reshape(-1, 3), axis=1)
-            for i in np.flatnonzero(changed):
-                body, link = self._color_parts[i]
-                color = [*v[3 * i : 3 * i + 3].tolist(), float(self._alpha[i])]
-                p.changeVisualShape(body, link, rgbaColor=color, physicsClientId=self._cid)
-        self._visuals[name] = v
-
-    def _check_visual(self, param: str) -> str:
-        if param not in VISUAL_PARAM_NAMES:
-            raise ValueError(f"unknown visual parameter {param!r} (allowed: {', '.join(VISUAL_PARAM_NAMES)})")
-        return param
+        """Apply `values` from the next rendered frame on (see `envs.kuka_camera.Look.set`)."""
+        self._look.set(param, values)
