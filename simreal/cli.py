@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the whole transfer experiment: pretrain, transfer, fine-tune, compare")
     _common(run)
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoints")
+    run.add_argument("--backend", choices=["local", "ray"], default="local", help="where stages run")
+    run.add_argument(
+        "--address", help="with --backend ray: the cluster to join (default: a local one)"
+    )
     pre = sub.add_parser("pretrain", help="pretrain on the randomized (and nominal) source sim only")
     _common(pre)
     ft = sub.add_parser("finetune", help="fine-tune a pretrained policy on the config's target")
@@ -143,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             update={"output_dir": str(Path(args.resume).parent), "experiment": Path(args.resume).name}
         )
     ctx = _context(cfg, args, resume=bool(args.resume))
-    report = run(ctx)
+    report = run(ctx, backend=args.backend, address=args.address)
     _print_summary(report, ctx.run_dir)
 
 

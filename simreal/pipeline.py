@@ -16,11 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import multiprocessing
 import os
-import sys
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from simreal.artifacts import (
 )
 from simreal.config import AlgoConfig, ExperimentConfig, dump_config
 from simreal.evaluation import EvalResult, evaluate
+from simreal.executors import Submit, executor
 from simreal.observation import ObservationConfig, observation_wrapper
 from simreal.perception import Encoder, PerceptionConfig, attach
 from simreal.schedules import WarmupDecaySchedule
@@ -381,68 +380,50 @@ def _transfer_from(ctx: Context, source: Path, seed: int) -> None:
     finetune(ctx, source, seed)
 
 
-def _init_worker() -> None:
-    """Worker set-up: logging, one torch thread, and death with the parent (no orphan writing files)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s [%(process)d] %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    log.setLevel(logging.INFO)
-    torch.set_num_threads(1)
-
-
 def worker_count(ctx: Context) -> int:
     """Processes to run stages in: `workers`, or with 0 (auto) one per core, at most one per stage."""
     wanted = ctx.cfg.workers or (os.cpu_count() or 1)
     return max(1, min(wanted, 3 * len(ctx.cfg.seeds)))
 
 
-def _run_parallel(ctx: Context, workers: int) -> None:
-    """Stages as jobs in `workers` processes: pretraining and scratch start at once, each seed's
-    zero-shot and fine-tuning start as soon as its pretrained policy exists."""
+def _run_jobs(ctx: Context, submit: Submit) -> None:
+    """Stages as jobs: pretraining and scratch start at once, each seed's zero-shot and fine-tuning
+    start as soon as its pretrained policy exists."""
     quiet = dataclasses.replace(ctx, progress_bar=False)
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_init_worker) as pool:
-        running: dict[Future[Any], tuple[str, int]] = {}
-        for seed in ctx.cfg.seeds:
-            running[pool.submit(pretrain, quiet, seed, True)] = ("randomized", seed)
-        for seed in ctx.cfg.seeds:
-            if ctx.cfg.pretrain.nominal_baseline:
-                running[pool.submit(pretrain, quiet, seed, False)] = ("nominal", seed)
-        for seed in ctx.cfg.seeds:
-            if ctx.cfg.scratch:
-                running[pool.submit(scratch, quiet, seed)] = ("scratch", seed)
-        total = len(running) + sum(1 for kind, _ in running.values() if kind in ("randomized", "nominal"))
-        bar = tqdm(total=total, desc="stages", unit="stage", disable=not ctx.progress_bar)
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                kind, seed = running.pop(future)
-                result = future.result()  # re-raises a stage's error here
-                bar.update(1)
-                if kind == "randomized":
-                    running[pool.submit(_transfer_from, quiet, result, seed)] = ("transfer", seed)
-                elif kind == "nominal":
-                    job = pool.submit(zero_shot, quiet, result, seed, "zeroshot_nominal")
-                    running[job] = ("zeroshot", seed)
-        bar.close()
+    running: dict[Future[Any], tuple[str, int]] = {}
+    for seed in ctx.cfg.seeds:
+        running[submit(pretrain, quiet, seed, True)] = ("randomized", seed)
+    for seed in ctx.cfg.seeds:
+        if ctx.cfg.pretrain.nominal_baseline:
+            running[submit(pretrain, quiet, seed, False)] = ("nominal", seed)
+    for seed in ctx.cfg.seeds:
+        if ctx.cfg.scratch:
+            running[submit(scratch, quiet, seed)] = ("scratch", seed)
+    total = len(running) + sum(1 for kind, _ in running.values() if kind in ("randomized", "nominal"))
+    bar = tqdm(total=total, desc="stages", unit="stage", disable=not ctx.progress_bar)
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            kind, seed = running.pop(future)
+            result = future.result()  # re-raises a stage's error here
+            bar.update(1)
+            if kind == "randomized":
+                running[submit(_transfer_from, quiet, result, seed)] = ("transfer", seed)
+            elif kind == "nominal":
+                running[submit(zero_shot, quiet, result, seed, "zeroshot_nominal")] = ("zeroshot", seed)
+    bar.close()
 
 
-def run(ctx: Context) -> dict[str, Any]:
-    """The whole experiment (stages in parallel processes when there are cores); returns the report."""
+def run(ctx: Context, backend: str = "local", address: str | None = None) -> dict[str, Any]:
+    """The whole experiment (stages in parallel processes or Ray tasks when there is room) and its report."""
     from simreal.report import write_report
 
     workers = worker_count(ctx)
-    if workers == 1:
+    if backend == "local" and workers == 1 and address is None:
         for seed in ctx.cfg.seeds:
             run_seed(ctx, seed)
     else:
-        log.info("running %d seeds' stages in %d worker processes", len(ctx.cfg.seeds), workers)
-        _run_parallel(ctx, workers)
+        log.info("running %d seeds' stages on %s with %d workers", len(ctx.cfg.seeds), backend, workers)
+        with executor(backend, workers, address) as submit:
+            _run_jobs(ctx, submit)
     return write_report(ctx.run_dir, ctx.cfg)
