@@ -47,9 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoints")
     run.add_argument("--backend", choices=["local", "ray"], default="local", help="where stages run")
-    run.add_argument(
-        "--address", help="with --backend ray: the cluster to join (default: a local one)"
-    )
+    run.add_argument("--address", help="with --backend ray: the cluster to join (default: a local one)")
     pre = sub.add_parser("pretrain", help="pretrain on the randomized (and nominal) source sim only")
     _common(pre)
     ft = sub.add_parser("finetune", help="fine-tune a pretrained policy on the config's target")
@@ -66,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     rep = sub.add_parser("report", help="rewrite report.json/report.md/curves.png of a run directory")
     rep.add_argument("run_dir")
+    sw = sub.add_parser("sweep", help="search fine-tuning settings over a run's pretrained policies (Optuna)")
+    sw.add_argument("run_dir")
+    sw.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=KIND:ARGS",
+        help="e.g. finetune.learning_rate=log:1e-5:1e-3, finetune.freeze_layers=int:0:2",
+    )
+    sw.add_argument("--trials", type=int, default=10)
+    sw.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sub.add_parser("envs", help="list tasks, their ids, randomizable parameters and target presets")
     cmp = sub.add_parser("compare", help="curves and transfer table across seeds and run directories")
     cmp.add_argument("run_dirs", nargs="+", metavar="EXPERIMENT_DIR", help="merged per variant")
@@ -221,6 +230,16 @@ def cmd_report(args: argparse.Namespace) -> None:
     _print_summary(write_report(run_dir, cfg), run_dir)
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from simreal.sweep import parse_space, sweep
+
+    if args.trials < 1:
+        raise ConfigError(f"--trials: must be >= 1, got {args.trials}")
+    summary = sweep(Path(args.run_dir), parse_space(args.space), args.trials, resolve_device(args.device))
+    print(f"best {summary['best_params']} -> {summary['best_value']:.1f}; importance {summary['importance']}")
+    print(f"details: {Path(args.run_dir) / 'sweep' / 'sweep.md'}")
+
+
 def cmd_envs(_args: argparse.Namespace) -> None:
     import gymnasium as gym
 
@@ -269,6 +288,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "envs": cmd_envs,
+    "sweep": cmd_sweep,
     "compare": cmd_compare,
     "export": cmd_export,
 }
