@@ -1,0 +1,142 @@
+"""The transfer benchmark suite: three tasks, five seeds, fixed budgets, targets outside the training range.
+
+Usage:
+    python benchmarks/suite.py                 # full budgets (hours on a 2-core CPU; use a GPU box or Ray)
+    python benchmarks/suite.py --backend ray   # stages as Ray tasks
+    python benchmarks/suite.py --smoke --out /tmp/suite   # tiny budgets, 2 seeds: checks the plumbing
+
+For each task it runs the whole experiment (`simreal run`) on the task's extrapolation target, then
+reads its report and writes, between the suite markers of BENCHMARKS.md (or `--markdown`), a table with
+every task's sample-efficiency ratio (scratch / fine-tune target steps to 90% of scratch's learned range)
+with its bootstrap CI, and the zero-shot return of the randomized and the nominal policy as fractions of
+the target-trained policy's (scratch at the full budget), measured from the untrained return (scratch's
+first evaluation) so that negative rewards work. Curves go to `docs/benchmarks/<task>.png`.
+Goals (issue #5): ratio >= 5x on at least two tasks; randomized zero-shot >= 80% and clearly above nominal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from simreal.cli import main as simreal_main
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = {  # task -> (config, target outside the training range)
+    "inverted_pendulum": ("configs/inverted_pendulum_extrapolate.yaml", "extrapolate"),
+    "reacher": ("configs/reacher.yaml", "extrapolate"),
+    "kuka_reach": ("configs/kuka_reach.yaml", "extrapolate"),
+}
+SEEDS = "0,1,2,3,4"
+SMOKE = [
+    "pretrain.timesteps=256",
+    "finetune.timesteps=256",
+    "evaluation.every_steps=128",
+    "evaluation.episodes=1",
+    "evaluation.final_episodes=2",
+    "algo.net_arch=[16]",
+    "checkpoint_every_steps=128",
+]
+SMOKE_ALGO = {
+    "PPO": ["algo.kwargs.n_steps=64", "algo.kwargs.batch_size=32", "algo.kwargs.n_epochs=1"],
+    "SAC": ["algo.kwargs.learning_starts=64", "algo.kwargs.buffer_size=2000", "algo.kwargs.batch_size=32"],
+}
+START, END = "<!-- suite:start -->", "<!-- suite:end -->"
+
+
+def run_task(task: str, out: Path, smoke: bool, backend: str) -> dict[str, Any]:
+    config, target = SUITE[task]
+    algo = "SAC" if "kuka" in config else "PPO"
+    overrides = [f"output_dir={out}", f"experiment=suite_{task}", f"target={target}"]
+    if smoke:
+        overrides += SMOKE + SMOKE_ALGO[algo]
+    args = [
+        "run",
+        str(ROOT / config),
+        "--no-progress",
+        "--seeds",
+        "0,1" if smoke else SEEDS,
+        "--backend",
+        backend,
+    ]
+    for item in overrides:
+        args += ["--set", item]
+    run_dir = out / f"suite_{task}"
+    if (run_dir / "config.yaml").exists():
+        args = ["run", "--no-progress", "--resume", str(run_dir), "--backend", backend]
+    if simreal_main(args) != 0:
+        raise SystemExit(f"suite: {task} failed")
+    return json.loads((run_dir / "report.json").read_text())
+
+
+def _fraction(run_dir: Path, report: dict[str, Any], variant: str) -> float | None:
+    """(return - untrained) / (target-trained - untrained): sign-safe for negative rewards. Untrained is
+    scratch's first evaluation (before any target step), target-trained its final return, both seed means."""
+    variants = report["variants"]
+    if variant not in variants or "scratch" not in variants:
+        return None
+    firsts = [
+        json.loads(p.read_text())[0]["mean_return"] for p in sorted(run_dir.glob("scratch/seed*/curve.json"))
+    ]
+    untrained = sum(firsts) / len(firsts)
+    trained = variants["scratch"]["final_return"]["mean"]
+    if trained <= untrained:
+        return None
+    return (variants[variant]["final_return"]["mean"] - untrained) / (trained - untrained)
+
+
+def table(reports: dict[str, dict[str, Any]], out: Path, command: str) -> str:
+    lines = [
+        START,
+        "",
+        f"Command: `{command}`",
+        "",
+        "| task | target | seeds | ratio (scratch / fine-tune steps) [95% CI] | zero-shot randomized / "
+        "target-trained | zero-shot nominal / target-trained |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, rep in reports.items():
+        t = rep["transfer"]
+        ratio = t.get("ratio_text", t.get("threshold_note", "n/a"))
+        run_dir = out / f"suite_{task}"
+        zr, zn = (_fraction(run_dir, rep, v) for v in ("zeroshot_randomized", "zeroshot_nominal"))
+        fmt = lambda x: "n/a" if x is None else f"{x:.0%}"  # noqa: E731
+        lines.append(f"| {task} | {rep['target']} | {len(rep['seeds'])} | {ratio} | {fmt(zr)} | {fmt(zn)} |")
+    lines += ["", "Curves: " + ", ".join(f"[{t}](docs/benchmarks/{t}.png)" for t in reports), "", END]
+    return "\n".join(lines)
+
+
+def write_section(markdown: Path, section: str) -> None:
+    text = markdown.read_text() if markdown.exists() else ""
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Transfer benchmark suite\n\n" + section + "\n"
+    markdown.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "runs" / "suite"))
+    parser.add_argument("--smoke", action="store_true", help="tiny budgets and 2 seeds")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local")
+    parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--figures", default=str(ROOT / "docs" / "benchmarks"))
+    args = parser.parse_args()
+    out, figures = Path(args.out), Path(args.figures)
+    reports = {task: run_task(task, out, args.smoke, args.backend) for task in SUITE}
+    figures.mkdir(parents=True, exist_ok=True)
+    for task in reports:
+        shutil.copyfile(out / f"suite_{task}" / "curves.png", figures / f"{task}.png")
+    command = "python benchmarks/suite.py" + (" --smoke" if args.smoke else "")
+    section = table(reports, out, command)
+    write_section(Path(args.markdown), section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
