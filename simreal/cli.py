@@ -188,24 +188,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     import gymnasium as gym
 
     import envs  # noqa: F401 - registers the simreal/ ids
-    from simreal.artifacts import load_policy
     from simreal.evaluation import evaluate
-    from simreal.observation import ObservationConfig, observation_wrapper
     from simreal.pipeline import load_for_env
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
     if args.env not in gym.registry:
         raise ConfigError(f"--env {args.env}: not a registered env id (see `simreal envs`)")
-    obs_cfg = ObservationConfig.model_validate(load_policy(args.model).meta.get("observation") or {})
-    wrap = observation_wrapper(obs_cfg)
-
-    def make() -> gym.Env[Any, Any]:
-        env = gym.make(args.env)
-        return wrap(env) if wrap else env
-
-    model, rms, encoder = load_for_env(Path(args.model), args.env, resolve_device(args.device), args.seed)
-    result = evaluate(model, make, args.episodes, args.seed, rms, encoder.encode)
+    loaded = load_for_env(Path(args.model), args.env, resolve_device(args.device), args.seed)
+    result = evaluate(
+        loaded.model, loaded.make_env, args.episodes, args.seed, loaded.obs_rms, loaded.encoder.encode
+    )
     out = {
         "env": args.env,
         "model": args.model,

@@ -35,6 +35,7 @@ from agents.algorithms import make_model
 from simreal import transfer as tr
 from simreal.artifacts import (
     ArtifactError,
+    PolicyArtifact,
     atomic_write_text,
     check_spaces,
     load_policy,
@@ -172,39 +173,54 @@ def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
     return out / POLICY
 
 
-def load_for_env(
-    path: Path, env_id: str, device: torch.device, seed: int
-) -> tuple[BaseAlgorithm, Any, Encoder]:
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A saved policy rebuilt for an env: model, normalization statistics, encoder and an env factory
+    that applies the observation wrappers the policy was trained with."""
+
+    model: BaseAlgorithm
+    obs_rms: Any
+    encoder: Encoder
+    make_env: Callable[[], gym.Env[Any, Any]]
+
+
+def _rebuild(
+    art: PolicyArtifact, env: Any, device: torch.device, seed: int, encoder: Encoder
+) -> BaseAlgorithm:
+    """The algorithm of `art` built on `env` (spaces checked) with `art`'s weights."""
+    check_spaces(art.meta, env.observation_space, env.action_space)
+    algo = AlgoConfig.model_validate(art.meta["algo"])
+    model = build_model(algo, env, algo.pretrain_lr, device, seed, encoder)
+    load_torch_state(model, art.states, art.tensors, include_optimizers=False)
+    return model
+
+
+def load_for_env(path: Path, env_id: str, device: torch.device, seed: int) -> LoadedPolicy:
     """Rebuild a saved policy for env `env_id` with the observation wrappers and perception it was
-    trained with (spaces checked); returns (model, normalization statistics, encoder)."""
+    trained with (spaces checked)."""
     art = load_policy(path, device)
-    obs_cfg = ObservationConfig.model_validate(art.meta.get("observation") or {})
+    wrapper = observation_wrapper(ObservationConfig.model_validate(art.meta.get("observation") or {}))
     perception = art.meta.get("perception")
-    wrapper = observation_wrapper(obs_cfg)
     venv = make_vec(env_id, 1, seed, False, None, wrapper=wrapper)
     venv, encoder = attach(PerceptionConfig.model_validate(perception) if perception else None, venv, device)
     encoder.load_backbone_state(art.backbone)
-    check_spaces(art.meta, venv.observation_space, venv.action_space)
-    algo = AlgoConfig.model_validate(art.meta["algo"])
-    model = build_model(algo, venv, algo.pretrain_lr, device, seed, encoder)
-    load_torch_state(model, art.states, art.tensors, include_optimizers=False)
-    return model, art.obs_rms, encoder
+    model = _rebuild(art, venv, device, seed, encoder)
+
+    def make_env() -> gym.Env[Any, Any]:
+        env = gym.make(env_id)
+        return wrapper(env) if wrapper else env
+
+    return LoadedPolicy(model, art.obs_rms, encoder, make_env)
 
 
-def load_model(
-    path: Path, env: Any, device: torch.device, seed: int, lr: Any = 0.0
-) -> tuple[BaseAlgorithm, Any]:
+def load_model(path: Path, env: Any, device: torch.device, seed: int) -> tuple[BaseAlgorithm, Any]:
     """Rebuild a saved state-based policy on `env` (spaces checked); returns (model, its statistics).
 
     Policies with a perception backbone need `load_for_env`, which rebuilds the frozen encoder too."""
     art = load_policy(path, device)
     if art.meta.get("perception"):
         raise ArtifactError(f"{path}: a pixel policy with a backbone; load it with load_for_env")
-    check_spaces(art.meta, env.observation_space, env.action_space)
-    algo = AlgoConfig.model_validate(art.meta["algo"])
-    model = build_model(algo, env, lr if lr else algo.pretrain_lr, device, seed)
-    load_torch_state(model, art.states, art.tensors, include_optimizers=False)
-    return model, art.obs_rms
+    return _rebuild(art, env, device, seed, Encoder({})), art.obs_rms
 
 
 def _write_final(out: Path, result: EvalResult) -> None:
@@ -223,14 +239,10 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
     out = ctx.stage_dir(variant, seed)
     if (out / FINAL).exists():
         return
-    model, rms, encoder = load_for_env(policy, ctx.target_id, ctx.device, seed)
+    loaded = load_for_env(policy, ctx.target_id, ctx.device, seed)
+    episodes, eval_seed = ctx.cfg.evaluation.final_episodes, ctx.eval_seed(seed, True)
     result = evaluate(
-        model,
-        ctx.make_target,
-        ctx.cfg.evaluation.final_episodes,
-        ctx.eval_seed(seed, True),
-        rms,
-        encoder.encode,
+        loaded.model, loaded.make_env, episodes, eval_seed, loaded.obs_rms, loaded.encoder.encode
     )
     logger = stage_logger(out, None)
     curve = []
