@@ -13,28 +13,23 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny import set_args
 
 from simreal.cli import main
 
-TINY = [
+SMALL = [  # on top of tiny.TINY: two evaluations and a checkpoint every rollout
     "pretrain.timesteps=256",
     "finetune.timesteps=256",
     "evaluation.every_steps=128",
     "evaluation.episodes=2",
     "evaluation.final_episodes=2",
-    "algo.kwargs.n_steps=64",
-    "algo.kwargs.batch_size=32",
     "algo.kwargs.n_epochs=2",
     "checkpoint_every_steps=64",
-    "algo.net_arch=[16]",
 ]
 
 
 def _args(out: Path, extra: list[str] | None = None) -> list[str]:
-    args = ["--no-progress", "--device", "cpu", "--set", f"output_dir={out}"]
-    for item in TINY + (extra or []):
-        args += ["--set", item]
-    return args
+    return set_args(out, *SMALL, *(extra or []))
 
 
 def _steps(run: Path, variant: str, tag: str = "target/mean_return") -> list[int]:

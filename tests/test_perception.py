@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import set_args
 
 from simreal.cli import main
 from simreal.config import load_config
@@ -15,16 +16,7 @@ from simreal.config_base import ConfigError
 
 PIXELS = [
     "pixels=true",
-    "pretrain.timesteps=128",
     "pretrain.nominal_baseline=false",
-    "finetune.timesteps=128",
-    "evaluation.every_steps=64",
-    "evaluation.episodes=1",
-    "evaluation.final_episodes=1",
-    "algo.kwargs.n_steps=64",
-    "algo.kwargs.batch_size=32",
-    "algo.kwargs.n_epochs=1",
-    "algo.net_arch=[16]",
     "observation.action_history=0",
     "seeds=[0]",
     "workers=1",
@@ -32,10 +24,7 @@ PIXELS = [
 
 
 def _run(tmp_path: Path, perception: str) -> Path:
-    args = ["run", "--no-progress", "--device", "cpu", "--set", f"output_dir={tmp_path}", "--set", perception]
-    for item in PIXELS:
-        args += ["--set", item]
-    assert main(args) == 0
+    assert main(["run", *set_args(tmp_path, *PIXELS, perception)]) == 0
     return tmp_path / "quickstart"
 
 

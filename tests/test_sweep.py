@@ -6,31 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny import set_args
 
 from simreal.cli import main
 from simreal.config_base import ConfigError
 from simreal.sweep import parse_space
 
-TINY = [
-    "pretrain.timesteps=128",
-    "finetune.timesteps=128",
-    "evaluation.every_steps=64",
-    "evaluation.episodes=1",
-    "evaluation.final_episodes=2",
-    "algo.kwargs.n_steps=64",
-    "algo.kwargs.batch_size=32",
-    "algo.kwargs.n_epochs=1",
-    "algo.net_arch=[16]",
-    "workers=1",
-    "scratch=false",
-    "pretrain.nominal_baseline=false",
-]
-
 
 def test_sweep_over_learning_rate_and_frozen_layers(tmp_path: Path) -> None:
-    args = ["run", "--no-progress", "--device", "cpu", "--seeds", "0", "--set", f"output_dir={tmp_path}"]
-    for item in TINY:
-        args += ["--set", item]
+    extra = ("evaluation.final_episodes=2", "workers=1", "scratch=false", "pretrain.nominal_baseline=false")
+    args = ["run", *set_args(tmp_path, *extra), "--seeds", "0"]
     assert main(args) == 0
     run = tmp_path / "quickstart"
     assert (

@@ -1,0 +1,25 @@
+"""Tiny budgets for end-to-end CLI runs in tests: a few hundred PPO steps on the quickstart task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY = [
+    "pretrain.timesteps=128",
+    "finetune.timesteps=128",
+    "evaluation.every_steps=64",
+    "evaluation.episodes=1",
+    "evaluation.final_episodes=1",
+    "algo.kwargs.n_steps=64",
+    "algo.kwargs.batch_size=32",
+    "algo.kwargs.n_epochs=1",
+    "algo.net_arch=[16]",
+]
+
+
+def set_args(out: Path, *overrides: str) -> list[str]:
+    """CLI options for a tiny CPU run writing under `out`; later overrides win over `TINY`."""
+    args = ["--no-progress", "--device", "cpu", "--set", f"output_dir={out}"]
+    for item in (*TINY, *overrides):
+        args += ["--set", item]
+    return args
