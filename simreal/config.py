@@ -42,6 +42,15 @@ class AlgoConfig(Spec):
         return self
 
     @property
+    def hidden_layers(self) -> int:
+        """Hidden layers of the shallowest actor or critic trunk (SB3's defaults have two)."""
+        if self.net_arch is None:
+            return 2
+        if isinstance(self.net_arch, list):
+            return len(self.net_arch)
+        return min(len(layers) for layers in self.net_arch.values()) if self.net_arch else 2
+
+    @property
     def pretrain_lr(self) -> float:
         return self.learning_rate if self.learning_rate is not None else default_learning_rate(self.name)
 
@@ -127,6 +136,12 @@ class ExperimentConfig(Spec):
             raise ValueError("algo.normalize_obs: not for image observations (backbones normalize images)")
         if self.pixels and self.observation.action_history:
             raise ValueError("observation.action_history: not supported with image observations")
+        if self.finetune.freeze_layers > self.algo.hidden_layers:
+            depth = self.algo.hidden_layers
+            raise ValueError(
+                f"finetune.freeze_layers: {self.finetune.freeze_layers} exceeds the {depth} hidden layers "
+                f"of algo.net_arch (allowed: 0..{depth})"
+            )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: duplicates in {self.seeds}")
         return self

@@ -86,3 +86,11 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 def test_every_shipped_config_is_valid(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.finetune.timesteps >= cfg.evaluation.every_steps
+
+
+def test_freezing_more_layers_than_the_network_has_fails_before_training() -> None:
+    with pytest.raises(ConfigError, match=re.escape("finetune.freeze_layers: 5 exceeds the 2 hidden layers")):
+        load_config(None, ["finetune.freeze_layers=5"])
+    with pytest.raises(ConfigError, match="exceeds the 1 hidden layers"):
+        load_config(None, ["finetune.freeze_layers=2", "algo.net_arch=[16]"])
+    assert load_config(None, ["finetune.freeze_layers=1", "algo.net_arch=[16]"]).finetune.freeze_layers == 1
