@@ -27,11 +27,16 @@ import numpy as np
 from simreal import metrics as m
 from simreal.artifacts import atomic_write_text
 from simreal.config import ExperimentConfig, load_config
-from simreal.report import LABELS
 from simreal.training import curve_arrays
 
 log = logging.getLogger("simreal")
 
+LABELS = {
+    "finetune": "fine-tune (randomized -> target)",
+    "scratch": "scratch on target",
+    "zeroshot_randomized": "zero-shot randomized",
+    "zeroshot_nominal": "zero-shot nominal",
+}
 LEARNING = ("finetune", "scratch")  # variants trained on the target: drawn as curves
 CONFIDENCE = 0.95
 _SEED_DIR = re.compile(r"seed(\d+)")

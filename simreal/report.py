@@ -14,26 +14,8 @@ import numpy as np
 
 from simreal import metrics as m
 from simreal.artifacts import atomic_write_text
+from simreal.compare import LABELS, Gathered, gather, plot
 from simreal.config import ExperimentConfig
-from simreal.training import curve_arrays
-
-LABELS = {
-    "finetune": "fine-tune (randomized -> target)",
-    "scratch": "scratch on target",
-    "zeroshot_randomized": "zero-shot randomized",
-    "zeroshot_nominal": "zero-shot nominal",
-}
-
-
-def _load(run_dir: Path, variant: str, seeds: list[int]) -> tuple[list[m.Curve], list[dict[str, Any]]]:
-    curves: list[m.Curve] = []
-    finals: list[dict[str, Any]] = []
-    for seed in seeds:
-        stage = run_dir / variant / f"seed{seed}"
-        if (stage / "curve.json").exists() and (stage / "final.json").exists():
-            curves.append(curve_arrays(json.loads((stage / "curve.json").read_text())))
-            finals.append(json.loads((stage / "final.json").read_text()))
-    return curves, finals
 
 
 def _summary(s: m.Summary) -> dict[str, float]:
@@ -47,8 +29,8 @@ def _summary(s: m.Summary) -> dict[str, float]:
     }
 
 
-def build_report(run_dir: Path, cfg: ExperimentConfig) -> dict[str, Any]:
-    """All numbers of the report as plain data."""
+def build_report(gathered: Gathered, cfg: ExperimentConfig) -> dict[str, Any]:
+    """All numbers of the report as plain data, from what `compare.gather` read of the run."""
     rng = np.random.default_rng(0)
     report: dict[str, Any] = {
         "experiment": cfg.experiment,
@@ -60,7 +42,7 @@ def build_report(run_dir: Path, cfg: ExperimentConfig) -> dict[str, Any]:
         "target_budget": cfg.finetune.timesteps,
         "variants": {},
     }
-    data = {v: _load(run_dir, v, cfg.seeds) for v in LABELS}
+    data = {v: (gathered.curves.get(v, []), gathered.finals.get(v, [])) for v in LABELS}
     finals: dict[str, np.ndarray] = {}
     for variant, (curves, fin) in data.items():
         if not fin:
@@ -171,37 +153,11 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(run_dir: Path, cfg: ExperimentConfig, path: Path) -> None:
-    """Mean target return against target steps per variant, with 95% bootstrap bands across seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rng = np.random.default_rng(0)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for variant, label in LABELS.items():
-        curves, _ = _load(run_dir, variant, cfg.seeds)
-        if not curves:
-            continue
-        band = m.curve_band(curves, "mean", rng=rng)
-        style = "--" if variant.startswith("zeroshot") else "-"
-        ax.plot(band.steps, band.center, style, label=f"{label} (n={len(curves)})")
-        ax.fill_between(band.steps, band.low, band.high, alpha=0.2)
-    ax.set_xlabel("target environment steps")
-    ax.set_ylabel("mean evaluation return on target")
-    ax.set_title(f"{cfg.experiment}: {cfg.task} -> {cfg.target} ({cfg.algo.name})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def write_report(run_dir: Path, cfg: ExperimentConfig) -> dict[str, Any]:
     """Write report.json, report.md and curves.png into `run_dir`; returns the report data."""
-    report = build_report(run_dir, cfg)
+    gathered = gather([run_dir])
+    report = build_report(gathered, cfg)
     atomic_write_text(json.dumps(report, indent=1), run_dir / "report.json")
     atomic_write_text(to_markdown(report), run_dir / "report.md")
-    plot_curves(run_dir, cfg, run_dir / "curves.png")
+    plot(gathered, "mean", run_dir / "curves.png", report["transfer"].get("threshold"))
     return report
