@@ -41,13 +41,16 @@ Projection = Literal["relu", "layernorm"]
 
 
 class BackboneExtractor(BaseFeaturesExtractor):
-    """Backbone up to ``tap`` -> global average pool per frame -> concat -> trainable projection.
+    """Backbone up to ``tap`` -> average pool per frame (global or a small grid) -> concat -> projection.
 
     :param observation_space: image Box, CHW or HWC, with 3k channels (k stacked RGB frames).
     :param backbone: registry name (``agents.backbones.BACKBONES``).
     :param weights: ``"imagenet"``, a local state-dict path, or None for a random init.
     :param tap: stage whose output is used (``backbone.tap_names()``); None = the last before the classifier.
     :param features_dim: output size of the projection.
+    :param pool: side of the average-pooling grid per frame. 1 = global average pooling (C features per
+        frame: what is in the image); g > 1 keeps a g x g layout (C*g*g features: where it is), which
+        control from pixels usually needs - a thin pole's angle is gone after global pooling.
     :param frozen: freeze the backbone (``requires_grad=False``, eval mode, no grad, autocast on CUDA).
     :param unfreeze_last: with ``frozen``, the number of last blocks before ``tap`` that still train.
     :param image_size: resize frames (bilinear) to this square side; None keeps the observation size.
@@ -72,6 +75,7 @@ class BackboneExtractor(BaseFeaturesExtractor):
         weights: str | None,
         tap: str | None = None,
         features_dim: int = 256,
+        pool: int = 1,
         frozen: bool = True,
         unfreeze_last: int = 0,
         image_size: int | None = None,
@@ -92,6 +96,9 @@ class BackboneExtractor(BaseFeaturesExtractor):
         if channels % 3 != 0:
             raise ValueError(f"expected 3k RGB channels (k stacked frames), got {channels}")
         self.n_frames = channels // 3
+        if pool <= 0:
+            raise ValueError(f"pool must be a positive grid side, got {pool}")
+        self.pool = pool
         if normalize not in ("imagenet", "none"):
             raise ValueError(f"normalize must be 'imagenet' or 'none', got {normalize!r}")
         if image_size is not None and image_size <= 0:
@@ -126,7 +133,7 @@ class BackboneExtractor(BaseFeaturesExtractor):
         self.register_buffer("input_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
-        in_features = self.backbone.tap_channels(self.tap) * self.n_frames
+        in_features = self.pooled_features()
         if projection == "relu":
             self.projection = nn.Sequential(nn.Linear(in_features, features_dim), nn.ReLU())
         elif projection == "layernorm":
@@ -157,6 +164,16 @@ class BackboneExtractor(BaseFeaturesExtractor):
 
     # ----- the two halves of forward -----
 
+    def pooled_features(self) -> int:
+        """Size of the pooled, frame-concatenated vector the projection reads."""
+        return self.backbone.tap_channels(self.tap) * self.pool**2 * self.n_frames
+
+    def _pool(self, maps: torch.Tensor, n: int) -> torch.Tensor:
+        """(N*k, C, H, W) maps -> (N, k*C*g*g): average over the g x g grid, frames concatenated."""
+        if self.pool == 1:
+            return maps.mean(dim=(2, 3)).reshape(n, -1)
+        return F.adaptive_avg_pool2d(maps, self.pool).reshape(n, -1)
+
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations (N, 3k, H, W) in [0, 1] (uint8, HWC accepted) -> normalized frames (N*k, 3, S, S)."""
         x = obs if self.channels_first else obs.permute(0, 3, 1, 2)
@@ -175,7 +192,7 @@ class BackboneExtractor(BaseFeaturesExtractor):
     def backbone_features(self, obs: torch.Tensor) -> torch.Tensor:
         """The frozen part, without grad: what a caller may compute once per rollout and reuse.
 
-        Returns pooled features (N, k*C) when the whole backbone is frozen, else the frozen prefix's
+        Returns pooled features (N, k*C*g*g) when the whole backbone is frozen, else the frozen prefix's
         feature maps with frames folded into channels (N, k*C', H', W'); with ``frozen=False`` that
         prefix is empty and the result is the normalized frames. Stale after ``adapt_batchnorm``.
         """
@@ -186,7 +203,7 @@ class BackboneExtractor(BaseFeaturesExtractor):
                 x = self.backbone.forward_blocks(x, self.frozen_blocks)
             x = x.float()
         if not self.trainable_blocks:
-            return x.mean(dim=(2, 3)).reshape(n, -1)
+            return self._pool(x, n)
         return x.reshape(n, -1, *x.shape[-2:])
 
     def forward_from_features(self, features: torch.Tensor) -> torch.Tensor:
@@ -197,7 +214,7 @@ class BackboneExtractor(BaseFeaturesExtractor):
             x = self.backbone.forward_blocks(
                 x.contiguous(memory_format=torch.channels_last), self.trainable_blocks
             )
-            features = x.float().mean(dim=(2, 3)).reshape(n, -1)
+            features = self._pool(x.float(), n)
         return self.projection(features)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
@@ -237,7 +254,7 @@ class CachedFeaturesHead(BaseFeaturesExtractor):
     the frozen backbone never runs again in ``train()`` (SB3 #409). With the same spec and trainable
     weights, ``head(extractor.backbone_features(obs)) == extractor(obs)``.
 
-    :param observation_space: the feature Box: (k*C,) for a fully frozen backbone, else the frozen
+    :param observation_space: the feature Box: (k*C*g*g,) for a fully frozen backbone, else the frozen
         prefix's maps (k*C', H', W').
     :param image_shape: (3k, H, W) of the images the frozen part saw.
     :param extractor_kwargs: the :class:`BackboneExtractor` spec (``backbone``, ``weights``, ``tap``,
@@ -259,7 +276,7 @@ class CachedFeaturesHead(BaseFeaturesExtractor):
         if extractor.trainable_blocks:  # frozen prefix maps, frames folded into channels
             matches = len(shape) == 3 and shape[0] % extractor.n_frames == 0
         else:  # pooled vector per frame, concatenated
-            matches = shape == (extractor.n_frames * backbone.tap_channels(extractor.tap),)
+            matches = shape == (extractor.pooled_features(),)
         if not matches:
             raise ValueError(f"features of shape {shape} do not come from the frozen part of this spec")
         for block in extractor.frozen_blocks:

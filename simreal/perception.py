@@ -50,6 +50,7 @@ class PerceptionConfig(Spec):
     init_seed: int = 0
     tap: str | None = None
     features_dim: int = Field(default=128, ge=1)
+    pool: int = Field(default=1, ge=1, le=8)
     unfreeze_last: int = Field(default=0, ge=0)
     backbone_lr_factor: float = Field(default=0.1, gt=0)
     image_size: int | None = Field(default=None, ge=16)
@@ -87,6 +88,7 @@ class PerceptionConfig(Spec):
             "weights": self.weights,
             "tap": self.tap,
             "features_dim": self.features_dim,
+            "pool": self.pool,
             "frozen": True,
             "unfreeze_last": self.unfreeze_last,
             "image_size": self.image_size,

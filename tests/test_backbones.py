@@ -241,6 +241,26 @@ def test_earlier_tap_prunes_later_blocks_and_unfreezes_within_the_tap() -> None:
     assert extractor(_obs(2)).shape == (2, 32)
 
 
+def test_grid_pooling_keeps_the_layout_that_global_pooling_averages_away() -> None:
+    grid, flat = _extractor(tap="stage3", pool=2).eval(), _extractor(tap="stage3").eval()
+    channels = grid.backbone.tap_channels("stage3")  # 40 channels, an 8x8 map at 64x64 input
+    spot = torch.zeros(2, 3, SIDE, SIDE)
+    spot[0, :, 4:12, 4:12] = 1.0  # the same bright square in opposite corners
+    spot[1, :, -12:-4, -12:-4] = 1.0
+    cells = grid.backbone_features(spot)
+    assert cells.shape == (2, channels * 4)
+    # The global average is the mean of the four equal quadrants: nothing else differs between the two.
+    quadrant_mean = cells.reshape(2, channels, 4).mean(-1)
+    torch.testing.assert_close(quadrant_mean, flat.backbone_features(spot), atol=1e-5, rtol=1e-5)
+    # Which quadrant lights up tells the two images apart, by much more than their global averages differ.
+    by_cell = cells.reshape(2, channels, 4)
+    global_gap = (quadrant_mean[0] - quadrant_mean[1]).abs().sum()
+    assert (by_cell[0, :, 0] - by_cell[1, :, 0]).abs().sum() > 5 * global_gap
+    assert grid.projection[0].in_features == channels * 4
+    with pytest.raises(ValueError, match="pool must be a positive grid side"):
+        _extractor(pool=0)
+
+
 @pytest.mark.parametrize(
     "options",
     [{}, {"unfreeze_last": 2}, {"frozen": False, "backbone": "resnet18", "weights": None}],

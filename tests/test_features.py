@@ -111,8 +111,18 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         ({}, 1, SIDE),
         ({"unfreeze_last": 1}, 2, SIDE),
         ({"backbone": "efficientnet_lite0", "weights": "imagenet", "image_size": 48}, 2, 32),
+        ({"pool": 2}, 2, SIDE),
+        ({"pool": 2, "unfreeze_last": 1}, 1, SIDE),
+        ({"backbone": "efficientnet_lite0", "weights": "imagenet", "tap": "stage3", "pool": 3}, 1, 32),
     ],
-    ids=["small_cnn-frozen", "small_cnn-unfreeze1-stack2", "efficientnet-imagenet-stack2"],
+    ids=[
+        "small_cnn-frozen",
+        "small_cnn-unfreeze1-stack2",
+        "efficientnet-imagenet-stack2",
+        "small_cnn-grid2-stack2",
+        "small_cnn-grid2-unfreeze1",
+        "efficientnet-stage3-grid3",
+    ],
 )
 def test_head_on_cached_features_equals_the_extractor_on_images(
     weights_dir: Path, options: dict[str, Any], n_stack: int, side: int
