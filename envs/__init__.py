@@ -83,7 +83,7 @@ TASKS: dict[str, Task] = {
         name="InvertedPendulum",
         entry_point="gymnasium.envs.mujoco.inverted_pendulum_v5:InvertedPendulumEnv",
         max_episode_steps=1000,
-        targets=("latency", "extrapolate"),
+        targets=("latency", "camera", "extrapolate"),
         pixels=True,
     ),
     "half_cheetah": Task(
