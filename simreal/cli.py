@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
         help="e.g. finetune.learning_rate=log:1e-5:1e-3, finetune.freeze_layers=int:0:2",
     )
     sw.add_argument("--trials", type=int, default=10)
+    sw.add_argument("--name", default="sweep", help="directory under RUN_DIR for this sweep (must be new)")
+    sw.add_argument("--workers", type=int, default=1, help="trials at once (1: in this process)")
+    sw.add_argument("--backend", choices=["local", "ray"], default="local")
+    sw.add_argument("--address", help="Ray cluster address (with --backend ray)")
     sw.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sub.add_parser("envs", help="list tasks, their ids, randomizable parameters and target presets")
     cmp = sub.add_parser("compare", help="curves and transfer table across seeds and run directories")
@@ -228,9 +232,20 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     if args.trials < 1:
         raise ConfigError(f"--trials: must be >= 1, got {args.trials}")
-    summary = sweep(Path(args.run_dir), parse_space(args.space), args.trials, resolve_device(args.device))
+    if args.workers < 1:
+        raise ConfigError(f"--workers: must be >= 1, got {args.workers}")
+    summary = sweep(
+        Path(args.run_dir),
+        parse_space(args.space),
+        args.trials,
+        resolve_device(args.device),
+        name=args.name,
+        backend=args.backend,
+        workers=args.workers,
+        address=args.address,
+    )
     print(f"best {summary['best_params']} -> {summary['best_value']:.1f}; importance {summary['importance']}")
-    print(f"details: {Path(args.run_dir) / 'sweep' / 'sweep.md'}")
+    print(f"details: {Path(args.run_dir) / args.name / 'sweep.md'}")
 
 
 def cmd_envs(_args: argparse.Namespace) -> None:

@@ -4,8 +4,11 @@
 --trials 20` fine-tunes the run's randomized pretrained policy (every seed) once per trial, with the
 trial's values applied to the run's config through the same schema (so a bad value is a clear error),
 and scores a trial by the mean over seeds of the final target return. Trials are written under
-`runs/NAME/sweep/trial<k>/`; `sweep.json` and `sweep.md` hold every trial, the best setting and the
-sensitivity (Optuna's fANOVA parameter importances). Optuna is an optional extra
+`runs/NAME/sweep/trial<k>/` (`--name` picks another directory than `sweep`; an existing one is
+refused); `sweep.json` and `sweep.md` hold every trial, the best setting and the sensitivity (Optuna's
+parameter importances: PED-ANOVA, its default, no scikit-learn needed). `--workers N` keeps N trials
+running at once (Optuna's ask/tell), each seed a job in a local process pool or, with `--backend ray
+[--address]`, a Ray task on a local instance or a cluster. Optuna is an optional extra
 (`pip install 'simreal[sweep]'`).
 
 Space syntax, one `key.path=kind:args` per dimension: `log:LOW:HIGH` (log-uniform float),
@@ -15,6 +18,8 @@ Space syntax, one `key.path=kind:args` per dimension: `log:LOW:HIGH` (log-unifor
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ import yaml
 from simreal.artifacts import atomic_write_text
 from simreal.config import ExperimentConfig, apply_overrides, load_config
 from simreal.config_base import ConfigError, load_yaml, parse
+from simreal.executors import Submit, executor
 from simreal.pipeline import Context, finetune
 
 KINDS = ("log", "float", "int", "choice")
@@ -77,13 +83,70 @@ def _trial_config(base: dict[str, Any], values: dict[str, Any], source: str) -> 
     return parse(ExperimentConfig, apply_overrides(base, overrides), f"{source} (sweep)")
 
 
-def sweep(run_dir: Path, dims: list[Dim], trials: int, device: Any, seed: int = 0) -> dict[str, Any]:
-    """Run `trials` fine-tuning trials over `dims`; returns (and writes) the sweep summary."""
+def finetune_return(ctx: Context, source: Path, seed: int) -> float:
+    """Fine-tune `source` on the target with `ctx`'s settings; its final mean target return."""
+    finetune(ctx, source, seed)
+    return float(json.loads((ctx.stage_dir("finetune", seed) / "final.json").read_text())["mean_return"])
+
+
+def _parallel_trials(
+    study: Any,
+    trials: int,
+    in_flight: int,
+    trial_context: Callable[[Any], Context],
+    sources: dict[int, Path],
+    submit: Submit,
+) -> None:
+    """Keep `in_flight` trials running (each seed a job); a finished trial is told to the study at once,
+    so the sampler's next suggestion already knows it. A failing job stops the sweep with its error."""
+    running: dict[Future[float], Any] = {}
+    left: dict[int, int] = {}  # trial number -> seed jobs not yet finished
+    returns: dict[int, list[float]] = {}
+    asked = 0
+    while asked < trials or running:
+        while asked < trials and len(left) < in_flight:
+            trial = study.ask()
+            ctx = trial_context(trial)
+            asked += 1
+            left[trial.number], returns[trial.number] = len(sources), []
+            for s, source in sources.items():
+                running[submit(finetune_return, ctx, source, s)] = trial
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            trial = running.pop(future)
+            returns[trial.number].append(future.result())
+            left[trial.number] -= 1
+            if left[trial.number] == 0:
+                del left[trial.number]
+                study.tell(trial, sum(returns[trial.number]) / len(sources))
+
+
+def sweep(
+    run_dir: Path,
+    dims: list[Dim],
+    trials: int,
+    device: Any,
+    seed: int = 0,
+    name: str = "sweep",
+    backend: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Run `trials` fine-tuning trials over `dims`; returns (and writes) the sweep summary.
+
+    With one local worker the trials run one after another in this process; otherwise up to `workers`
+    trials run at once, each seed's fine-tuning a job in a local process pool or a Ray task
+    (`backend="ray"`, on the cluster at `address` or a local instance)."""
     try:
         import optuna
     except ImportError:
         raise ConfigError("sweep: Optuna is not installed (pip install 'simreal[sweep]')") from None
     config_path = run_dir / "config.yaml"
+    out = run_dir / name
+    if not name or Path(name).name != name:
+        raise ConfigError(f"--name {name!r}: must be a plain directory name (no path separators)")
+    if out.exists():
+        raise ConfigError(f"sweep: {out} already exists; pass --name to keep both sweeps")
     base_cfg = load_config(config_path)
     base = load_yaml(config_path)
     sources = {s: run_dir / "pretrain_randomized" / f"seed{s}" / "policy.pt" for s in base_cfg.seeds}
@@ -98,19 +161,18 @@ def sweep(run_dir: Path, dims: list[Dim], trials: int, device: Any, seed: int = 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
 
-    def objective(trial: Any) -> float:
-        values = {dim.path: dim.suggest(trial) for dim in dims}
-        cfg = _trial_config(base, values, str(config_path))
-        ctx = Context(cfg, run_dir / "sweep" / f"trial{trial.number}", device, progress_bar=False)
-        returns = []
-        for s, source in sources.items():
-            finetune(ctx, source, s)
-            returns.append(
-                json.loads((ctx.stage_dir("finetune", s) / "final.json").read_text())["mean_return"]
-            )
-        return float(sum(returns) / len(returns))
+    def trial_context(trial: Any) -> Context:
+        cfg = _trial_config(base, {dim.path: dim.suggest(trial) for dim in dims}, str(config_path))
+        return Context(cfg, out / f"trial{trial.number}", device, progress_bar=False)
 
-    study.optimize(objective, n_trials=trials)
+    if backend == "local" and workers <= 1 and address is None:
+        for _ in range(trials):
+            trial = study.ask()
+            ctx = trial_context(trial)
+            study.tell(trial, sum(finetune_return(ctx, src, s) for s, src in sources.items()) / len(sources))
+    else:
+        with executor(backend, max(1, workers), address) as submit:
+            _parallel_trials(study, trials, max(1, workers), trial_context, sources, submit)
     try:
         importance: dict[str, Any] = dict(optuna.importance.get_param_importances(study))
     except (RuntimeError, ValueError, ZeroDivisionError) as err:  # too few distinct trials to tell
@@ -124,8 +186,8 @@ def sweep(run_dir: Path, dims: list[Dim], trials: int, device: Any, seed: int = 
         "importance": importance,
         "trials": [{"number": t.number, "value": t.value, "params": t.params} for t in study.trials],
     }
-    atomic_write_text(json.dumps(summary, indent=1), run_dir / "sweep" / "sweep.json")
-    atomic_write_text(_markdown(summary, dims), run_dir / "sweep" / "sweep.md")
+    atomic_write_text(json.dumps(summary, indent=1), out / "sweep.json")
+    atomic_write_text(_markdown(summary, dims), out / "sweep.md")
     return summary
 
 
@@ -148,7 +210,7 @@ def _markdown(summary: dict[str, Any], dims: list[Dim]) -> str:
         "",
         f"Best: {summary['best_params']} -> {summary['best_value']:.1f}",
         "",
-        "Sensitivity (fANOVA importance):",
+        "Sensitivity (Optuna parameter importance, PED-ANOVA):",
     ]
     lines += [
         f"- {k}: {v:.2f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in summary["importance"].items()
