@@ -176,18 +176,32 @@ class BackboneExtractor(BaseFeaturesExtractor):
 
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations (N, 3k, H, W) in [0, 1] (uint8, HWC accepted) -> normalized frames (N*k, 3, S, S)."""
-        x = obs if self.channels_first else obs.permute(0, 3, 1, 2)
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        x = self._channels_first_float(obs)
         if self.augment is not None and self.training:
             x = self.augment(x)
         n, _, height, width = x.shape
-        x = x.reshape(n * self.n_frames, 3, height, width)
+        return self._normalize_frames(x.reshape(n * self.n_frames, 3, height, width))
+
+    def _channels_first_float(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs if self.channels_first else obs.permute(0, 3, 1, 2)
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+    def _normalize_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB frames (M, 3, H, W) in [0, 1] -> resized, normalized, channels_last."""
+        height, width = x.shape[-2:]
         if self.image_size is not None and (height, width) != (self.image_size, self.image_size):
             x = F.interpolate(
                 x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
             )
         x = (x - self.input_mean) / self.input_std
         return x.contiguous(memory_format=torch.channels_last)
+
+    def _frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized frames through the frozen blocks, without grad (autocast on CUDA)."""
+        if not self.frozen_blocks:
+            return x
+        with torch.no_grad(), _autocast(x):
+            return self.backbone.forward_blocks(x, self.frozen_blocks).float()
 
     def backbone_features(self, obs: torch.Tensor) -> torch.Tensor:
         """The frozen part, without grad: what a caller may compute once per rollout and reuse.
@@ -197,14 +211,22 @@ class BackboneExtractor(BaseFeaturesExtractor):
         prefix is empty and the result is the normalized frames. Stale after ``adapt_batchnorm``.
         """
         n = obs.shape[0]
-        x = self.preprocess(obs)
-        if self.frozen_blocks:
-            with torch.no_grad(), _autocast(x):
-                x = self.backbone.forward_blocks(x, self.frozen_blocks)
-            x = x.float()
+        x = self._frozen(self.preprocess(obs))
         if not self.trainable_blocks:
             return self._pool(x, n)
         return x.reshape(n, -1, *x.shape[-2:])
+
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """Pooled frozen features (M, C*g*g) of single RGB frames, laid out like the observations
+        ((M, 3, H, W) or (M, H, W, 3)), for a fully frozen backbone; never augmented.
+
+        ``backbone_features`` of a k-frame observation is its frames' rows concatenated, oldest first, so
+        a caller that has encoded some frames already can compute only the new ones.
+        """
+        if self.trainable_blocks:
+            raise ValueError("frame_features needs a fully frozen backbone (unfreeze_last=0)")
+        x = self._frozen(self._normalize_frames(self._channels_first_float(frames)))
+        return self._pool(x, x.shape[0])
 
     def forward_from_features(self, features: torch.Tensor) -> torch.Tensor:
         """The trainable part: unfrozen blocks (if any) -> pool -> concat frames -> projection."""

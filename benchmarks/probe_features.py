@@ -1,13 +1,15 @@
 """Linear probe: how much of the true state do a frozen backbone's features carry?
 
 Before spending RL compute on a pixel task, check that the frozen features can see what the policy needs.
-Frames come from a pixel env (randomized visuals) driven by random actions; the probe is a ridge regression
-from the features of the stacked frames to the simulator's state (qpos, qvel), fit on one part of the
-episodes and scored (R^2 per state dimension) on the rest. Compared side by side: ImageNet vs random-init
-weights, tap layers, and global average pooling vs a small spatial grid.
+Frames come from the source pixel env (randomized visuals) driven by random actions; the probe is a ridge
+regression from the features of the stacked frames to the simulator's state (qpos, qvel), fit on 70% of
+the episodes and scored (R^2 per state dimension, 1 = perfect, 0 = no better than the mean) on the other
+30%, and on frames of the target env (a fixed visual shift the probe never saw). Compared side by side:
+ImageNet vs random-init weights, tap layers, and global average pooling vs a small spatial grid; the
+whole measurement is repeated for `--seeds` data seeds (mean and spread over seeds).
 
 Usage:
-    python benchmarks/probe_features.py [--env simreal/InvertedPendulum-Pixels-Rand-v0] [--frames 3000]
+    python benchmarks/probe_features.py [--frames 2000] [--seeds 0,1,2] [--taps stage3,head] [--grids 1,4]
 """
 
 from __future__ import annotations
@@ -58,10 +60,13 @@ def features(images: np.ndarray, weights: str | None, tap: str, grid: int) -> np
     return np.concatenate(out)
 
 
-def ridge_r2(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """Per-dimension test R^2 of a ridge fit, alpha picked on a held-out quarter of the training set."""
+def ridge_r2(
+    x: np.ndarray, y: np.ndarray, train: np.ndarray, x_shift: np.ndarray, y_shift: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension R^2 of a ridge fit on `train` rows (alpha picked on their last quarter), scored on
+    the other rows and on the shifted set."""
     mu, sd = x[train].mean(0), x[train].std(0) + 1e-6
-    x = (x - mu) / sd
+    x, x_shift = (x - mu) / sd, (x_shift - mu) / sd
     ym = y[train].mean(0)
     idx = np.flatnonzero(train)
     fit, val = idx[: 3 * len(idx) // 4], idx[3 * len(idx) // 4 :]
@@ -71,39 +76,64 @@ def ridge_r2(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> np.ndarray:
         a = x[rows]
         return np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (y[rows] - ym))
 
-    def r2(rows: np.ndarray, w: np.ndarray) -> np.ndarray:
-        resid = ((y[rows] - ym - x[rows] @ w) ** 2).mean(0)
-        return 1 - resid / y[rows].var(0)
+    def r2(xs: np.ndarray, ys: np.ndarray, w: np.ndarray) -> np.ndarray:
+        resid = ((ys - ym - xs @ w) ** 2).mean(0)
+        return np.asarray(1 - resid / ys.var(0))
 
-    best = max((10.0**k for k in range(-1, 5)), key=lambda a: r2(val, solve(fit, a)).mean())
-    return r2(test, solve(idx, best))
+    best = max((10.0**k for k in range(-1, 5)), key=lambda a: r2(x[val], y[val], solve(fit, a)).mean())
+    w = solve(idx, best)
+    return r2(x[test], y[test], w), r2(x_shift, y_shift, w)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="simreal/InvertedPendulum-Pixels-Rand-v0")
-    parser.add_argument("--frames", type=int, default=3000)
-    parser.add_argument("--taps", default="stage3,stage5,head")
+    parser.add_argument("--target", default="simreal/InvertedPendulum-Pixels-Target-Camera-v0")
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--taps", default="stage3,head")
     parser.add_argument("--grids", default="1,4")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--max-features", type=int, default=6000, help="skip larger settings")
     args = parser.parse_args()
-    images, states, episodes = collect(args.env, args.frames, args.seed)
-    train = episodes < np.quantile(episodes, 0.7)
-    names = [f"qpos{i}" for i in range((states.shape[1]) // 2)] + [
-        f"qvel{i}" for i in range(states.shape[1] // 2)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    settings = [
+        (w, tap, grid)
+        for w, tap, grid in itertools.product(
+            ["imagenet", None], args.taps.split(","), [int(g) for g in args.grids.split(",")]
+        )
     ]
-    print(f"{args.env}: {len(images)} frames, {episodes.max() + 1} episodes, {train.sum()} train")
-    print("| weights | tap | grid | features | " + " | ".join(f"R^2 {n}" for n in names) + " |")
+    scores: dict[tuple[str | None, str, int], list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in settings}
+    sizes: dict[tuple[str | None, str, int], int] = {}
+    names: list[str] = []
+    for seed in seeds:
+        images, states, episodes = collect(args.env, args.frames, seed)
+        shifted, shifted_states, _ = collect(args.target, args.frames // 2, seed + 1000)
+        train = episodes < np.quantile(episodes, 0.7)
+        half = states.shape[1] // 2
+        names = [f"qpos{i}" for i in range(half)] + [f"qvel{i}" for i in range(half)]
+        for key in settings:
+            feats = features(images, *key)
+            sizes[key] = feats.shape[1]
+            if feats.shape[1] > args.max_features:
+                continue
+            scores[key].append(ridge_r2(feats, states, train, features(shifted, *key), shifted_states))
+    print(f"source {args.env} ({args.frames} frames/seed), shifted target {args.target}, seeds {seeds}")
+    print("R^2 of a linear probe, mean ± std over seeds: held-out source episodes / visually shifted target")
+    print("| weights | tap | grid | features | " + " | ".join(names) + " |")
     print("|---|---|---|---|" + "---|" * len(names))
-    for weights, tap, grid in itertools.product(
-        ["imagenet", None], args.taps.split(","), [int(g) for g in args.grids.split(",")]
-    ):
-        feats = features(images, weights, tap, grid)
-        if feats.shape[1] > 6000:
+    for key, runs in scores.items():
+        if not runs:
             continue
-        scores = ridge_r2(feats, states, train)
-        cells = " | ".join(f"{s:.2f}" for s in scores)
-        print(f"| {weights or 'random'} | {tap} | {grid} | {feats.shape[1]} | {cells} |", flush=True)
+        src, tgt = np.stack([r[0] for r in runs]), np.stack([r[1] for r in runs])
+        cells = " | ".join(f"{_fmt(src[:, d])} / {_fmt(tgt[:, d])}" for d in range(len(names)))
+        weights, tap, grid = key
+        print(f"| {weights or 'random'} | {tap} | {grid} | {sizes[key]} | {cells} |", flush=True)
+
+
+def _fmt(values: np.ndarray) -> str:
+    """Mean ± std; anything below -1 (a probe far worse than the mean) is shown as < -1."""
+    mean = float(values.mean())
+    return "< -1" if mean < -1 else f"{mean:.2f} ± {float(values.std()):.2f}"
 
 
 if __name__ == "__main__":

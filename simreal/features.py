@@ -73,9 +73,12 @@ class VecFrozenFeatures(VecEnvWrapper):
     :param device: where the backbone runs; decided once by the caller (``simreal.device``).
 
     Each call runs one batch: the ``num_envs`` observations plus any terminal observations, under
-    ``torch.inference_mode``, ``channels_last``, and autocast on CUDA (bf16, else fp16). Features come
-    back as float32 numpy: the numpy <-> torch boundary is here and nowhere else. ``feature_space`` is
-    the new observation space (typed as a Box), ``extractor`` the frozen module.
+    ``torch.inference_mode``, ``channels_last``, and autocast on CUDA (bf16, else fp16). With stacked
+    frames and a fully frozen backbone, only frames not seen before are encoded: a step's observation
+    shares all but its newest frame with the previous one (their features are reused), and a reset
+    observation repeats one frame (encoded once) - k times fewer backbone passes with k stacked frames.
+    Features come back as float32 numpy: the numpy <-> torch boundary is here and nowhere else.
+    ``feature_space`` is the new observation space (typed as a Box), ``extractor`` the frozen module.
     """
 
     def __init__(self, venv: VecEnv, extractor: BackboneExtractor, device: torch.device | str = "cpu"):
@@ -93,6 +96,9 @@ class VecFrozenFeatures(VecEnvWrapper):
         self.device = torch.device(device)
         self.extractor = extractor.to(self.device).eval()
         self.image_space = space
+        # Frame-by-frame reuse needs features that are per-frame rows (a fully frozen, pooled backbone).
+        self._reuse = extractor.n_frames > 1 and not extractor.trainable_blocks
+        self._last: tuple[NDArray[Any], NDArray[np.float32]] | None = None
         features = self.encode(np.zeros((1, *space.shape), dtype=space.dtype))
         self.feature_space = spaces.Box(-np.inf, np.inf, features.shape[1:], np.float32)
         super().__init__(venv, observation_space=self.feature_space)
@@ -107,18 +113,80 @@ class VecFrozenFeatures(VecEnvWrapper):
         return features.float().cpu().numpy()
 
     def reset(self) -> NDArray[np.float32]:
-        return self.encode(np.asarray(self.venv.reset()))
+        images = np.asarray(self.venv.reset())
+        return self._remember(images, self._encode_reusing(images, [None] * self.num_envs))
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
         ended = [i for i, info in enumerate(infos) if "terminal_observation" in info]
         batch = np.asarray(obs)
+        # A finished env's new observation starts an episode; its terminal one continues the last step.
+        previous: list[int | None] = [None if i in ended else i for i in range(self.num_envs)]
         if ended:
             batch = np.concatenate([batch, np.stack([infos[i]["terminal_observation"] for i in ended])])
-        features = self.encode(batch)
+            previous += ended
+        features = self._encode_reusing(batch, previous)
         for row, i in enumerate(ended, start=self.num_envs):
             infos[i]["terminal_observation"] = features[row]
-        return features[: self.num_envs], rewards, dones, infos
+        return self._remember(batch[: self.num_envs], features[: self.num_envs]), rewards, dones, infos
+
+    # ----- frames already encoded are not encoded again -----
+
+    def _remember(self, images: NDArray[Any], features: NDArray[np.float32]) -> NDArray[np.float32]:
+        if self._reuse:
+            self._last = (images.copy(), features.copy())
+        return features
+
+    def invalidate(self) -> None:
+        """Forget the features kept for reuse (after the frozen extractor changed: AdaBN, loaded state)."""
+        self._last = None
+
+    def _frame(self, obs: NDArray[Any], j: int) -> NDArray[Any]:
+        return obs[3 * j : 3 * j + 3] if self.extractor.channels_first else obs[..., 3 * j : 3 * j + 3]
+
+    def _encode_reusing(self, images: NDArray[Any], previous: list[int | None]) -> NDArray[np.float32]:
+        """`encode(images)`, computing each distinct frame once: with stacked frames, a step's observation
+        shares all but its newest frame with the env's previous one (`previous[m]`, an env index, or
+        None), and a reset observation repeats one frame. Frames are compared by value, so whatever the
+        stacking did, a frame that differs is encoded. Needs a fully frozen backbone (pooled per frame)."""
+        if not self._reuse:
+            return self.encode(images)
+        k = self.extractor.n_frames
+        last = self._last
+        sources: list[list[tuple[str, int, int]]] = []  # per obs and slot: (kind, index, slot)
+        new_frames: list[NDArray[Any]] = []
+        for m, obs in enumerate(images):
+            prev = previous[m]
+            shifted_from = (
+                prev
+                if last is not None
+                and prev is not None
+                and all(
+                    np.array_equal(self._frame(obs, j), self._frame(last[0][prev], j + 1))
+                    for j in range(k - 1)
+                )
+                else None
+            )
+            slots: list[tuple[str, int, int]] = []
+            for j in range(k):
+                if shifted_from is not None and j < k - 1:
+                    slots.append(("last", shifted_from, j + 1))
+                elif j > 0 and np.array_equal(self._frame(obs, j), self._frame(obs, j - 1)):
+                    slots.append(slots[j - 1])
+                else:
+                    new_frames.append(self._frame(obs, j))
+                    slots.append(("new", len(new_frames) - 1, 0))
+            sources.append(slots)
+        with torch.inference_mode(), _autocast(self.device):
+            batch = torch.from_numpy(np.ascontiguousarray(np.stack(new_frames))).to(self.device)
+            computed = self.extractor.frame_features(batch).float().cpu().numpy()
+        width = computed.shape[1]
+        kept = last[1].reshape(len(last[1]), k, width) if last is not None else None
+        out = np.empty((len(images), k, width), dtype=np.float32)
+        for m, slots in enumerate(sources):
+            for j, (kind, index, slot) in enumerate(slots):
+                out[m, j] = computed[index] if kind == "new" or kept is None else kept[index, slot]
+        return out.reshape(len(images), k * width)
 
     def adapt_batchnorm(self, images: NDArray[Any] | torch.Tensor, batch_size: int = 64) -> int:
         """AdaBN on target ``images`` (shaped like the image space): ``agents.extractors.adapt_batchnorm``.
@@ -130,6 +198,7 @@ class VecFrozenFeatures(VecEnvWrapper):
         batch = torch.as_tensor(images)
         if tuple(batch.shape[1:]) != self.image_space.shape:
             raise ValueError(f"expected images (N, *{self.image_space.shape}), got {tuple(batch.shape)}")
+        self.invalidate()
         return adapt_batchnorm(self.extractor, batch, batch_size=batch_size)
 
 

@@ -114,6 +114,7 @@ class Encoder:
     def load_backbone_state(self, state: dict[str, torch.Tensor] | None) -> None:
         if self.cached is not None and state is not None:
             self.cached.extractor.load_state_dict(state)
+            self.cached.invalidate()
 
 
 def attach(cfg: PerceptionConfig | None, venv: VecEnv, device: torch.device) -> tuple[VecEnv, Encoder]:

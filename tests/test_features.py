@@ -27,6 +27,7 @@ from stable_baselines3.common.vec_env.vec_transpose import VecTransposeImage
 from agents.backbones import resnet18, small_cnn
 from agents.extractors import BackboneExtractor, CachedFeaturesHead
 from simreal.features import VecFrozenFeatures, cache_frozen_features, split_extractor
+from simreal.pixels import StackFrames
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 40  # the small CNN needs at least 36 px
@@ -154,6 +155,57 @@ def test_head_on_cached_features_equals_the_extractor_on_images(
         assert dones.all()
         terminal = np.stack([infos[i]["terminal_observation"] for i in range(2)])
         check(terminal, np.stack([recorder.terminal[i] for i in range(2)]))
+
+
+@pytest.mark.parametrize("channels_first", [False, True], ids=["HWC", "CHW"])
+def test_stacked_frames_are_encoded_once_and_features_match_a_full_encode(
+    weights_dir: Path, channels_first: bool
+) -> None:
+    """simreal's StackFrames (k=3, reset fills every slot with the reset frame), episodes of 3 steps:
+    every observation's features equal a full encode, while the backbone sees each new frame once."""
+    k, n_envs = 3, 2
+
+    def make() -> gym.Env[np.ndarray, np.ndarray]:
+        env: gym.Env[np.ndarray, np.ndarray] = StackFrames(_FrameEnv(episode_steps=3), k)
+        if channels_first:
+            env = gym.wrappers.TransformObservation(
+                env,
+                lambda o: np.ascontiguousarray(o.transpose(2, 0, 1)),
+                spaces.Box(0, 255, (3 * k, SIDE, SIDE), np.uint8),
+            )
+        return env
+
+    recorder = _Recorder(DummyVecEnv([make] * n_envs))
+    recorder.seed(0)
+    venv, _ = cache_frozen_features(recorder, "cpu", **_spec(weights_dir, pool=2))
+    encoded: list[int] = []
+    frame_features = venv.extractor.frame_features
+
+    def counting(frames: torch.Tensor) -> torch.Tensor:
+        encoded.append(len(frames))
+        return frame_features(frames)
+
+    venv.extractor.frame_features = counting  # type: ignore[method-assign]
+
+    def check(features: np.ndarray, raw: np.ndarray) -> None:
+        np.testing.assert_allclose(features, venv.encode(raw), atol=1e-5, rtol=1e-5)
+
+    check(np.asarray(venv.reset()), recorder.obs)
+    assert encoded == [n_envs]  # one distinct frame per env at reset
+    for step in range(1, 7):
+        obs, _, dones, infos = venv.step(np.zeros((n_envs, 2), np.float32))
+        check(np.asarray(obs), recorder.obs)
+        if step % 3:
+            assert not dones.any() and encoded[-1] == n_envs  # only the newest frame of each env
+        else:  # episodes end: the terminal observation's newest frame and the reset frame
+            assert dones.all() and encoded[-1] == 2 * n_envs
+            terminal = np.stack([infos[i]["terminal_observation"] for i in range(n_envs)])
+            check(terminal, np.stack([recorder.terminal[i] for i in range(n_envs)]))
+    # after the extractor changes (AdaBN), nothing stale is reused
+    venv.adapt_batchnorm(recorder.obs)
+    obs, *_ = venv.step(np.zeros((n_envs, 2), np.float32))
+    assert encoded[-1] == 2 * n_envs  # [reset, reset, new]: both distinct frames encoded again
+    check(np.asarray(obs), recorder.obs)
 
 
 def test_ppo_trains_the_head_on_cached_features_and_the_frozen_backbone_stays_bit_identical(
