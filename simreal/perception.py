@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.backbones import BACKBONES
+from agents.backbones import BACKBONES, build_backbone
 from agents.extractors import BackboneExtractor
 from simreal.config_base import Spec
 from simreal.features import VecFrozenFeatures, cache_frozen_features
@@ -67,6 +67,16 @@ class PerceptionConfig(Spec):
                 "(cached features are computed once, before any augmentation could apply)"
             )
         return self
+
+    @field_validator("tap")
+    @classmethod
+    def _known_tap(cls, value: str | None, info: ValidationInfo) -> str | None:
+        backbone = info.data.get("backbone")
+        if value is not None and backbone is not None:  # an unknown backbone is reported on its own
+            allowed = build_backbone(backbone, None).tap_names()  # a random init: only the layout
+            if value not in allowed:
+                raise ValueError(f"unknown tap {value!r} for {backbone} (allowed: {', '.join(allowed)})")
+        return value
 
     @field_validator("backbone")
     @classmethod

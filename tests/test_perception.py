@@ -86,6 +86,14 @@ def test_adabn_reestimates_batchnorm_on_target_frames(tmp_path: Path) -> None:
             "perception.backbone: unknown backbone 'vgg' (allowed: ",
         ),
         (
+            ["pixels=true", "perception={tap: stage9}"],
+            "perception.tap: unknown tap 'stage9' for efficientnet_lite0 (allowed: stem, stage1,",
+        ),
+        (
+            ["pixels=true", "perception={pool: 0}"],
+            "perception.pool: Input should be greater than or equal to 1",
+        ),
+        (
             ["pixels=true", "perception={weights: /no/such.pt}"],
             "perception.weights: weights file /no/such.pt not",
         ),
