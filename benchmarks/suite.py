@@ -73,22 +73,53 @@ def run_task(task: str, out: Path, smoke: bool, backend: str) -> dict[str, Any]:
     return json.loads((run_dir / "report.json").read_text())
 
 
-def _fraction(run_dir: Path, report: dict[str, Any], variant: str) -> float | None:
-    """(return - untrained) / (target-trained - untrained): sign-safe for negative rewards. Untrained is
-    scratch's first evaluation (before any target step); target-trained is the better of the two policies
-    trained on the target (fine-tune, scratch), by final return; all seed means. With a small target
-    budget scratch alone may be far from converged, and a fraction of it would flatter zero-shot."""
-    variants = report["variants"]
-    if variant not in variants or "scratch" not in variants:
-        return None
+ZERO_SHOT = ("zeroshot_randomized", "zeroshot_nominal")
+
+
+def _mean(report: dict[str, Any], variant: str) -> float | None:
+    v = report["variants"].get(variant)
+    return None if v is None else float(v["final_return"]["mean"])
+
+
+def _reference(report: dict[str, Any]) -> tuple[str, float] | None:
+    """The best policy trained on the target (fine-tune or scratch, by mean final return)."""
+    trained = [(v, m) for v in ("finetune", "scratch") if (m := _mean(report, v)) is not None]
+    return max(trained, key=lambda vm: vm[1]) if trained else None
+
+
+def _fractions(run_dir: Path, report: dict[str, Any]) -> list[str]:
+    """Zero-shot returns as fractions of the best target-trained policy's, from the untrained return:
+    (return - untrained) / (target-trained - untrained), sign-safe for negative rewards; all seed means.
+    Only defined when that policy beats both zero-shot policies: a target-trained reference weaker than
+    zero-shot (a target budget too small to train an oracle) would make any fraction look good."""
+    ref = _reference(report)
+    zero_shot = [_mean(report, v) for v in ZERO_SHOT]
+    if ref is None or any(z is None for z in zero_shot) or "scratch" not in report["variants"]:
+        return ["n/a"] * len(ZERO_SHOT)
+    untrained = _untrained(run_dir)
+    if ref[1] <= max(z for z in zero_shot if z is not None) or ref[1] <= untrained:
+        return ["n/a: no target-trained policy beats zero-shot"] * len(ZERO_SHOT)
+    return [f"{(z - untrained) / (ref[1] - untrained):.0%}" for z in zero_shot if z is not None]
+
+
+def _untrained(run_dir: Path) -> float:
+    """Scratch's first evaluation (before any target step), mean over seeds."""
     firsts = [
         json.loads(p.read_text())[0]["mean_return"] for p in sorted(run_dir.glob("scratch/seed*/curve.json"))
     ]
-    untrained = sum(firsts) / len(firsts)
-    trained = max(variants[v]["final_return"]["mean"] for v in ("finetune", "scratch") if v in variants)
-    if trained <= untrained:
-        return None
-    return (variants[variant]["final_return"]["mean"] - untrained) / (trained - untrained)
+    return sum(firsts) / len(firsts)
+
+
+def _no_ratio(run_dir: Path, report: dict[str, Any]) -> str:
+    """Why there is no ratio, in words: scratch did not improve on its untrained return in the budget."""
+    scratch = report["variants"].get("scratch")
+    if scratch is None:
+        return "n/a (no scratch run)"
+    final, start = scratch["final_return"]["mean"], _untrained(run_dir)
+    return (
+        f"undefined: scratch did not learn in {report['target_budget']:,} target steps "
+        f"(final {final:.1f} vs untrained {start:.1f})"
+    )
 
 
 def table(reports: dict[str, dict[str, Any]], out: Path, command: str) -> str:
@@ -97,17 +128,35 @@ def table(reports: dict[str, dict[str, Any]], out: Path, command: str) -> str:
         "",
         f"Command: `{command}`",
         "",
-        "| task | target | seeds | ratio (scratch / fine-tune steps) [95% CI] | zero-shot randomized / "
-        "best target-trained | zero-shot nominal / best target-trained |",
-        "|---|---|---|---|---|---|",
+        "Final returns on the target (means over seeds; untrained = scratch's first evaluation):",
+        "",
+        "| task | target | seeds | pretrain / target steps | untrained | fine-tune | scratch | zero-shot "
+        "randomized | zero-shot nominal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, rep in reports.items():
+        run_dir = out / f"suite_{task}"
+        cells = [
+            f"{m:.1f}" if (m := _mean(rep, v)) is not None else "-"
+            for v in ("finetune", "scratch", *ZERO_SHOT)
+        ]
+        lines.append(
+            f"| {task} | {rep['target']} | {len(rep['seeds'])} | {rep['pretrain_steps']:,} / "
+            f"{rep['target_budget']:,} | {_untrained(run_dir):.1f} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "| task | sample-efficiency ratio (scratch / fine-tune target steps) [95% CI] | zero-shot randomized "
+        "/ best target-trained | zero-shot nominal / best target-trained | P(randomized > nominal) |",
+        "|---|---|---|---|---|",
     ]
     for task, rep in reports.items():
         t = rep["transfer"]
-        ratio = t.get("ratio_text", t.get("threshold_note", "n/a"))
         run_dir = out / f"suite_{task}"
-        zr, zn = (_fraction(run_dir, rep, v) for v in ("zeroshot_randomized", "zeroshot_nominal"))
-        fmt = lambda x: "n/a" if x is None else f"{x:.0%}"  # noqa: E731
-        lines.append(f"| {task} | {rep['target']} | {len(rep['seeds'])} | {ratio} | {fmt(zr)} | {fmt(zn)} |")
+        ratio = t.get("ratio_text") or _no_ratio(run_dir, rep)
+        zr, zn = _fractions(run_dir, rep)
+        p = t.get("p_randomized_beats_nominal_zeroshot")
+        lines.append(f"| {task} | {ratio} | {zr} | {zn} | {'-' if p is None else f'{p:.2f}'} |")
     lines += ["", "Curves: " + ", ".join(f"[{t}](docs/benchmarks/{t}.png)" for t in reports), "", END]
     return "\n".join(lines)
 
