@@ -100,25 +100,29 @@ def _parallel_trials(
     """Keep `in_flight` trials running (each seed a job); a finished trial is told to the study at once,
     so the sampler's next suggestion already knows it. A failing job stops the sweep with its error."""
     running: dict[Future[float], Any] = {}
-    left: dict[int, int] = {}  # trial number -> seed jobs not yet finished
-    returns: dict[int, list[float]] = {}
+    returns: dict[int, list[float]] = {}  # open trials (asked, not yet told) -> their seeds' returns
     asked = 0
     while asked < trials or running:
-        while asked < trials and len(left) < in_flight:
+        while asked < trials and len(returns) < in_flight:
             trial = study.ask()
             ctx = trial_context(trial)
             asked += 1
-            left[trial.number], returns[trial.number] = len(sources), []
+            returns[trial.number] = []
             for s, source in sources.items():
                 running[submit(finetune_return, ctx, source, s)] = trial
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
             trial = running.pop(future)
             returns[trial.number].append(future.result())
-            left[trial.number] -= 1
-            if left[trial.number] == 0:
-                del left[trial.number]
-                study.tell(trial, sum(returns[trial.number]) / len(sources))
+            if len(returns[trial.number]) == len(sources):
+                study.tell(trial, sum(returns.pop(trial.number)) / len(sources))
+
+
+def _in_process(fn: Callable[..., float], *args: Any) -> Future[float]:
+    """A `Submit` that runs the job here and now (one trial at a time, in this process)."""
+    future: Future[float] = Future()
+    future.set_result(fn(*args))
+    return future
 
 
 def sweep(
@@ -166,10 +170,7 @@ def sweep(
         return Context(cfg, out / f"trial{trial.number}", device, progress_bar=False)
 
     if backend == "local" and workers <= 1 and address is None:
-        for _ in range(trials):
-            trial = study.ask()
-            ctx = trial_context(trial)
-            study.tell(trial, sum(finetune_return(ctx, src, s) for s, src in sources.items()) / len(sources))
+        _parallel_trials(study, trials, 1, trial_context, sources, _in_process)
     else:
         with executor(backend, max(1, workers), address) as submit:
             _parallel_trials(study, trials, max(1, workers), trial_context, sources, submit)
