@@ -152,40 +152,37 @@ class VecFrozenFeatures(VecEnvWrapper):
         if not self._reuse:
             return self.encode(images)
         k = self.extractor.n_frames
-        last = self._last
-        sources: list[list[tuple[str, int, int]]] = []  # per obs and slot: (kind, index, slot)
-        new_frames: list[NDArray[Any]] = []
+        width = self.extractor.pooled_features() // k
+        kept = None if self._last is None else (self._last[0], self._last[1].reshape(-1, k, width))
+        out = np.empty((len(images), k, width), dtype=np.float32)
+        todo: list[tuple[int, int]] = []  # (observation, slot) to encode
+        repeats: list[tuple[int, int]] = []  # slots that repeat the slot before them
         for m, obs in enumerate(images):
             prev = previous[m]
-            shifted_from = (
-                prev
-                if last is not None
+            shifted = (
+                kept is not None
                 and prev is not None
                 and all(
-                    np.array_equal(self._frame(obs, j), self._frame(last[0][prev], j + 1))
+                    np.array_equal(self._frame(obs, j), self._frame(kept[0][prev], j + 1))
                     for j in range(k - 1)
                 )
-                else None
             )
-            slots: list[tuple[str, int, int]] = []
             for j in range(k):
-                if shifted_from is not None and j < k - 1:
-                    slots.append(("last", shifted_from, j + 1))
+                if shifted and j < k - 1:
+                    out[m, j] = kept[1][prev, j + 1]  # type: ignore[index]  # shifted: both set
                 elif j > 0 and np.array_equal(self._frame(obs, j), self._frame(obs, j - 1)):
-                    slots.append(slots[j - 1])
+                    repeats.append((m, j))
                 else:
-                    new_frames.append(self._frame(obs, j))
-                    slots.append(("new", len(new_frames) - 1, 0))
-            sources.append(slots)
-        with torch.inference_mode(), _autocast(self.device):
-            batch = torch.from_numpy(np.ascontiguousarray(np.stack(new_frames))).to(self.device)
-            computed = self.extractor.frame_features(batch).float().cpu().numpy()
-        width = computed.shape[1]
-        kept = last[1].reshape(len(last[1]), k, width) if last is not None else None
-        out = np.empty((len(images), k, width), dtype=np.float32)
-        for m, slots in enumerate(sources):
-            for j, (kind, index, slot) in enumerate(slots):
-                out[m, j] = computed[index] if kind == "new" or kept is None else kept[index, slot]
+                    todo.append((m, j))
+        if todo:  # a static scene can leave nothing new to encode
+            frames = np.stack([self._frame(images[m], j) for m, j in todo])
+            with torch.inference_mode(), _autocast(self.device):
+                batch = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+                computed = self.extractor.frame_features(batch).float().cpu().numpy()
+            for (m, j), row in zip(todo, computed, strict=True):
+                out[m, j] = row
+        for m, j in repeats:  # in slot order, so the slot before is already filled
+            out[m, j] = out[m, j - 1]
         return out.reshape(len(images), k * width)
 
     def adapt_batchnorm(self, images: NDArray[Any] | torch.Tensor, batch_size: int = 64) -> int:

@@ -358,3 +358,29 @@ def test_gpu_smoke_runs_on_cpu() -> None:
 def test_gpu_smoke_without_cuda_exits_2_with_a_message() -> None:
     result = _run_gpu_smoke("cuda")
     assert result.returncode == 2 and "CUDA is not available" in result.stderr
+
+
+class _StillEnv(_FrameEnv):
+    """A scene that never changes: every frame is the same."""
+
+    def _frame(self) -> np.ndarray:
+        return np.full(self.observation_space.shape, 90, dtype=np.uint8)
+
+
+def test_a_static_scene_encodes_its_one_frame_once_and_then_nothing(weights_dir: Path) -> None:
+    recorder = _Recorder(DummyVecEnv([lambda: StackFrames(_StillEnv(episode_steps=10), 3)] * 2))
+    venv, _ = cache_frozen_features(recorder, "cpu", **_spec(weights_dir))
+    encoded: list[int] = []
+    frame_features = venv.extractor.frame_features
+
+    def counting(frames: torch.Tensor) -> torch.Tensor:
+        encoded.append(len(frames))
+        return frame_features(frames)
+
+    venv.extractor.frame_features = counting  # type: ignore[method-assign]
+    first = np.asarray(venv.reset())
+    for _ in range(3):
+        obs, *_ = venv.step(np.zeros((2, 2), np.float32))
+        np.testing.assert_allclose(np.asarray(obs), venv.encode(recorder.obs), atol=1e-5, rtol=1e-5)
+        np.testing.assert_array_equal(np.asarray(obs), first)
+    assert encoded == [2]  # the reset frame of each env; the steps bring nothing new
