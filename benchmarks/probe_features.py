@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 import envs  # noqa: F401  (registers the simreal ids)
+from agents.backbones import build_backbone
 from agents.extractors import BackboneExtractor
 
 
@@ -105,6 +106,7 @@ def main() -> None:
     scores: dict[tuple[str | None, str, int], list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in settings}
     sizes: dict[tuple[str | None, str, int], int] = {}
     names: list[str] = []
+    layout = build_backbone("efficientnet_lite0", None)  # channels per tap, for the feature sizes
     for seed in seeds:
         images, states, episodes = collect(args.env, args.frames, seed)
         shifted, shifted_states, _ = collect(args.target, args.frames // 2, seed + 1000)
@@ -112,10 +114,11 @@ def main() -> None:
         half = states.shape[1] // 2
         names = [f"qpos{i}" for i in range(half)] + [f"qvel{i}" for i in range(half)]
         for key in settings:
-            feats = features(images, *key)
-            sizes[key] = feats.shape[1]
-            if feats.shape[1] > args.max_features:
+            _, tap, grid = key
+            sizes[key] = layout.tap_channels(tap) * grid**2 * images.shape[-1] // 3
+            if sizes[key] > args.max_features:  # decided before the (expensive) encoding
                 continue
+            feats = features(images, *key)
             scores[key].append(ridge_r2(feats, states, train, features(shifted, *key), shifted_states))
     print(f"source {args.env} ({args.frames} frames/seed), shifted target {args.target}, seeds {seeds}")
     print("R^2 of a linear probe, mean ± std over seeds: held-out source episodes / visually shifted target")
