@@ -157,6 +157,19 @@ def test_head_on_cached_features_equals_the_extractor_on_images(
         check(terminal, np.stack([recorder.terminal[i] for i in range(2)]))
 
 
+def _count_encoded_frames(venv: VecFrozenFeatures) -> list[int]:
+    """Record how many frames each backbone call of `venv` encodes."""
+    encoded: list[int] = []
+    frame_features = venv.extractor.frame_features
+
+    def counting(frames: torch.Tensor) -> torch.Tensor:
+        encoded.append(len(frames))
+        return frame_features(frames)
+
+    venv.extractor.frame_features = counting  # type: ignore[method-assign]
+    return encoded
+
+
 @pytest.mark.parametrize("channels_first", [False, True], ids=["HWC", "CHW"])
 def test_stacked_frames_are_encoded_once_and_features_match_a_full_encode(
     weights_dir: Path, channels_first: bool
@@ -178,14 +191,7 @@ def test_stacked_frames_are_encoded_once_and_features_match_a_full_encode(
     recorder = _Recorder(DummyVecEnv([make] * n_envs))
     recorder.seed(0)
     venv, _ = cache_frozen_features(recorder, "cpu", **_spec(weights_dir, pool=2))
-    encoded: list[int] = []
-    frame_features = venv.extractor.frame_features
-
-    def counting(frames: torch.Tensor) -> torch.Tensor:
-        encoded.append(len(frames))
-        return frame_features(frames)
-
-    venv.extractor.frame_features = counting  # type: ignore[method-assign]
+    encoded = _count_encoded_frames(venv)
 
     def check(features: np.ndarray, raw: np.ndarray) -> None:
         np.testing.assert_allclose(features, venv.encode(raw), atol=1e-5, rtol=1e-5)
@@ -364,20 +370,13 @@ class _StillEnv(_FrameEnv):
     """A scene that never changes: every frame is the same."""
 
     def _frame(self) -> np.ndarray:
-        return np.full(self.observation_space.shape, 90, dtype=np.uint8)
+        return np.full((SIDE, SIDE, 3), 90, dtype=np.uint8)
 
 
 def test_a_static_scene_encodes_its_one_frame_once_and_then_nothing(weights_dir: Path) -> None:
     recorder = _Recorder(DummyVecEnv([lambda: StackFrames(_StillEnv(episode_steps=10), 3)] * 2))
     venv, _ = cache_frozen_features(recorder, "cpu", **_spec(weights_dir))
-    encoded: list[int] = []
-    frame_features = venv.extractor.frame_features
-
-    def counting(frames: torch.Tensor) -> torch.Tensor:
-        encoded.append(len(frames))
-        return frame_features(frames)
-
-    venv.extractor.frame_features = counting  # type: ignore[method-assign]
+    encoded = _count_encoded_frames(venv)
     first = np.asarray(venv.reset())
     for _ in range(3):
         obs, *_ = venv.step(np.zeros((2, 2), np.float32))
