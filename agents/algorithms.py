@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import numbers
 from typing import Any
 
 import torch.nn as nn
@@ -69,17 +70,56 @@ def algo_class(name: str) -> type[BaseAlgorithm]:
     return cls
 
 
+# Counts that SB3 takes as positive integers although a zero or negative value reaches its constructor
+# (it fails later, in `learn()`); beside them, every int argument with a positive default must be >= 1.
+_MAY_BE_ZERO = frozenset({"learning_starts", "stats_window_size"})
+_MAY_BE_MINUS_ONE = frozenset({"gradient_steps"})  # -1: as many gradient steps as env steps
+
+
+def _hints(cls: type[BaseAlgorithm]) -> dict[str, Any]:
+    """The constructor's annotations as evaluated (only plain classes such as `int` are used)."""
+    return dict(getattr(cls.__init__, "__annotations__", {}))
+
+
+def _check_value(name: str, key: str, value: Any, hint: Any, default: Any) -> None:
+    """Reject a value of the wrong plain type (int, float, bool, str) or a non-positive count."""
+    where = f"algo.kwargs.{key}"
+    is_bool = isinstance(value, bool)
+    if hint is bool and not is_bool:
+        raise ValueError(f"{where}: {name} takes true or false, got {value!r}")
+    if hint is int:
+        if is_bool or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{where}: {name} takes an integer, got {value!r}")
+        positive_default = isinstance(default, int) and not isinstance(default, bool) and default > 0
+        if positive_default and key not in _MAY_BE_ZERO and value < 1:
+            if not (key in _MAY_BE_MINUS_ONE and value == -1):
+                extra = " or -1" if key in _MAY_BE_MINUS_ONE else ""
+                raise ValueError(f"{where}: must be >= 1{extra}, got {value}")
+        if key in _MAY_BE_ZERO and value < 0:
+            raise ValueError(f"{where}: must be >= 0, got {value}")
+    if hint is float and (is_bool or not isinstance(value, numbers.Real)):
+        raise ValueError(f"{where}: {name} takes a number, got {value!r}")
+    if hint is str and not isinstance(value, str):
+        raise ValueError(f"{where}: {name} takes a string, got {value!r}")
+
+
 def check_algo_kwargs(name: str, kwargs: dict[str, Any]) -> None:
-    """Reject keys the algorithm's constructor does not take, naming them and what is allowed."""
-    params = inspect.signature(algo_class(name).__init__).parameters
+    """Reject keys the algorithm's constructor does not take, and values of the wrong plain type.
+
+    What the types cannot tell (a combination SB3 refuses) is left to a dry-run construction of the
+    model on the task's env, before any training (`simreal.training.preflight`)."""
+    cls = algo_class(name)
+    params = inspect.signature(cls.__init__).parameters
     allowed = sorted(k for k in params if k not in RESERVED_KWARGS and k != "self" and k != "kwargs")
-    for key in kwargs:
+    hints = _hints(cls)
+    for key, value in kwargs.items():
         if key in RESERVED_KWARGS:
             raise ValueError(
                 f"algo.kwargs.{key}: set by the framework, not here (use the dedicated config key)"
             )
         if key not in params:
             raise ValueError(f"algo.kwargs.{key}: not an argument of {name} (allowed: {', '.join(allowed)})")
+        _check_value(name, key, value, hints.get(key), params[key].default)
 
 
 def policy_kwargs_from(

@@ -16,7 +16,7 @@ The computation is split in two so a caller can cache the expensive part (SB3 #4
 part; ``forward`` is exactly their composition. Frozen blocks stay in eval mode even under
 ``policy.train()``, so their BatchNorm statistics and outputs never drift during RL.
 ``CachedFeaturesHead`` is the trainable part alone, as a features extractor of its own, for a policy
-whose observations already are those frozen features (``simreal.features.VecFrozenFeatures``).
+whose observations already are those frozen features (``simreal.training.features.VecFrozenFeatures``).
 """
 
 from __future__ import annotations
@@ -272,8 +272,8 @@ class CachedFeaturesHead(BaseFeaturesExtractor):
     """The trainable part of a frozen :class:`BackboneExtractor`, fed with the frozen part's features.
 
     For a policy whose observations are ``BackboneExtractor.backbone_features(image)`` (computed once per
-    env step by ``simreal.features.VecFrozenFeatures``), so rollout and replay buffers hold features and
-    the frozen backbone never runs again in ``train()`` (SB3 #409). With the same spec and trainable
+    env step by a ``VecFrozenFeatures`` vec env wrapper), so rollout and replay buffers hold features and the
+    frozen backbone never runs again in ``train()`` (SB3 #409). With the same spec and trainable
     weights, ``head(extractor.backbone_features(obs)) == extractor(obs)``.
 
     :param observation_space: the feature Box: (k*C*g*g,) for a fully frozen backbone, else the frozen

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-import envs  # noqa: F401  (registers the simreal ids)
-from simreal.features import VecFrozenFeatures, cache_frozen_features
+import simreal  # noqa: F401 - registers the simreal/ ids
+from simreal.training.features import VecFrozenFeatures, cache_frozen_features
 
 
 def collect(venv: VecFrozenFeatures, steps: int, reuse: bool, seed: int) -> tuple[float, np.ndarray]:

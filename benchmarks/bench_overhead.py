@@ -20,9 +20,9 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
-import envs  # noqa: F401 - registers simreal ids
+import simreal  # noqa: F401 - registers the simreal/ ids
 from agents.algorithms import make_model
-from simreal.training import train_stage
+from simreal.training.loop import train_stage
 
 KWARGS = {"PPO": {"n_steps": 1024, "batch_size": 64}, "SAC": {"learning_starts": 500, "buffer_size": 20000}}
 

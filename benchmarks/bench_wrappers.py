@@ -24,10 +24,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import envs
-from simreal.effects import apply_effects
-from simreal.randomization import ParamSpec, RandomizationSpec, RandomizeDynamics
-from simreal.tasks import load_task
+from simreal.simulation.effects import apply_effects
+from simreal.simulation.randomization import ParamSpec, RandomizationSpec, RandomizeDynamics
+from simreal.simulation.registry import PACKAGED
+from simreal.simulation.tasks import load_task
 
 TASKS = {"HalfCheetah": ("half_cheetah", "shifted"), "KukaReach": ("kuka_reach", "shifted")}
 
@@ -61,7 +61,7 @@ def _time_steps(env: gym.Env[Any, Any], actions: np.ndarray) -> float:
 
 def bench(name: str, steps: int, repeats: int) -> dict[str, Any]:
     key, target = TASKS[name]
-    task = envs.TASKS[key]
+    task = PACKAGED[key]
     ids = {"raw": task.nominal_id, "randomized_id": task.randomized_id, "target_id": task.target_id(target)}
     made = {k: gym.make(v) for k, v in ids.items()}
     spec = load_task(key)

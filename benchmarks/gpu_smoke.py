@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backbone import fake_vec_env  # noqa: E402
 
 from agents.backbones import efficientnet_lite0  # noqa: E402
-from simreal.features import cache_frozen_features  # noqa: E402
+from simreal.training.features import cache_frozen_features  # noqa: E402
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 
-import envs  # noqa: F401  (registers the simreal ids)
+import simreal  # noqa: F401 - registers the simreal/ ids
 from agents.backbones import build_backbone
 from agents.extractors import BackboneExtractor
 

@@ -11,6 +11,8 @@ import numpy as np
 import pybullet as p
 from numpy.typing import NDArray
 
+from envs.params import VISUALS
+
 FloatArray = NDArray[np.float64]
 
 # Camera and light of `render` (PyBullet's CPU tiny renderer). The light values are PyBullet's own
@@ -22,7 +24,6 @@ LIGHT_DIRECTION = (-50.0, 30.0, 100.0)
 LIGHT_COLOR = (1.0, 1.0, 1.0)
 LIGHT_DISTANCE = 2.0
 LIGHT_AMBIENT_COEFF, LIGHT_DIFFUSE_COEFF, LIGHT_SPECULAR_COEFF = 0.6, 0.35, 0.05
-VISUAL_PARAM_NAMES = ("rgba", "light_diffuse", "light_dir", "camera_pos")
 
 
 class Look:
@@ -94,8 +95,8 @@ class Look:
 
 
 def _check(param: str) -> str:
-    if param not in VISUAL_PARAM_NAMES:
-        raise ValueError(f"unknown visual parameter {param!r} (allowed: {', '.join(VISUAL_PARAM_NAMES)})")
+    if param not in VISUALS:
+        raise ValueError(f"unknown visual parameter {param!r} (allowed: {', '.join(VISUALS)})")
     return param
 
 

@@ -30,7 +30,8 @@ import pybullet_data
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from envs.kuka_camera import CAMERA_DISTANCE, VISUAL_PARAM_NAMES, Look, render_frame
+from envs.kuka_camera import CAMERA_DISTANCE, Look, render_frame
+from envs.params import PHYSICS, VISUALS
 
 NOMINAL_FRAME_SKIP = 4
 NOMINAL_TIMESTEP = 1.0 / 240.0
@@ -46,16 +47,7 @@ WORKSPACE_LOW = (-1.5, -1.5, -1.0)
 WORKSPACE_HIGH = (1.5, 1.5, 2.0)
 JOINT_LIMIT_MARGIN = 0.2  # rad: limits are constraints, so joints may overshoot them slightly
 MAX_JOINT_VELOCITY = 100.0  # rad/s, PyBullet's clamp (its default, set explicitly so obs bounds hold)
-PARAM_NAMES = ("body_mass", "friction", "joint_damping", "actuator_gain", "gravity", "timestep", "frame_skip")
-# Smallest allowed value per parameter and whether it is allowed itself; gravity is unbounded.
-_MIN_VALUE = {
-    "body_mass": (0.0, False),
-    "friction": (0.0, True),
-    "joint_damping": (0.0, True),
-    "actuator_gain": (0.0, True),
-    "timestep": (0.0, False),
-    "frame_skip": (1.0, True),
-}
+PARAM_NAMES = tuple(PHYSICS)  # the whole shared vocabulary (envs.params)
 
 FloatArray = NDArray[np.float64]
 
@@ -350,22 +342,17 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     def set_param(self, param: str, values: FloatArray) -> None:
         """Apply `values` now; they persist across resets until set again.
 
-        Masses must be > 0 (inertia is scaled with them), timestep > 0, frame_skip >= 1 after rounding,
-        friction, damping and actuator gain >= 0, gravity finite.
+        Values must be physical as `envs.params.PHYSICS` declares them (masses, motor strength and
+        timestep > 0, friction and damping >= 0, frame_skip >= 1 after rounding, all finite).
         """
         name = self._check_name(param)
         v = np.array(values, dtype=np.float64)
         expected = (len(self._elements[name]),)
         if v.shape != expected:
             raise ValueError(f"{name}: expected shape {expected} ({self._elements[name]}), got {v.shape}")
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name}: values must be finite, got {v}")
         if name == "frame_skip":
             v = np.round(v)
-        if name in _MIN_VALUE:
-            bound, inclusive = _MIN_VALUE[name]
-            if not (np.all(v >= bound) if inclusive else np.all(v > bound)):
-                raise ValueError(f"{name}: values must be {'>=' if inclusive else '>'} {bound}, got {v}")
+        PHYSICS[name].check(name, v)
         self._appliers[name](v)
         self._values[name] = v
 
@@ -377,7 +364,7 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     # ------------------------------------------------------------------ visual parameters
     def visual_param_names(self) -> tuple[str, ...]:
         """Names accepted by `get_visual_param` / `set_visual_param`."""
-        return VISUAL_PARAM_NAMES
+        return tuple(VISUALS)
 
     def visual_element_names(self, param: str) -> tuple[str, ...]:
         """What each entry of visual `param`'s array refers to (`<part>.r`, `light.x`, `x`, ...)."""

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from simreal.artifacts import ArtifactError
 from simreal.config import ExperimentConfig, load_config
-from simreal.config_base import ConfigError
-from simreal.device import resolve_device
+from simreal.schema import ConfigError
+from simreal.training.artifacts import ArtifactError
+from simreal.training.device import resolve_device
 
 log = logging.getLogger("simreal")
 
@@ -56,8 +56,21 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a policy artifact on an env")
     ev.add_argument("model", help="a policy.pt artifact")
     ev.add_argument(
-        "--env", required=True, help="a registered env id, e.g. simreal/InvertedPendulum-Target-Latency-v0"
+        "--env",
+        help="a registered env id (simreal/..., Hopper-v5) or Gymnasium's module:EnvId; "
+        "or name a task file's target with --task FILE --target NAME",
     )
+    ev.add_argument("--task", help="a task YAML (or packaged key) whose target to evaluate on")
+    ev.add_argument("--target", help="with --task: the target's name")
+    ev.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first (it may register the env id; repeatable)",
+    )
+    ev.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the env")
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", dest="json_path", help="write the results to this JSON file")
@@ -79,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--backend", choices=["local", "ray"], default="local")
     sw.add_argument("--address", help="Ray cluster address (with --backend ray)")
     sw.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    sub.add_parser("envs", help="list tasks, their ids, randomizable parameters and target presets")
+    envs_cmd = sub.add_parser("envs", help="list tasks, their ids, randomizable parameters and targets")
+    envs_cmd.add_argument("--task", help="list this task YAML (yours) instead of the packaged tasks")
     cmp = sub.add_parser("compare", help="curves and transfer table across seeds and run directories")
     cmp.add_argument("run_dirs", nargs="+", metavar="EXPERIMENT_DIR", help="merged per variant")
     cmp.add_argument("--out", help="where compare.md/.json/.png go (default: the first directory)")
@@ -112,9 +126,13 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _context(cfg: ExperimentConfig, args: argparse.Namespace, resume: bool) -> Any:
-    from simreal.pipeline import Context, prepare_run_dir
+    """Check everything the run will build (envs, spaces, the model), then create its directory."""
+    from simreal.training.pipeline import prepare_run_dir
+    from simreal.training.preflight import preflight
+    from simreal.training.stages import Context
 
     device = resolve_device(cfg.device)
+    preflight(cfg, device)
     run_dir = prepare_run_dir(cfg, resume)
     log.info("run directory: %s (device %s)", run_dir, device)
     return Context(cfg, run_dir, device, progress_bar=not args.no_progress)
@@ -148,7 +166,7 @@ def _print_summary(report: dict[str, Any], run_dir: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from simreal.pipeline import run
+    from simreal.training.pipeline import run
 
     if args.resume:
         if args.config:
@@ -165,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from simreal.pipeline import pretrain
+    from simreal.training.stages import pretrain
 
     cfg = _config(args)
     ctx = _context(cfg, args, resume=True)
@@ -176,7 +194,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from simreal.pipeline import finetune
+    from simreal.training.stages import finetune
 
     cfg = _config(args)
     source = Path(args.source)
@@ -188,23 +206,58 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         print(ctx.stage_dir("finetune", seed) / "policy.pt")
 
 
+def _evaluation_env(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The env id and constructor arguments `simreal evaluate` was pointed at (one-line errors)."""
+    import gymnasium as gym
+
+    from simreal.simulation.references import import_all
+    from simreal.simulation.registry import register_task
+
+    import_all(args.imports, "--import")
+    try:
+        kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--env-kwargs: not JSON ({err.msg})") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"--env-kwargs: expected a JSON object, got {args.env_kwargs}")
+    if args.task is not None:
+        if args.env is not None or args.target is None:
+            raise ConfigError("--task: give --target NAME with it, and no --env")
+        task = register_task(args.task, Path.cwd())
+        task.spec.target(args.target)
+        return task.target_id(args.target), kwargs
+    if args.env is None:
+        raise ConfigError("--env: required (or --task FILE --target NAME)")
+    env_id = args.env
+    if ":" in env_id:  # Gymnasium's module:EnvId
+        module, _, env_id = env_id.partition(":")
+        import_all([module], "--env")
+    if env_id not in gym.registry:
+        raise ConfigError(
+            f"--env {args.env}: not a registered env id (see `simreal envs`; add --import MODULE for "
+            "an id your package registers, or use --task FILE --target NAME)"
+        )
+    return env_id, kwargs
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import gymnasium as gym
 
-    import envs  # noqa: F401 - registers the simreal/ ids
-    from simreal.evaluation import evaluate
-    from simreal.pipeline import load_for_env
+    from simreal.training.evaluation import evaluate
+    from simreal.training.loading import load_for_env
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
-    if args.env not in gym.registry:
-        raise ConfigError(f"--env {args.env}: not a registered env id (see `simreal envs`)")
-    loaded = load_for_env(Path(args.model), args.env, resolve_device(args.device), args.seed)
+    env_id, kwargs = _evaluation_env(args)
+    loaded = load_for_env(
+        Path(args.model), lambda: gym.make(env_id, **kwargs), resolve_device(args.device), args.seed
+    )
     result = evaluate(
         loaded.model, loaded.make_env, args.episodes, args.seed, loaded.obs_rms, loaded.encoder.encode
     )
     out = {
-        "env": args.env,
+        "env": env_id,
+        "env_kwargs": kwargs,
         "model": args.model,
         "episodes": args.episodes,
         "mean_return": result.mean_return,
@@ -214,13 +267,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     }
     print(json.dumps(out, indent=1))
     if args.json_path:
-        from simreal.artifacts import atomic_write_text
+        from simreal.training.artifacts import atomic_write_text
 
         atomic_write_text(json.dumps(out, indent=1), args.json_path)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from simreal.report import write_report
+    from simreal.analysis.report import write_report
 
     run_dir = Path(args.run_dir)
     cfg = load_config(run_dir / "config.yaml")
@@ -228,7 +281,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from simreal.sweep import parse_space, sweep
+    from simreal.training.sweep import parse_space, sweep
 
     if args.trials < 1:
         raise ConfigError(f"--trials: must be >= 1, got {args.trials}")
@@ -248,29 +301,18 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(f"details: {Path(args.run_dir) / args.name / 'sweep.md'}")
 
 
-def cmd_envs(_args: argparse.Namespace) -> None:
-    import gymnasium as gym
+def cmd_envs(args: argparse.Namespace) -> None:
+    from simreal.simulation.listing import describe_task
+    from simreal.simulation.registry import register_task
+    from simreal.simulation.tasks import packaged_tasks
 
-    import envs
-    from simreal.physics import physics_of
-    from simreal.tasks import load_task
-
-    for task in envs.TASKS.values():
-        spec = load_task(task.key)
-        env = gym.make(task.nominal_id)
-        physics = physics_of(env)
-        print(f"{task.key}: nominal {task.nominal_id}   randomized {task.randomized_id}")
-        for param in physics.param_names():
-            names = physics.element_names(param)
-            print(f"    {param}: {', '.join(names)}")
-        for name, target in spec.targets.items():
-            flag = " [extrapolation]" if target.extrapolation else ""
-            print(f"  target {task.target_id(name)}{flag}: {target.description}")
-        env.close()
+    keys = [args.task] if args.task else list(packaged_tasks())
+    for key in keys:
+        print(describe_task(register_task(key, Path.cwd())), end="")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from simreal.compare import compare
+    from simreal.analysis.compare import compare
 
     result = compare(
         [Path(d) for d in args.run_dirs],
@@ -283,7 +325,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from simreal.export import export_policy, sidecar_path
+    from simreal.training.export import export_policy, sidecar_path
 
     out = export_policy(args.model, args.fmt, args.out)
     print(f"exported: {out}  description: {sidecar_path(out)}")

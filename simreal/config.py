@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
 
 from agents.algorithms import check_algo_kwargs, default_learning_rate, policy_kwargs_from
-from simreal.config_base import ConfigError, Spec, config_dir, load_yaml, parse
-from simreal.observation import ObservationConfig
-from simreal.perception import PerceptionConfig
+from simreal.schema import ConfigError, Spec, config_dir, load_yaml, parse
+from simreal.simulation.observation import ObservationConfig
+from simreal.simulation.tasks import TaskSpec, load_task
+from simreal.training.perception import PerceptionConfig
 
 
 class AlgoConfig(Spec):
@@ -90,10 +91,14 @@ class EvalConfig(Spec):
 
 
 class ExperimentConfig(Spec):
-    """One transfer experiment: a task, its target, the algorithm, the budgets and the seeds."""
+    """One transfer experiment: a task, its target, the algorithm, the budgets and the seeds.
+
+    `task` is a packaged key, a path to a task YAML (relative to the experiment file) or an inline
+    mapping; it is resolved into the task's full spec at load, and saved that way with the run, so a run
+    directory holds everything `simreal report` and `--resume` need."""
 
     experiment: str
-    task: str
+    task: TaskSpec
     target: str
     output_dir: str = "runs"
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
@@ -116,20 +121,33 @@ class ExperimentConfig(Spec):
             raise ValueError(f"must be a plain directory name, got {value!r}")
         return value
 
+    @field_validator("task", mode="before")
+    @classmethod
+    def _resolve_task(cls, value: Any, info: ValidationInfo) -> Any:
+        """A key, a path (relative to the experiment file) or a mapping -> the task's spec."""
+        if isinstance(value, TaskSpec):
+            return value
+        if not isinstance(value, str | dict):
+            raise ValueError(f"must be a task key, a path to a task YAML or a mapping, got {value!r}")
+        context = info.context or {}
+        return load_task(value, context.get("base_dir"), where=f"{context.get('source', 'config')}: task")
+
+    @field_serializer("task")
+    def _dump_task(self, task: TaskSpec) -> dict[str, Any]:
+        return task.model_dump(mode="json")
+
     @model_validator(mode="after")
     def _task(self) -> ExperimentConfig:
-        import envs
-
-        if self.task not in envs.TASKS:
-            raise ValueError(f"task: unknown task {self.task!r} (allowed: {', '.join(envs.TASKS)})")
-        targets = envs.TASKS[self.task].targets
-        if self.target not in targets:
+        task = self.task
+        if self.target not in task.targets:
             raise ValueError(
-                f"target: unknown target {self.target!r} of {self.task} (allowed: {', '.join(targets)})"
+                f"target: unknown target {self.target!r} of {task.name} "
+                f"(allowed: {', '.join(task.targets) or 'none - the task defines no targets'})"
             )
-        if self.pixels and not envs.TASKS[self.task].pixels:
-            allowed = ", ".join(k for k, t in envs.TASKS.items() if t.pixels)
-            raise ValueError(f"pixels: task {self.task} has no pixel variant (allowed: {allowed})")
+        if self.pixels and task.pixels is None:
+            raise ValueError(
+                f"pixels: task {task.name} has no pixels: section (allowed: add one to {task.source})"
+            )
         if self.perception is not None and not self.pixels:
             raise ValueError("perception: a CNN backbone needs image observations (set pixels: true)")
         if self.pixels and self.algo.normalize_obs:
@@ -185,7 +203,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     data = apply_overrides(data, overrides or [])
-    return parse(ExperimentConfig, data, str(source))
+    context = {"base_dir": source.resolve().parent, "source": str(source)}
+    return parse(ExperimentConfig, data, str(source), context)
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

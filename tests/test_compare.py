@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simreal.analysis.compare import compare, gather
 from simreal.cli import main
-from simreal.compare import compare, gather
 from simreal.config import dump_config, load_config
 
 STEPS = [0, 1000, 2000, 3000, 4000]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from simreal.config import default_config_path, load_config
-from simreal.config_base import ConfigError
+from simreal.schema import ConfigError
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
@@ -39,11 +39,11 @@ def test_embedded_default_is_valid() -> None:
             "pretrain.timesteps: Input should be greater than or equal to 1",
         ),
         (lambda d: d.update(task="pendulumx"), "task: unknown task 'pendulumx' (allowed: "),
-        (lambda d: d.update(target="moon"), "target: unknown target 'moon' of inverted_pendulum (allowed: "),
-        (lambda d: d["algo"].update(name="PPOX"), "algo: name: unknown algorithm 'PPOX' (allowed: A2C"),
+        (lambda d: d.update(target="moon"), "target: unknown target 'moon' of InvertedPendulum (allowed: "),
+        (lambda d: d["algo"].update(name="PPOX"), "algo.name: unknown algorithm 'PPOX' (allowed: A2C"),
         (
             lambda d: d["algo"]["kwargs"].update(n_step=3),
-            "algo: kwargs.n_step: not an argument of PPO (allowed: ",
+            "algo.kwargs.n_step: not an argument of PPO (allowed: ",
         ),
         (lambda d: d["algo"]["kwargs"].update(learning_rate=3), "kwargs.learning_rate: set by the framework"),
         (lambda d: d["algo"].update(activation="swish"), "activation: unknown 'swish' (allowed: tanh"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fakes import CounterEnv
 
-from simreal.effects import (
+from simreal.simulation.effects import (
     INFO_KEY,
     ActionDelay,
     ActionNoise,

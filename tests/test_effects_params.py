@@ -8,7 +8,7 @@ from fakes import CounterEnv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simreal.effects import INFO_KEY, ActionDelay, ControlJitter, ObservationNoise, Param
+from simreal.simulation.effects import INFO_KEY, ActionDelay, ControlJitter, ObservationNoise, Param
 
 unit = st.floats(0.0, 1.0, allow_nan=False)
 

@@ -12,13 +12,12 @@ import yaml
 from fakes import CounterEnv
 from pydantic import TypeAdapter, ValidationError
 
-from simreal.config_base import ConfigError, Spec, parse
-from simreal.effects import (
+from simreal.schema import ConfigError, Spec, parse
+from simreal.simulation.effects import (
     EFFECTS,
     PRESETS,
     ActionDelay,
     ActuatorSaturation,
-    ControlJitterSpec,
     DroppedObservation,
     EffectSpec,
     ObservationNoise,
@@ -36,7 +35,7 @@ class Target(Spec):
     effects: list[EffectSpec] = []
 
 
-def test_registry_names_match_type_tags_and_constructor_arguments() -> None:
+def test_registry_names_match_record_names_and_constructor_arguments() -> None:
     assert set(EFFECTS) == {
         "observation_noise",
         "action_noise",
@@ -48,10 +47,10 @@ def test_registry_names_match_type_tags_and_constructor_arguments() -> None:
         "actuator_saturation",
         "control_jitter",
     }
-    for name, spec in EFFECTS.items():
-        assert spec.model_fields["type"].default == name
-        wrapper_args = list(inspect.signature(spec.wrapper).parameters)[1:]  # drop `env`
-        assert wrapper_args == [field for field in spec.model_fields if field != "type"]
+    for name, wrapper in EFFECTS.items():
+        assert wrapper.record_name() == name
+        wrapper_args = list(inspect.signature(wrapper).parameters)[1:]  # drop `env`
+        assert wrapper_args == list(wrapper.params)  # every argument declared with its rule
 
 
 def test_yaml_list_builds_wrappers_in_order_first_is_innermost() -> None:
@@ -139,15 +138,16 @@ def test_parse_effects_rejects_non_lists_and_missing_types() -> None:
 
 def test_specs_are_frozen_and_ranges_become_tuples() -> None:
     spec = ONE.validate_python({"type": "control_jitter", "max_extra_steps": [1, 2], "prob": 0.5})
-    assert isinstance(spec, ControlJitterSpec)
-    assert spec.max_extra_steps == (1, 2) and isinstance(spec.max_extra_steps[0], int)
+    assert spec.type == "control_jitter" and spec.wrapper is EFFECTS["control_jitter"]
+    assert spec.args["max_extra_steps"] == (1, 2) and isinstance(spec.args["max_extra_steps"][0], int)
+    assert spec.model_dump() == {"type": "control_jitter", "max_extra_steps": (1, 2), "prob": 0.5}
     with pytest.raises(ValidationError):
-        spec.prob = 0.2
+        spec.type = "action_noise"
 
 
 def test_presets_follow_realworldrl_suite() -> None:
     def values(name: str) -> dict[str, Any]:
-        return {spec.type: spec.model_dump(exclude={"type"}) for spec in preset_effects(name)}
+        return {spec.type: spec.args for spec in preset_effects(name)}
 
     easy, hard = values("easy"), values("hard")
     assert easy["action_delay"] == easy["observation_delay"] == {"steps": 3}

@@ -10,8 +10,8 @@ import pytest
 from tiny import set_args
 
 from simreal.cli import main
-from simreal.config_base import ConfigError
-from simreal.executors import executor
+from simreal.schema import ConfigError
+from simreal.training.executors import executor
 
 
 def test_ray_backend_runs_seeds_as_tasks_and_gathers_results(tmp_path: Path) -> None:

@@ -20,14 +20,14 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
-import envs  # noqa: F401 - registers the simreal/ ids
-from simreal.artifacts import load_policy, save_policy
+import simreal  # noqa: F401 - registers the simreal/ ids
 from simreal.cli import main
 from simreal.config import load_config
-from simreal.evaluation import normalize
-from simreal.export import export_policy, load_safetensors, sidecar_path, spaces_env
-from simreal.observation import ActionHistory
-from simreal.pipeline import build_model
+from simreal.simulation.observation import ActionHistory
+from simreal.training.artifacts import SpacesEnv, load_policy, save_policy
+from simreal.training.evaluation import normalize
+from simreal.training.export import export_policy, load_safetensors, sidecar_path
+from simreal.training.loading import build_model
 
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra: pip install 'simreal[export]'")
 
@@ -52,7 +52,7 @@ def _train(algo: str) -> tuple[BaseAlgorithm, dict[str, Any]]:
         "variant": "test",
         "seed": 0,
         "env_id": "simreal/InvertedPendulum-v0",
-        "task": cfg.task,
+        "task": cfg.task.name,
         "algo": cfg.algo.model_dump(mode="json"),
         "observation": cfg.observation.model_dump(mode="json"),
     }
@@ -135,7 +135,7 @@ def test_safetensors_round_trip(tmp_path: Path, trained: dict[str, Any]) -> None
     np.testing.assert_array_equal(loaded_rms.var, rms.var)
     assert info == json.loads(sidecar_path(out).read_text()) and info["export"] == "safetensors"
 
-    fresh = build_model(model_config(meta), spaces_env(info), 1e-3, torch.device("cpu"), seed=1)
+    fresh = build_model(model_config(meta), SpacesEnv.of(info), 1e-3, torch.device("cpu"), seed=1)
     fresh.policy.load_state_dict(state)
     obs = normalize(_observations(rms, 4), loaded_rms)
     np.testing.assert_array_equal(

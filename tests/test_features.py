@@ -26,8 +26,8 @@ from stable_baselines3.common.vec_env.vec_transpose import VecTransposeImage
 
 from agents.backbones import resnet18, small_cnn
 from agents.extractors import BackboneExtractor, CachedFeaturesHead
-from simreal.features import VecFrozenFeatures, cache_frozen_features, split_extractor
-from simreal.pixels import StackFrames
+from simreal.simulation.pixels import StackFrames
+from simreal.training.features import VecFrozenFeatures, cache_frozen_features, split_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 40  # the small CNN needs at least 36 px

@@ -1,4 +1,4 @@
-"""Known-answer tests for simreal.metrics: hand-computed intervals, thresholds and ratios."""
+"""Known-answer tests for simreal.analysis.metrics: hand-computed intervals, thresholds and ratios."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from simreal.metrics import (
+from simreal.analysis.metrics import (
     Curve,
     RatioResult,
     area_under_curve,

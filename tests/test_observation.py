@@ -7,7 +7,7 @@ import pytest
 from fakes import CounterEnv
 from gymnasium.utils.env_checker import check_env
 
-from simreal.observation import ActionHistory, ObservationConfig, observation_wrapper
+from simreal.simulation.observation import ActionHistory, ObservationConfig, observation_wrapper
 
 
 def test_history_holds_the_last_k_actions_in_order() -> None:

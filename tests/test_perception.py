@@ -12,7 +12,7 @@ from tiny import set_args
 
 from simreal.cli import main
 from simreal.config import load_config
-from simreal.config_base import ConfigError
+from simreal.schema import ConfigError
 
 PIXELS = [
     "pixels=true",
@@ -79,7 +79,7 @@ def test_adabn_reestimates_batchnorm_on_target_frames(tmp_path: Path) -> None:
     ("overrides", "message"),
     [
         (["perception={backbone: small_cnn}"], "perception: a CNN backbone needs image observations"),
-        (["pixels=true", "task=reacher", "target=shifted"], "pixels: task reacher has no pixel variant"),
+        (["pixels=true", "task=reacher", "target=shifted"], "pixels: task Reacher has no pixels: section"),
         (["pixels=true", "algo.normalize_obs=true"], "algo.normalize_obs: not for image observations"),
         (
             ["pixels=true", "perception={backbone: vgg}"],
@@ -135,7 +135,7 @@ def test_unfrozen_backbone_blocks_train_at_their_own_learning_rate() -> None:
 
     from agents.algorithms import make_model
     from agents.extractors import BackboneExtractor
-    from simreal import transfer as tr
+    from simreal.training import transfer as tr
 
     class Frames(gym.Env):
         observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)

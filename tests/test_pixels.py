@@ -18,16 +18,16 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from numpy.typing import NDArray
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
-from simreal.config_base import ConfigError, parse
-from simreal.effects import ActionDelay, ObservationNoise, parse_effects
-from simreal.pixels import ImageNoise, PixelObservation, StackFrames
-from simreal.randomization import RandomizeDynamics
-from simreal.tasks import PixelSpec, load_task
-from simreal.variants import effects_under_camera
-from simreal.visuals import RandomizeVisuals
+from simreal.schema import ConfigError, parse
+from simreal.simulation.effects import ActionDelay, ObservationNoise, parse_effects
+from simreal.simulation.pixels import ImageNoise, PixelObservation, StackFrames
+from simreal.simulation.randomization import RandomizeDynamics
+from simreal.simulation.registry import PACKAGED
+from simreal.simulation.tasks import PixelSpec, load_task
+from simreal.simulation.variants import effects_under_camera
+from simreal.simulation.visuals import RandomizeVisuals
 
-PIXEL_TASKS = sorted(key for key, task in envs.TASKS.items() if task.pixels)
+PIXEL_TASKS = sorted(key for key, task in PACKAGED.items() if task.spec.pixels is not None)
 
 
 class FrameEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
@@ -80,9 +80,9 @@ def chain(env: gym.Env[Any, Any]) -> list[type]:
 
 def rendering_env(key: str, size: int = 64) -> gym.Env[Any, Any]:
     """Task `key`'s nominal env rendering `size`-pixel frames with the camera of its YAML."""
-    task, pixels = envs.TASKS[key], load_task(key).pixels
+    task, pixels = PACKAGED[key], load_task(key).pixels
     assert pixels is not None
-    kwargs = {name: size for name in task.image_size_kwargs}
+    kwargs = {name: size for name in pixels.image_size_kwargs}
     return gym.make(task.nominal_id, render_mode="rgb_array", **kwargs, **pixels.env_kwargs)
 
 
@@ -187,7 +187,7 @@ def test_image_noise_touches_only_the_image_of_a_dict() -> None:
 # ---------------------------------------------------------------- real tasks
 @pytest.mark.parametrize("key", PIXEL_TASKS)
 def test_pixel_ids_give_uint8_frames_of_the_declared_shape(key: str) -> None:
-    task, pixels = envs.TASKS[key], load_task(key).pixels
+    task, pixels = PACKAGED[key], load_task(key).pixels
     assert pixels is not None
     env = gym.make(task.pixel_nominal_id)
     shape = (pixels.image_size, pixels.image_size, 3 * pixels.frame_stack)
@@ -222,7 +222,7 @@ def test_proprio_stack_passes_gymnasium_and_sb3_checkers(key: str) -> None:
 
 
 def test_mujoco_pixel_envs_in_one_process_render_their_own_frames() -> None:
-    task = envs.TASKS["inverted_pendulum"]
+    task = PACKAGED["inverted_pendulum"]
     a = gym.make(task.pixel_nominal_id)
     first = a.reset(seed=0)[0]
     b = gym.make(task.pixel_target_id("extrapolate"))
@@ -241,16 +241,16 @@ def test_mujoco_pixel_envs_in_one_process_render_their_own_frames() -> None:
 # ---------------------------------------------------------------- registration and composition
 def test_pixel_ids_are_registered_for_tasks_with_a_pixels_section() -> None:
     assert {"inverted_pendulum", "kuka_reach"} <= set(PIXEL_TASKS)
-    for key, task in envs.TASKS.items():
-        assert task.pixels == (load_task(key).pixels is not None), key
-        ids = [task.pixel_nominal_id, task.pixel_randomized_id, *map(task.pixel_target_id, task.targets)]
-        assert all((i in gym.registry) == task.pixels for i in ids), key
-    assert envs.TASKS["kuka_reach"].pixel_target_id("shifted") == "simreal/KukaReach-Pixels-Target-Shifted-v0"
+    for key, task in PACKAGED.items():
+        assert (task.spec.pixels is not None) == (load_task(key).pixels is not None), key
+        ids = [task.pixel_nominal_id, task.pixel_randomized_id, *map(task.pixel_target_id, task.spec.targets)]
+        assert all((i in gym.registry) == (task.spec.pixels is not None) for i in ids), key
+    assert PACKAGED["kuka_reach"].pixel_target_id("shifted") == "simreal/KukaReach-Pixels-Target-Shifted-v0"
 
 
 @pytest.mark.parametrize("key", PIXEL_TASKS)
 def test_pixel_wrapper_order(key: str) -> None:
-    task = envs.TASKS[key]
+    task = PACKAGED[key]
     env = gym.make(task.pixel_randomized_id)
     types = chain(env)
     order = [StackFrames, ImageNoise, PixelObservation, ActionDelay, RandomizeVisuals, RandomizeDynamics]

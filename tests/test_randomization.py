@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import envs  # noqa: F401 - registers simreal ids
-from simreal.config_base import ConfigError, parse
-from simreal.physics import MujocoParams, physics_of
-from simreal.randomization import RandomizationSpec, RandomizeDynamics
+import simreal  # noqa: F401 - registers the simreal/ ids
+from simreal.schema import ConfigError, parse
+from simreal.simulation.physics import MujocoParams, physics_of
+from simreal.simulation.randomization import RandomizationSpec, RandomizeDynamics
 
 
 def _spec(*params: dict[str, object], every: int | None = None) -> RandomizationSpec:

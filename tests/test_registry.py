@@ -10,27 +10,27 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
-from simreal.tasks import load_task
+from simreal.simulation.registry import PACKAGED
+from simreal.simulation.tasks import load_task
 
 SIMREAL_IDS = sorted(i for i in gym.registry if i.startswith("simreal/"))
 
 
 def test_every_task_has_three_kinds_of_ids() -> None:
     assert len(SIMREAL_IDS) >= 4 * 3
-    pybullet = [t for t in envs.TASKS.values() if t.entry_point.startswith("envs.")]
-    assert len(envs.TASKS) - len(pybullet) >= 2 and pybullet
-    for task in envs.TASKS.values():
+    pybullet = [t for t in PACKAGED.values() if t.spec.env.startswith("envs.")]
+    assert len(PACKAGED) - len(pybullet) >= 2 and pybullet
+    for task in PACKAGED.values():
         assert task.nominal_id in gym.registry and task.randomized_id in gym.registry
-        assert task.targets, task.key
-        for target in task.targets:
+        assert task.spec.targets, task.key
+        for target in task.spec.targets:
             assert task.target_id(target) in gym.registry
 
 
-@pytest.mark.parametrize("key", sorted(envs.TASKS))
+@pytest.mark.parametrize("key", sorted(PACKAGED))
 def test_registered_targets_match_yaml(key: str) -> None:
     spec = load_task(key)
-    assert set(spec.targets) == set(envs.TASKS[key].targets)
+    assert set(spec.targets) == set(PACKAGED[key].spec.targets)
     assert any(t.extrapolation for t in spec.targets.values()), f"{key} ships no extrapolation target"
 
 

@@ -12,8 +12,8 @@ import pytest
 from tiny import set_args
 
 from simreal.cli import main
-from simreal.config_base import ConfigError
-from simreal.sweep import _parallel_trials, parse_space
+from simreal.schema import ConfigError
+from simreal.training.sweep import _parallel_trials, parse_space
 
 
 def test_sweep_over_learning_rate_and_frozen_layers(tmp_path: Path) -> None:

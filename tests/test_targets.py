@@ -6,12 +6,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from simreal.physics import physics_of
-from simreal.randomization import RandomizeDynamics
-from simreal.tasks import load_task
+from simreal.simulation.physics import physics_of
+from simreal.simulation.randomization import RandomizeDynamics
+from simreal.simulation.registry import PACKAGED
+from simreal.simulation.tasks import load_task
 
-CASES = [(key, target) for key, task in sorted(envs.TASKS.items()) for target in task.targets]
+CASES = [(key, target) for key, task in sorted(PACKAGED.items()) for target in task.spec.targets]
 
 
 def _wrappers(env: gym.Env) -> list[gym.Env]:
@@ -24,7 +24,7 @@ def _wrappers(env: gym.Env) -> list[gym.Env]:
 
 @pytest.mark.parametrize(("key", "target"), CASES)
 def test_target_parameters_differ_from_nominal_as_declared(key: str, target: str) -> None:
-    task = envs.TASKS[key]
+    task = PACKAGED[key]
     spec = load_task(key).targets[target]
     nominal_env = gym.make(task.nominal_id)
     nominal = physics_of(nominal_env)
@@ -57,7 +57,7 @@ def test_target_parameters_differ_from_nominal_as_declared(key: str, target: str
     nominal_env.close()
 
 
-@pytest.mark.parametrize("key", sorted(envs.TASKS))
+@pytest.mark.parametrize("key", sorted(PACKAGED))
 def test_extrapolation_targets_lie_outside_the_training_range(key: str) -> None:
     spec = load_task(key)
     source = {(p.param, p.names): p for p in spec.randomization.params}

@@ -10,11 +10,11 @@ import torch
 import torch.nn as nn
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-import envs  # noqa: F401
+import simreal  # noqa: F401 - registers the simreal/ ids
 from agents.algorithms import make_model
-from simreal import transfer as tr
-from simreal.artifacts import ArtifactError, check_spaces, load_policy, load_torch_state, save_policy
-from simreal.schedules import WarmupDecaySchedule
+from simreal.training import transfer as tr
+from simreal.training.artifacts import ArtifactError, check_spaces, load_policy, load_torch_state, save_policy
+from simreal.training.schedules import WarmupDecaySchedule
 
 ENV = "simreal/InvertedPendulum-v0"
 TARGET = "simreal/InvertedPendulum-Target-Latency-v0"

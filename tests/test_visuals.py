@@ -18,11 +18,11 @@ import pytest
 from gymnasium.envs.mujoco.mujoco_rendering import MujocoRenderer
 from numpy.typing import NDArray
 
-import envs
-from simreal.config_base import ConfigError, parse
-from simreal.pixels import PixelObservation
-from simreal.tasks import TaskSpec, load_task
-from simreal.visuals import (
+from simreal.schema import ConfigError, parse
+from simreal.simulation.pixels import PixelObservation
+from simreal.simulation.registry import PACKAGED
+from simreal.simulation.tasks import TaskSpec, load_task
+from simreal.simulation.visuals import (
     MujocoVisuals,
     RandomizeVisuals,
     VisualParamSpec,
@@ -56,9 +56,9 @@ def source_spec(key: str) -> VisualRandomizationSpec:
 
 def make(key: str, spec: VisualRandomizationSpec | None = None) -> gym.Env[Any, Any]:
     """Nominal env -> RandomizeVisuals(spec) (none if None) -> PixelObservation, camera as in the YAML."""
-    task, pixels = envs.TASKS[key], load_task(key).pixels
+    task, pixels = PACKAGED[key], load_task(key).pixels
     assert pixels is not None
-    size = {name: pixels.image_size for name in task.image_size_kwargs}
+    size = {name: pixels.image_size for name in pixels.image_size_kwargs}
     env = gym.make(task.nominal_id, render_mode="rgb_array", **size, **pixels.env_kwargs)
     if spec is not None:
         env = RandomizeVisuals(env, spec, where="test.params")
@@ -168,12 +168,12 @@ def test_each_parameter_moves_the_rendered_image(key: str, change: dict[str, Any
 
 
 # ---------------------------------------------------------------- targets
-TARGET_CASES = [(key, target) for key in TASKS for target in envs.TASKS[key].targets]
+TARGET_CASES = [(key, target) for key in TASKS for target in PACKAGED[key].spec.targets]
 
 
 @pytest.mark.parametrize(("key", "target"), TARGET_CASES)
 def test_target_visual_shift_is_applied_as_declared(key: str, target: str) -> None:
-    task, spec = envs.TASKS[key], load_task(key).targets[target]
+    task, spec = PACKAGED[key], load_task(key).targets[target]
     assert spec.visuals, f"{key}/{target}: a pixel target must shift the look"
     env = gym.make(task.pixel_target_id(target))
     env.reset(seed=0)
@@ -258,7 +258,7 @@ def test_mujoco_material_light_and_fixed_camera(scene: SimpleNamespace) -> None:
         (
             "kuka_reach",
             {"param": "rgba", "names": ["nope"], "value": 1.0},
-            r"test\.params\.0\.names: 'nope' matches",
+            r"test\.params\.0\.names: \['nope'\] match",
         ),
         (
             "kuka_reach",
@@ -285,29 +285,32 @@ def test_mujoco_material_light_and_fixed_camera(scene: SimpleNamespace) -> None:
 def test_bad_selectors_and_ranges_are_config_errors_at_construction(
     key: str, item: dict[str, Any], match: str
 ) -> None:
-    env = gym.make(envs.TASKS[key].nominal_id)
+    env = gym.make(PACKAGED[key].nominal_id)
     with pytest.raises(ConfigError, match=match) as err:
         RandomizeVisuals(env, fixed(**item), where="test.params")
     assert "\n" not in str(err.value)
     env.close()
 
 
+BASE = {"name": "T", "env": "InvertedPendulum-v5"}
+
+
 def source(**item: Any) -> dict[str, Any]:
     """Task YAML data with one source visual randomization item."""
-    return {"pixels": {"randomization": {"params": [item]}}}
+    return {**BASE, "pixels": {"randomization": {"params": [item]}}}
 
 
 @pytest.mark.parametrize(
     ("data", "match"),
     [
         (source(param="texture", value=1.0), "pixels.randomization.params.0.param"),
-        (source(param="rgba", dist="uniform", low=2, high=1), "params.0: low: 2.0 > high 1.0"),
-        (source(param="rgba", dist="uniform", low=0.5), "params.0: high: required"),
+        (source(param="rgba", dist="uniform", low=2, high=1), "params.0.low: 2.0 > high 1.0"),
+        (source(param="rgba", dist="uniform", low=0.5), "params.0.high: required"),
         (
-            {"targets": {"t": {"visuals": [{"param": "rgba", "value": 0.5}]}}},
+            {**BASE, "targets": {"t": {"visuals": [{"param": "rgba", "value": 0.5}]}}},
             "targets.t.visuals: needs a `pixels:`",
         ),
-        ({"targets": {"t": {"image_noise_std": -2}}}, "targets.t.image_noise_std"),
+        ({**BASE, "targets": {"t": {"image_noise_std": -2}}}, "targets.t.image_noise_std"),
     ],
 )
 def test_bad_visual_yaml_is_a_one_line_config_error_with_the_key_path(

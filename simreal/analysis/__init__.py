@@ -1,0 +1,1 @@
+"""The analysis layer: transfer metrics, the result schema, reports, comparisons and plots."""

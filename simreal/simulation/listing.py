@@ -1,0 +1,58 @@
+"""What `simreal envs` prints about a task: its ids, its parameters with nominal values, its targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from simreal.simulation.physics import PhysicsSpace
+from simreal.simulation.registry import Task
+from simreal.simulation.sampling import ParamSpace
+from simreal.simulation.visuals import VisualSpace
+
+
+def _values(space: ParamSpace, param: str) -> str:
+    names = space.elements(param)
+    try:
+        values = np.asarray(space.get(param), dtype=np.float64)
+    except ValueError:  # e.g. a free camera whose look-at point is only known after the first frame
+        return ", ".join(names)
+    return ", ".join(f"{n}={v:.4g}" for n, v in zip(names, values, strict=True))
+
+
+def _parameters(space: ParamSpace) -> list[str]:
+    return [f"      {param}: {_values(space, param)}" for param in space.names() if space.elements(param)]
+
+
+def describe_task(task: Task) -> str:
+    """A few indented lines: ids, physics (and visual) parameters per element at nominal, targets."""
+    spec = task.spec
+    lines = [f"{task.name} ({task.source}): env {spec.env}"]
+    if spec.description:
+        lines.append(f"  {spec.description}")
+    lines.append(f"  nominal {task.nominal_id}   randomized {task.randomized_id}")
+    if spec.pixels is not None:
+        lines.append(
+            f"  pixels  {task.pixel_nominal_id}   {task.pixel_randomized_id}   -Pixels-Target-<T>-v0"
+        )
+    env: gym.Env[Any, Any] = gym.make(task.nominal_id)
+    try:
+        lines.append("  physics parameters (nominal values):")
+        lines += _parameters(PhysicsSpace(env))
+    finally:
+        env.close()
+    if spec.pixels is not None:
+        kwargs: dict[str, Any] = {name: spec.pixels.image_size for name in spec.pixels.image_size_kwargs}
+        env = gym.make(task.nominal_id, **{"render_mode": "rgb_array", **kwargs, **spec.pixels.env_kwargs})
+        try:
+            lines.append("  visual parameters (nominal values):")
+            lines += _parameters(VisualSpace(env))
+        finally:
+            env.close()
+    for name, target in spec.targets.items():
+        flags = " [extrapolation]" if target.extrapolation else ""
+        flags += f" [env {target.env}]" if target.env else ""
+        lines.append(f"  target {task.target_id(name)}{flags}: {target.description}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,75 @@
+"""What the policy observes beyond the env's own observation, declared once per experiment.
+
+`ActionHistory` appends the last k actions to the observation. With actuation latency the state alone
+no longer determines what happens next - the commands still in flight do - so a memoryless policy
+needs them to cope with delays (a standard ingredient of latency-robust sim-to-real policies).
+Applied identically to source, target and evaluation envs, so spaces always match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from pydantic import Field
+
+from simreal.schema import Spec
+
+
+class ObservationConfig(Spec):
+    """Observation augmentations applied to every env of an experiment."""
+
+    action_history: int = Field(default=0, ge=0, le=64)
+
+
+class ActionHistory(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
+    """Observation = [obs, a_{t-k}, ..., a_{t-1}] (flattened, float32); zeros before the first action."""
+
+    def __init__(self, env: gym.Env[np.ndarray, np.ndarray], steps: int) -> None:
+        super().__init__(env)
+        obs_space, act_space = env.observation_space, env.action_space
+        if not isinstance(obs_space, gym.spaces.Box) or not isinstance(act_space, gym.spaces.Box):
+            raise ValueError(f"observation.action_history needs Box spaces, got {obs_space} and {act_space}")
+        if steps < 1:
+            raise ValueError(f"observation.action_history: steps must be >= 1, got {steps}")
+        self._steps = steps
+        self._act_dim = int(np.prod(act_space.shape))
+        low = np.concatenate([obs_space.low.ravel(), np.tile(act_space.low.ravel(), steps)]).astype(
+            np.float32
+        )
+        high = np.concatenate([obs_space.high.ravel(), np.tile(act_space.high.ravel(), steps)]).astype(
+            np.float32
+        )
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self._history = np.zeros(steps * self._act_dim, dtype=np.float32)
+        self._neutral = np.clip(np.zeros(self._act_dim), act_space.low.ravel(), act_space.high.ravel())
+
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(obs, dtype=np.float32).ravel(), self._history])
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._history[:] = np.tile(self._neutral, self._steps)
+        return self._observe(obs), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._history[: -self._act_dim] = self._history[self._act_dim :]
+        self._history[-self._act_dim :] = np.asarray(action, dtype=np.float32).ravel()
+        return self._observe(obs), reward, terminated, truncated, info
+
+
+def observation_wrapper(cfg: ObservationConfig) -> Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None:
+    """The wrapper function for `cfg` (None when nothing is added), usable as SB3's `wrapper_class`."""
+    if cfg.action_history == 0:
+        return None
+    steps = cfg.action_history
+
+    def wrap(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
+        return ActionHistory(env, steps)
+
+    return wrap

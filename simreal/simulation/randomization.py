@@ -1,0 +1,104 @@
+"""Domain randomization of physics parameters, always relative to cached nominal values.
+
+A `RandomizationSpec` (YAML data) lists parameters to vary; `RandomizeDynamics` binds it to an env,
+checks every selector and the physical range of every value once, at construction, and then draws
+new values at every reset (and optionally every N steps) from the env's own `np_random`.
+
+YAML shape::
+
+    randomization:
+      resample_every_steps: null          # or an int: also resample mid-episode
+      params:
+        - {param: body_mass, names: [pole], dist: log_uniform, low: 0.5, high: 2.0, mode: scale}
+        - {param: friction, dist: uniform, low: 0.7, high: 1.3}      # names omitted: all elements
+        - {param: gravity, names: [z], dist: normal, mean: 0, std: 0.4, low: -1, high: 1, mode: add}
+        - {param: frame_skip, dist: choice, values: [1, 2, 3], mode: abs}
+        - {param: my_pkg.params:cable_stiffness, dist: uniform, low: 0.8, high: 1.2}   # a CustomParam
+
+`mode`: `scale` multiplies the nominal value, `abs` replaces it, `add` offsets it. `shared: true` draws
+one value for all selected elements instead of one per element. Parameter names are the shared
+vocabulary `envs.params.PHYSICS`, or `module:attr` references to `CustomParam`s.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, SupportsFloat
+
+import gymnasium as gym
+from pydantic import Field, field_validator
+
+from envs.params import PHYSICS
+from simreal.schema import Spec
+from simreal.simulation.distributions import Distribution
+from simreal.simulation.physics import PhysicsSpace, custom_param
+from simreal.simulation.references import is_reference
+from simreal.simulation.sampling import ParamWrapper
+
+Mode = Literal["scale", "abs", "add"]
+
+
+class ParamSpec(Distribution):
+    """One randomized (or fixed) physics parameter over selected elements."""
+
+    param: str
+    names: tuple[str, ...] | None = None
+    mode: Mode = "scale"
+    shared: bool = False
+
+    @field_validator("param")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if is_reference(value):
+            custom_param(value, "param")  # imports it: a bad reference fails at config load
+            return value
+        if value not in PHYSICS:
+            raise ValueError(
+                f"unknown physics parameter {value!r} (allowed: {', '.join(PHYSICS)}, "
+                "or module:attr naming a CustomParam)"
+            )
+        return value
+
+
+class RandomizationSpec(Spec):
+    """Which parameters vary and how often they are resampled."""
+
+    params: tuple[ParamSpec, ...] = ()
+    resample_every_steps: int | None = Field(default=None, ge=1)
+
+
+def physics_space(env: gym.Env[Any, Any], specs: tuple[ParamSpec, ...]) -> PhysicsSpace:
+    """The physics of `env` with the custom parameters `specs` name."""
+    return PhysicsSpace(env, [s.param for s in specs if is_reference(s.param)])
+
+
+class RandomizeDynamics(ParamWrapper):
+    """Resample physics parameters at every reset (and every N steps), relative to cached nominal values.
+
+    The current absolute values go into `info["dynamics"]` (a fresh dict `"param/element" -> float`)
+    at reset and at every step, for logging and as privileged information. `set_enabled(False)`
+    restores the nominal values exactly and stops resampling.
+    """
+
+    info_key = "dynamics"
+
+    def __init__(
+        self, env: gym.Env[Any, Any], spec: RandomizationSpec, where: str = "randomization.params"
+    ) -> None:
+        """`where`: the key path of the params list, for error messages (`<where>.<i>.names: ...`)."""
+        super().__init__(env, physics_space(env, spec.params), spec.params, where)
+        self._every = spec.resample_every_steps
+        self._steps = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        self._steps = 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._steps += 1
+        if self._enabled and self._every is not None and self._steps % self._every == 0:
+            self.resample()
+        info["dynamics"] = dict(self._params.values)
+        return obs, reward, terminated, truncated, info

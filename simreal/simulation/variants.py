@@ -1,0 +1,109 @@
+"""Builders behind the registered randomized, target and pixel ids (see `registry`).
+
+Wrapper order, innermost first: the task's env (with its TimeLimit; a target's own `env:` when it
+names one) -> `RandomizeDynamics` -> effects in YAML order. Physics is changed at reset; effects act
+on every step.
+
+Pixel ids, innermost first: the env (rendering `rgb_array` frames of the YAML's size) ->
+`RandomizeDynamics` -> `RandomizeVisuals` -> effects -> `PixelObservation` -> `ImageNoise` ->
+`StackFrames`. The look is applied at reset before the first frame is rendered. Sensor-side effects
+(observation noise, delay, dropped and stuck readings) act on the state vector, which the agent does
+not see through a camera: they are skipped unless `proprio: true`, where they act on the "state" entry.
+Camera noise is `image_noise_std` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec
+
+from simreal.schema import ConfigError
+from simreal.simulation.effects import SENSOR_EFFECTS, EffectSpec, Scalar, apply_effects
+from simreal.simulation.pixels import ImageNoise, PixelObservation, StackFrames
+from simreal.simulation.randomization import RandomizationSpec, RandomizeDynamics
+from simreal.simulation.registry import Task, get_task
+from simreal.simulation.tasks import PixelSpec
+from simreal.simulation.visuals import RandomizeVisuals, VisualRandomizationSpec
+
+
+def make_randomized(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
+    """The randomized source sim of `task`: physics and sensing resampled per episode."""
+    t = get_task(task)
+    env = gym.make(t.nominal_id, **kwargs)
+    env = RandomizeDynamics(env, t.spec.randomization, where=f"{t.source}: randomization.params")
+    return apply_effects(env, t.spec.source_effects)
+
+
+def make_target(task: str, target: str, **kwargs: Any) -> gym.Env[Any, Any]:
+    """A real-like target of `task`: its env with a fixed physics shift plus its ordered effects."""
+    t = get_task(task)
+    spec = t.spec.target(target)
+    env = gym.make(t.target_env(target), **kwargs)
+    physics = RandomizationSpec(params=spec.physics)
+    env = RandomizeDynamics(env, physics, where=f"{t.source}: targets.{target}.physics")
+    return apply_effects(env, spec.effects)
+
+
+def make_pixel_nominal(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
+    """The nominal sim of `task` seen through its camera: stacked RGB frames, nothing varied."""
+    t = get_task(task)
+    pixels = _pixels(t)
+    return _observe(_rendering(t.env, pixels, kwargs), pixels, noise_std=0.0)
+
+
+def make_pixel_randomized(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
+    """The randomized source sim of `task` seen through its camera: physics, look and effects per episode."""
+    t = get_task(task)
+    pixels = _pixels(t)
+    env: gym.Env[Any, Any] = RandomizeDynamics(
+        _rendering(t.env, pixels, kwargs), t.spec.randomization, where=f"{t.source}: randomization.params"
+    )
+    env = RandomizeVisuals(env, pixels.randomization, where=f"{t.source}: pixels.randomization.params")
+    env = apply_effects(env, effects_under_camera(t.spec.source_effects, pixels.proprio))
+    return _observe(env, pixels, pixels.image_noise_std)
+
+
+def make_pixel_target(task: str, target: str, **kwargs: Any) -> gym.Env[Any, Any]:
+    """A real-like target of `task` seen through its camera: fixed physics and visual shifts plus effects."""
+    t = get_task(task)
+    pixels = _pixels(t)
+    spec = t.spec.target(target)
+    path = f"{t.source}: targets.{target}"
+    env: gym.Env[Any, Any] = RandomizeDynamics(
+        _rendering(t.target_env(target), pixels, kwargs),
+        RandomizationSpec(params=spec.physics),
+        where=f"{path}.physics",
+    )
+    env = RandomizeVisuals(env, VisualRandomizationSpec(params=spec.visuals), where=f"{path}.visuals")
+    env = apply_effects(env, effects_under_camera(spec.effects, pixels.proprio))
+    return _observe(env, pixels, spec.image_noise_std)
+
+
+def _pixels(task: Task) -> PixelSpec:
+    if task.spec.pixels is None:
+        raise ConfigError(f"{task.source}: pixels: missing (the task's pixel ids need this section)")
+    return task.spec.pixels
+
+
+def _rendering(env: EnvSpec, pixels: PixelSpec, kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
+    """`env`, rendering `rgb_array` frames of the configured size."""
+    size = {name: pixels.image_size for name in pixels.image_size_kwargs}
+    return gym.make(env, **{"render_mode": "rgb_array", **size, **pixels.env_kwargs, **kwargs})
+
+
+def effects_under_camera(effects: Sequence[EffectSpec], proprio: bool) -> list[EffectSpec]:
+    """The effects placed inside `PixelObservation`: all with `proprio`, else the actuation-side ones."""
+    return [e for e in effects if proprio or e.type not in SENSOR_EFFECTS]
+
+
+def _observe(env: gym.Env[Any, Any], pixels: PixelSpec, noise_std: Scalar) -> gym.Env[Any, Any]:
+    """Pixel observation, camera noise (if any) and frame stacking (if more than one frame)."""
+    env = PixelObservation(env, image_size=pixels.image_size, proprio=pixels.proprio)
+    if noise_std != 0.0:
+        env = ImageNoise(env, noise_std)
+    if pixels.frame_stack > 1:
+        env = StackFrames(env, pixels.frame_stack)
+    return env

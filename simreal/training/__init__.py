@@ -1,0 +1,2 @@
+"""The training layer: stages and their scheduling, transfer, checkpoints, artifacts, evaluation,
+perception."""

@@ -1,0 +1,198 @@
+"""One training stage (a variant and a seed): vectorized envs, callbacks, checkpoints and resume.
+
+`train_stage` trains `model` for `budget` env steps, evaluating on the target every
+`eval.every_steps` (logged as `target/mean_return` against target steps), checkpointing atomically,
+and resuming from the stage's checkpoint when one exists. On resume the TensorBoard writer purges
+events after the checkpoint's step, so the curve has no duplicated steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from torch.utils.tensorboard import SummaryWriter
+
+from simreal.training.artifacts import atomic_write_text
+from simreal.training.checkpoints import load_checkpoint, save_checkpoint
+from simreal.training.evaluation import EvalResult, evaluate
+
+CHECKPOINT = "checkpoint.pt"
+CURVE = "curve.json"
+
+
+def make_vec(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    normalize: bool,
+    obs_rms: RunningMeanStd | None,
+    update_stats: bool = True,
+    wrapper: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
+) -> VecEnv:
+    """`n_envs` seeded copies of `env_id` (Monitor, then `wrapper`), optionally observation-normalized."""
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper)
+    if not normalize:
+        return venv
+    norm = VecNormalize(venv, norm_obs=True, norm_reward=False, training=update_stats)
+    if obs_rms is not None:
+        norm.obs_rms = obs_rms  # type: ignore[assignment]  # SB3 types it as a dict for Dict spaces
+    return norm
+
+
+def obs_rms_of(env: VecEnv) -> RunningMeanStd | None:
+    """The observation statistics of a VecNormalize env (else None)."""
+    rms = env.obs_rms if isinstance(env, VecNormalize) else None
+    return rms if isinstance(rms, RunningMeanStd) else None
+
+
+class _PurgingTensorBoard(TensorBoardOutputFormat):
+    """SB3's TensorBoard format, with a writer that drops events at or after `purge_step` (resume)."""
+
+    def __init__(self, folder: str, purge_step: int | None) -> None:
+        self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+        self._is_closed = False
+
+
+def stage_logger(folder: Path, purge_step: int | None) -> Logger:
+    return Logger(str(folder), [_PurgingTensorBoard(str(folder), purge_step)])
+
+
+@dataclass
+class EvalSchedule:
+    """Target evaluation during training: env factory, cadence, episodes and the recorded curve."""
+
+    make_env: Callable[[], gym.Env[Any, Any]]
+    every_steps: int
+    episodes: int
+    seed: int
+    encode: Callable[[Any], Any] | None = None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, model: BaseAlgorithm, step: int, obs_rms: RunningMeanStd | None) -> EvalResult:
+        result = evaluate(model, self.make_env, self.episodes, self.seed, obs_rms, self.encode)
+        self.curve.append(
+            {
+                "step": step,
+                "mean_return": result.mean_return,
+                "std_return": result.std_return,
+                "success_rate": result.success_rate,
+            }
+        )
+        model.logger.record("target/mean_return", result.mean_return)
+        model.logger.record("eval/mean_reward", result.mean_return)
+        if result.success_rate is not None:
+            model.logger.record("target/success_rate", result.success_rate)
+        model.logger.dump(step)
+        return result
+
+
+class _StageCallback(BaseCallback):
+    """Evaluates on schedule, checkpoints at rollout starts, logs randomized parameters as histograms."""
+
+    def __init__(
+        self, stage_dir: Path, schedule: EvalSchedule | None, checkpoint_every: int, log_dynamics: bool
+    ) -> None:
+        super().__init__()
+        self.stage_dir = stage_dir
+        self.schedule = schedule
+        self.checkpoint_every = checkpoint_every
+        self.next_checkpoint = checkpoint_every
+        self.next_eval = 0
+        self.log_dynamics = log_dynamics
+        self.dynamics: dict[str, list[float]] = {}
+
+    def _obs_rms(self) -> RunningMeanStd | None:
+        return obs_rms_of(self.training_env)
+
+    def _on_training_start(self) -> None:
+        done_steps = self.model.num_timesteps
+        self.next_checkpoint = (done_steps // self.checkpoint_every + 1) * self.checkpoint_every
+        if self.schedule is not None:
+            every = self.schedule.every_steps
+            self.next_eval = (done_steps // every) * every
+            if self.schedule.curve and self.schedule.curve[-1]["step"] == self.next_eval:
+                self.next_eval += every
+            self._maybe_eval()
+
+    def _maybe_eval(self) -> None:
+        if self.schedule is not None and self.model.num_timesteps >= self.next_eval:
+            self.schedule.record(self.model, self.next_eval, self._obs_rms())
+            self.next_eval += self.schedule.every_steps
+
+    def _on_step(self) -> bool:
+        self._maybe_eval()
+        if self.log_dynamics:
+            for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
+                if done and "dynamics" in info:
+                    for key, value in info["dynamics"].items():
+                        self.dynamics.setdefault(key, []).append(value)
+        return True
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps >= self.next_checkpoint:
+            self.save()
+            self.next_checkpoint += self.checkpoint_every
+        if self.dynamics:
+            for key, values in self.dynamics.items():
+                self.logger.record(
+                    f"dynamics/{key}", torch.tensor(values), exclude=("stdout", "log", "json", "csv")
+                )
+            self.dynamics = {}
+
+    def save(self) -> None:
+        extra = {"curve": self.schedule.curve if self.schedule else [], "next_eval": self.next_eval}
+        save_checkpoint(self.stage_dir / CHECKPOINT, self.model, self._obs_rms(), extra)
+
+
+def train_stage(
+    model: BaseAlgorithm,
+    budget: int,
+    stage_dir: Path,
+    schedule: EvalSchedule | None,
+    checkpoint_every: int,
+    progress_bar: bool = True,
+    log_dynamics: bool = False,
+) -> BaseAlgorithm:
+    """Train `model` to `budget` total env steps, resuming from `stage_dir/checkpoint.pt` if present."""
+    ckpt = stage_dir / CHECKPOINT
+    purge: int | None = None
+    if ckpt.exists():
+        obs_rms, extra = load_checkpoint(ckpt, model)
+        env = model.get_env()
+        if obs_rms is not None and isinstance(env, VecNormalize):
+            env.obs_rms = obs_rms  # type: ignore[assignment]
+        if schedule is not None:
+            schedule.curve = list(extra["curve"])
+        purge = model.num_timesteps + 1
+    model.set_logger(stage_logger(stage_dir, purge))
+    callback = _StageCallback(stage_dir, schedule, checkpoint_every, log_dynamics)
+    remaining = budget - model.num_timesteps
+    if remaining > 0:
+        model.learn(
+            remaining, callback=CallbackList([callback]), reset_num_timesteps=False, progress_bar=progress_bar
+        )
+    if schedule is not None and (not schedule.curve or schedule.curve[-1]["step"] < budget):
+        env = model.get_env()
+        schedule.record(model, budget, obs_rms_of(env) if env is not None else None)
+    if schedule is not None:
+        atomic_write_text(json.dumps(schedule.curve, indent=1), stage_dir / CURVE)
+    return model
+
+
+def curve_arrays(curve: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    steps = np.array([c["step"] for c in curve], dtype=np.int64)
+    returns = np.array([c["mean_return"] for c in curve], dtype=np.float64)
+    return steps, returns

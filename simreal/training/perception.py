@@ -1,0 +1,148 @@
+"""How image observations reach the policy: a pretrained CNN backbone, frozen, cached or in the policy.
+
+`PerceptionConfig` is the experiment's `perception:` section. `attach` turns a vec env of images into
+what the policy trains on and returns an `Encoder` with the matching SB3 `policy_kwargs`:
+
+- `cache_features: true` (default): the frozen backbone runs once per env step inside the vec env
+  (`simreal.training.features.VecFrozenFeatures`); rollout and replay buffers hold features, the policy's
+  features extractor is only the trainable head.
+- `cache_features: false`: the whole `BackboneExtractor` sits in the policy (frozen parts under
+  no_grad), so the backbone runs again for every minibatch - slower, but needed when images must be
+  augmented at training time.
+
+The frozen backbone's state (its weights and BatchNorm statistics, e.g. after AdaBN) is saved with the
+policy artifact, so a random-init or target-adapted backbone is rebuilt exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from stable_baselines3.common.vec_env import VecEnv
+
+from agents.backbones import BACKBONES, build_backbone
+from agents.extractors import BackboneExtractor
+from simreal.schema import Spec
+from simreal.training.features import VecFrozenFeatures, cache_frozen_features
+
+
+class AugmentationConfig(Spec):
+    """Image augmentation of training batches (DrQ shift, crop, colour jitter); never when acting."""
+
+    shift_pad: int = Field(default=4, ge=0)
+    crop_size: int | None = Field(default=None, ge=8)
+    brightness: float = Field(default=0.0, ge=0, le=1)
+    contrast: float = Field(default=0.0, ge=0, le=1)
+    saturation: float = Field(default=0.0, ge=0, le=1)
+    seed: int = 0
+
+
+class PerceptionConfig(Spec):
+    """The image backbone and how it is used (keys are `BackboneExtractor` arguments)."""
+
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = "imagenet"
+    init_seed: int = 0
+    tap: str | None = None
+    features_dim: int = Field(default=128, ge=1)
+    pool: int = Field(default=1, ge=1, le=8)
+    unfreeze_last: int = Field(default=0, ge=0)
+    backbone_lr_factor: float = Field(default=0.1, gt=0)
+    image_size: int | None = Field(default=None, ge=16)
+    projection: Literal["relu", "layernorm"] = "relu"
+    cache_features: bool = True
+    adabn_frames: int = Field(default=0, ge=0)
+    augmentation: AugmentationConfig | None = None
+
+    @model_validator(mode="after")
+    def _augment_needs_images(self) -> PerceptionConfig:
+        if self.augmentation is not None and self.cache_features:
+            raise ValueError(
+                "augmentation: needs the images at training time; set cache_features: false "
+                "(cached features are computed once, before any augmentation could apply)"
+            )
+        return self
+
+    @field_validator("tap")
+    @classmethod
+    def _known_tap(cls, value: str | None, info: ValidationInfo) -> str | None:
+        backbone = info.data.get("backbone")
+        if value is not None and backbone is not None:  # an unknown backbone is reported on its own
+            allowed = build_backbone(backbone, None).tap_names()  # a random init: only the layout
+            if value not in allowed:
+                raise ValueError(f"unknown tap {value!r} for {backbone} (allowed: {', '.join(allowed)})")
+        return value
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r} (allowed: {', '.join(sorted(BACKBONES))})")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, value: str | None) -> str | None:
+        if value not in (None, "imagenet") and not Path(value).is_file():
+            raise ValueError(f"weights file {value} not found (allowed: imagenet, null, or a local file)")
+        return value
+
+    def extractor_kwargs(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "tap": self.tap,
+            "features_dim": self.features_dim,
+            "pool": self.pool,
+            "frozen": True,
+            "unfreeze_last": self.unfreeze_last,
+            "image_size": self.image_size,
+            "projection": self.projection,
+            "augmentation": self.augmentation.model_dump() if self.augmentation else None,
+        }
+
+
+@dataclass
+class Encoder:
+    """What a stage needs to build its policy and to evaluate it on raw env observations."""
+
+    policy_kwargs: dict[str, Any]
+    cached: VecFrozenFeatures | None = None
+
+    def encode(self, obs: np.ndarray) -> np.ndarray:
+        """One env observation -> what the policy reads (identity unless features are cached)."""
+        return obs if self.cached is None else self.cached.encode(obs[None])[0]
+
+    def backbone_state(self) -> dict[str, torch.Tensor] | None:
+        return None if self.cached is None else self.cached.extractor.state_dict()
+
+    def load_backbone_state(self, state: dict[str, torch.Tensor] | None) -> None:
+        if self.cached is not None and state is not None:
+            self.cached.extractor.load_state_dict(state)
+            self.cached.invalidate()
+
+
+def env_space(venv: VecEnv) -> Any:
+    """The observation space of the envs under `venv`: images, before cached features replace them."""
+    return venv.venv.observation_space if isinstance(venv, VecFrozenFeatures) else venv.observation_space
+
+
+def attach(cfg: PerceptionConfig | None, venv: VecEnv, device: torch.device) -> tuple[VecEnv, Encoder]:
+    """Wrap `venv` for `cfg` (unchanged without perception) and return the policy's encoder."""
+    if cfg is None:
+        return venv, Encoder({})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.init_seed)  # a random-init backbone is the same for every seed and variant
+        if cfg.cache_features:
+            wrapped, policy_kwargs = cache_frozen_features(venv, device, **cfg.extractor_kwargs())
+            return wrapped, Encoder(policy_kwargs, wrapped)
+        kwargs = {
+            "features_extractor_class": BackboneExtractor,
+            "features_extractor_kwargs": cfg.extractor_kwargs(),
+        }
+        return venv, Encoder(kwargs)

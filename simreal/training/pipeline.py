@@ -1,0 +1,123 @@
+"""The whole experiment: every stage of every seed, on local processes or Ray tasks, then the report.
+
+`run` reads like the experiment: per seed, pretrain in the randomized sim (and a nominal baseline),
+evaluate zero-shot on the target, fine-tune, train from scratch; then write the report. Stages run in
+parallel when there is room (each seed's zero-shot and fine-tuning start as soon as its pretrained
+policy exists) and are skipped when their outputs exist, so `run` also continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from simreal.config import ExperimentConfig, dump_config
+from simreal.training.artifacts import atomic_write_text
+from simreal.training.executors import Submit, executor
+from simreal.training.stages import Context, finetune, pretrain, scratch, zero_shot
+
+log = logging.getLogger("simreal")
+
+
+def prepare_run_dir(cfg: ExperimentConfig, resume: bool) -> Path:
+    """Create (or, with resume, reuse) the run directory; never overwrites an existing run silently.
+
+    Called after `preflight`, so a config mistake never creates it; a directory whose attempt stopped
+    before any stage started is taken over by the next attempt."""
+    run_dir = Path(cfg.output_dir) / cfg.experiment
+    saved = run_dir / "config.yaml"
+    if saved.exists() and not resume and _has_stage_outputs(run_dir):
+        raise FileExistsError(
+            f"{run_dir}: a run already exists "
+            f"(use --resume {run_dir} to continue it, or another experiment name)"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"{run_dir}: output directory is not writable ({err.strerror})") from None
+    if not saved.exists() or not (resume or _has_stage_outputs(run_dir)):
+        atomic_write_text(dump_config(cfg), saved)
+    return run_dir
+
+
+def _has_stage_outputs(run_dir: Path) -> bool:
+    """Whether any stage of the run in `run_dir` has started (an attempt that failed before any stage
+    started leaves nothing that a rerun could lose)."""
+    return any(p.is_dir() and any(p.iterdir()) for p in run_dir.iterdir() if p.is_dir())
+
+
+def run_seed(ctx: Context, seed: int) -> None:
+    """Every stage of one seed, in the order the YAML reads."""
+    cfg = ctx.cfg
+    source = pretrain(ctx, seed, randomized=True)
+    zero_shot(ctx, source, seed, "zeroshot_randomized")
+    if cfg.pretrain.nominal_baseline:
+        nominal = pretrain(ctx, seed, randomized=False)
+        zero_shot(ctx, nominal, seed, "zeroshot_nominal")
+    finetune(ctx, source, seed)
+    if cfg.scratch:
+        scratch(ctx, seed)
+
+
+def _transfer_from(ctx: Context, source: Path, seed: int) -> None:
+    """What follows randomized pretraining: zero-shot on the target, then fine-tuning."""
+    zero_shot(ctx, source, seed, "zeroshot_randomized")
+    finetune(ctx, source, seed)
+
+
+def worker_count(ctx: Context) -> int:
+    """Processes to run stages in: `workers`, or with 0 (auto) one per core, at most one per stage."""
+    wanted = ctx.cfg.workers or (os.cpu_count() or 1)
+    return max(1, min(wanted, 3 * len(ctx.cfg.seeds)))
+
+
+def _run_jobs(ctx: Context, submit: Submit) -> None:
+    """Stages as jobs: pretraining and scratch start at once, each seed's zero-shot and fine-tuning
+    start as soon as its pretrained policy exists."""
+    quiet = dataclasses.replace(ctx, progress_bar=False)
+    running: dict[Future[Any], tuple[str, int]] = {}
+    for seed in ctx.cfg.seeds:
+        running[submit(pretrain, quiet, seed, True)] = ("randomized", seed)
+    for seed in ctx.cfg.seeds:
+        if ctx.cfg.pretrain.nominal_baseline:
+            running[submit(pretrain, quiet, seed, False)] = ("nominal", seed)
+    for seed in ctx.cfg.seeds:
+        if ctx.cfg.scratch:
+            running[submit(scratch, quiet, seed)] = ("scratch", seed)
+    total = len(running) + sum(1 for kind, _ in running.values() if kind in ("randomized", "nominal"))
+    bar = tqdm(total=total, desc="stages", unit="stage", disable=not ctx.progress_bar)
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            kind, seed = running.pop(future)
+            result = future.result()  # re-raises a stage's error here
+            bar.update(1)
+            if kind == "randomized":
+                running[submit(_transfer_from, quiet, result, seed)] = ("transfer", seed)
+            elif kind == "nominal":
+                running[submit(zero_shot, quiet, result, seed, "zeroshot_nominal")] = ("zeroshot", seed)
+    bar.close()
+
+
+def run(ctx: Context, backend: str = "local", address: str | None = None) -> dict[str, Any]:
+    """The whole experiment (stages in parallel processes or Ray tasks when there is room) and its report."""
+    from simreal.analysis.report import write_report
+
+    workers = worker_count(ctx)
+    if backend == "local" and workers == 1 and address is None:
+        for seed in ctx.cfg.seeds:
+            run_seed(ctx, seed)
+    else:
+        log.info("running %d seeds' stages on %s with %d workers", len(ctx.cfg.seeds), backend, workers)
+        with executor(backend, workers, address) as submit:
+            _run_jobs(ctx, submit)
+    return write_report(ctx.run_dir, ctx.cfg)

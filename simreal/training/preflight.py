@@ -1,0 +1,105 @@
+"""Everything a run will build, built once before anything is written: envs, spaces, the model.
+
+`preflight(cfg, device)` registers the task, constructs the randomized and nominal source envs and the
+target env exactly as the stages will (observation wrappers, pixels), checks that the target's spaces
+fit the source's, and builds the model once on the source env as a dry run, so a mistake in a target,
+a parameter selector or an algorithm argument is one line before the run directory exists - not a
+traceback after pretraining. No env is reset or stepped: a target that is a real robot is opened and
+closed, and nothing is asked of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import gymnasium as gym
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from simreal.config import ExperimentConfig
+from simreal.schema import ConfigError
+from simreal.training.artifacts import describe_space, spaces_match
+from simreal.training.loading import build_model
+from simreal.training.perception import attach
+from simreal.training.stages import Context
+
+
+@contextlib.contextmanager
+def _built(ctx: Context, env_id: str, where: str) -> Iterator[gym.Env[Any, Any]]:
+    """`env_id` as the stages build it, closed afterwards; any failure is a ConfigError naming `where`."""
+    try:
+        env = ctx.make_env(env_id)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a user's env can fail in any way while it is built
+        raise ConfigError(f"{where}: building {env_id} failed ({type(err).__name__}: {err})") from None
+    try:
+        yield env
+    finally:
+        env.close()
+
+
+def _short(space: gym.Space[Any]) -> str:
+    desc = describe_space(space)
+    if desc["type"] == "Box":
+        return f"Box(shape={tuple(desc['shape'])}, {desc['dtype']})"
+    return str(space)
+
+
+def _check_target_spaces(ctx: Context, source: gym.Env[Any, Any], target: gym.Env[Any, Any]) -> None:
+    for kind in ("observation", "action"):
+        have, want = getattr(source, f"{kind}_space"), getattr(target, f"{kind}_space")
+        if not spaces_match(describe_space(have), want, bounds=kind == "action"):
+            raise ConfigError(
+                f"{ctx.cfg.task.source}: targets.{ctx.cfg.target}: the target's {kind} space {_short(want)} "
+                f"does not match the source's {_short(have)} (allowed: the same shapes, dtypes and action "
+                "bounds - a policy trained on the source must run on the target)"
+            )
+
+
+def _algo_error(ctx: Context, err: Exception) -> ConfigError:
+    """The dry run failed: find the `algo.kwargs` entry that causes it (each alone), name it in one line."""
+    algo = ctx.cfg.algo
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    for key, value in algo.kwargs.items():
+        alone = algo.model_copy(update={"kwargs": {key: value}})
+        try:
+            _dry_run(ctx, alone)
+        except Exception as single:  # noqa: BLE001 - SB3 raises anything from its constructor
+            first = str(single).strip().splitlines()[0] if str(single).strip() else type(single).__name__
+            return ConfigError(f"algo.kwargs.{key}: {value!r} rejected by {algo.name} ({first})")
+    return ConfigError(
+        f"algo: {algo.name} cannot be built with these settings ({type(err).__name__}: {message})"
+    )
+
+
+def _dry_run(ctx: Context, algo: Any) -> None:
+    venv = DummyVecEnv([lambda: ctx.make_env(ctx.source_id(True))])
+    try:
+        wrapped, encoder = attach(ctx.cfg.perception, venv, ctx.device)
+        build_model(algo, wrapped, algo.pretrain_lr, ctx.device, ctx.cfg.seeds[0], encoder)
+    finally:
+        venv.close()
+
+
+def preflight(cfg: ExperimentConfig, device: torch.device) -> None:
+    """Build every env the run will build and the model once; a problem is a one-line ConfigError."""
+    from pathlib import Path
+
+    ctx = Context(cfg, Path(cfg.output_dir) / cfg.experiment, device, progress_bar=False)
+    task = ctx.task  # registers it: imports, env ids, every target's env resolvable
+    source_where = f"{task.source}: randomization"
+    with _built(ctx, ctx.source_id(True), source_where) as source:
+        if cfg.pretrain.nominal_baseline:
+            with _built(ctx, ctx.source_id(False), f"{task.source}: env"):
+                pass
+        with _built(ctx, ctx.target_id, f"{task.source}: targets.{cfg.target}") as target:
+            _check_target_spaces(ctx, source, target)
+    try:
+        _dry_run(ctx, cfg.algo)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - SB3 raises anything from its constructor
+        raise _algo_error(ctx, err) from None

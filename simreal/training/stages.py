@@ -1,0 +1,292 @@
+"""The stages of a transfer experiment, each a plain function over the config and artifacts on disk.
+
+`pretrain` (randomized or nominal source), `zero_shot` (a pretrained policy on the target, no training),
+`finetune` and `scratch` (target training for the fine-tune budget). Each is skipped when its outputs
+exist, which is what makes `--resume` work. The run directory's layout::
+
+    runs/<experiment>/config.yaml                      resolved config (the task inline)
+    runs/<experiment>/<variant>/seed<N>/               TensorBoard events, checkpoint.pt, policy.pt,
+                                                       curve.json, final.json
+    runs/<experiment>/report.json, report.md, curves.png
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+from simreal.config import ExperimentConfig
+from simreal.simulation.observation import observation_wrapper
+from simreal.simulation.registry import Task, ensure
+from simreal.training import transfer as tr
+from simreal.training.artifacts import (
+    atomic_write_text,
+    check_spaces,
+    describe_space,
+    load_policy,
+    load_torch_state,
+    save_policy,
+)
+from simreal.training.evaluation import EvalResult, evaluate
+from simreal.training.loading import build_model, load_for_env
+from simreal.training.loop import EvalSchedule, make_vec, obs_rms_of, stage_logger, train_stage
+from simreal.training.perception import Encoder, attach, env_space
+from simreal.training.schedules import WarmupDecaySchedule
+
+log = logging.getLogger("simreal")
+
+POLICY = "policy.pt"
+FINAL = "final.json"
+VARIANTS = ("finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal")
+
+
+@dataclass(frozen=True)
+class Context:
+    """Resolved, run-wide settings shared by every stage."""
+
+    cfg: ExperimentConfig
+    run_dir: Path
+    device: torch.device
+    progress_bar: bool = True
+
+    def stage_dir(self, variant: str, seed: int) -> Path:
+        return self.run_dir / variant / f"seed{seed}"
+
+    @property
+    def task(self) -> Task:
+        """The experiment's task, registered in this process (a spawned worker registers it here)."""
+        return ensure(self.cfg.task)
+
+    @property
+    def target_id(self) -> str:
+        if self.cfg.pixels:
+            return self.task.pixel_target_id(self.cfg.target)
+        return self.task.target_id(self.cfg.target)
+
+    def source_id(self, randomized: bool) -> str:
+        if self.cfg.pixels:
+            return self.task.pixel_randomized_id if randomized else self.task.pixel_nominal_id
+        return self.task.randomized_id if randomized else self.task.nominal_id
+
+    def eval_seed(self, seed: int, final: bool = False) -> int:
+        return (200_000 if final else 100_000) + 1_000 * seed
+
+    @property
+    def wrapper(self) -> Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None:
+        """What the policy observes beyond the env (e.g. its recent actions), from the config."""
+        return observation_wrapper(self.cfg.observation)
+
+    def make_env(self, env_id: str) -> gym.Env[Any, Any]:
+        env = gym.make(env_id)
+        return self.wrapper(env) if self.wrapper else env
+
+    def make_target(self) -> gym.Env[Any, Any]:
+        return self.make_env(self.target_id)
+
+
+def _backbone_lr(ctx: Context, model: BaseAlgorithm) -> None:
+    """Unfrozen backbone blocks train at `perception.backbone_lr_factor` x the policy's rate."""
+    perception = ctx.cfg.perception
+    if perception is not None and perception.unfreeze_last > 0:
+        n = tr.scale_backbone_lr(model, perception.backbone_lr_factor)
+        log.info("%d backbone parameters at %.2g x the learning rate", n, perception.backbone_lr_factor)
+
+
+def policy_env(
+    ctx: Context,
+    env_id: str,
+    seed: int,
+    n_envs: int | None = None,
+    obs_rms: Any = None,
+    update_stats: bool = True,
+) -> tuple[VecEnv, Encoder]:
+    """The vec env a policy trains on (observation wrappers, normalization, perception) and its encoder."""
+    algo = ctx.cfg.algo
+    venv = make_vec(
+        env_id, n_envs or algo.n_envs, seed, algo.normalize_obs, obs_rms, update_stats, wrapper=ctx.wrapper
+    )
+    return attach(ctx.cfg.perception, venv, ctx.device)
+
+
+def _meta(ctx: Context, variant: str, seed: int, env_id: str, venv: VecEnv) -> dict[str, Any]:
+    """What a policy artifact records besides its weights: where it came from and how to rebuild it."""
+    return {
+        "variant": variant,
+        "seed": seed,
+        "env_id": env_id,
+        "task": ctx.cfg.task.name,
+        "target": ctx.cfg.target,
+        "algo": ctx.cfg.algo.model_dump(mode="json"),
+        "observation": ctx.cfg.observation.model_dump(mode="json"),
+        "perception": ctx.cfg.perception.model_dump(mode="json") if ctx.cfg.perception else None,
+        "pixels": ctx.cfg.pixels,
+        "env_observation_space": describe_space(env_space(venv)),
+    }
+
+
+def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
+    """Train on the randomized (or nominal) source sim; returns the policy artifact path."""
+    variant = "pretrain_randomized" if randomized else "pretrain_nominal"
+    out = ctx.stage_dir(variant, seed)
+    if (out / POLICY).exists():
+        return out / POLICY
+    env_id = ctx.source_id(randomized)
+    algo = ctx.cfg.algo
+    venv, encoder = policy_env(ctx, env_id, seed)
+    model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed, encoder)
+    _backbone_lr(ctx, model)
+    log.info(
+        "pretrain %s seed %d on %s for %d steps -> %s", variant, seed, env_id, ctx.cfg.pretrain.timesteps, out
+    )
+    train_stage(
+        model,
+        ctx.cfg.pretrain.timesteps,
+        out,
+        None,
+        ctx.cfg.checkpoint_every_steps,
+        ctx.progress_bar,
+        log_dynamics=randomized,
+    )
+    meta = _meta(ctx, variant, seed, env_id, venv)
+    save_policy(model, obs_rms_of(venv), meta, out / POLICY, backbone=encoder.backbone_state())
+    venv.close()
+    return out / POLICY
+
+
+def _write_final(out: Path, result: EvalResult) -> None:
+    data = {
+        "returns": result.returns.tolist(),
+        "lengths": result.lengths.tolist(),
+        "successes": [None if s != s else s for s in result.successes.tolist()],
+        "mean_return": result.mean_return,
+        "success_rate": result.success_rate,
+    }
+    atomic_write_text(json.dumps(data, indent=1), out / FINAL)
+
+
+def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
+    """Evaluate a pretrained policy on the target without any target training (a flat curve)."""
+    out = ctx.stage_dir(variant, seed)
+    if (out / FINAL).exists():
+        return
+    loaded = load_for_env(policy, lambda: gym.make(ctx.target_id), ctx.device, seed)
+    episodes, eval_seed = ctx.cfg.evaluation.final_episodes, ctx.eval_seed(seed, True)
+    result = evaluate(
+        loaded.model, loaded.make_env, episodes, eval_seed, loaded.obs_rms, loaded.encoder.encode
+    )
+    logger = stage_logger(out, None)
+    curve = []
+    for step in (0, ctx.cfg.finetune.timesteps):
+        logger.record("target/mean_return", result.mean_return)
+        if result.success_rate is not None:
+            logger.record("target/success_rate", result.success_rate)
+        logger.dump(step)
+        curve.append(
+            {
+                "step": step,
+                "mean_return": result.mean_return,
+                "std_return": result.std_return,
+                "success_rate": result.success_rate,
+            }
+        )
+    logger.close()
+    atomic_write_text(json.dumps(curve, indent=1), out / "curve.json")
+    _write_final(out, result)
+
+
+def _target_training(ctx: Context, seed: int, variant: str, source: Path | None) -> None:
+    """Fine-tune `source` (or train from scratch when None) on the target for the fine-tune budget."""
+    out = ctx.stage_dir(variant, seed)
+    if (out / FINAL).exists():
+        return
+    cfg, ft = ctx.cfg, ctx.cfg.finetune
+    algo = cfg.algo
+    if source is None:
+        venv, encoder = policy_env(ctx, ctx.target_id, seed)
+        model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed, encoder)
+        _backbone_lr(ctx, model)
+    else:
+        art = load_policy(source, ctx.device)
+        venv, encoder = policy_env(
+            ctx,
+            ctx.target_id,
+            seed,
+            obs_rms=None if ft.obs_norm == "reset" else art.obs_rms,
+            update_stats=ft.obs_norm != "keep",
+        )
+        encoder.load_backbone_state(art.backbone)
+        adapt_to_target(ctx, encoder, seed)
+        check_spaces(art.meta, venv.observation_space, venv.action_space)
+        schedule = WarmupDecaySchedule(cfg.finetune_lr, ft.lr_schedule, ft.lr_warmup_fraction)
+        model = build_model(algo, venv, schedule, ctx.device, seed, encoder)
+        load_torch_state(model, art.states, art.tensors, include_optimizers=False)
+        if ft.reinit_heads:
+            tr.reinit_heads(model, seed)
+        if ft.freeze_features:
+            tr.freeze_features(model)
+        tr.freeze_layers(model, ft.freeze_layers)
+        if ft.reset_entropy:
+            tr.reset_entropy(model)
+        tr.rebuild_optimizers(model)
+        _backbone_lr(ctx, model)
+        summary = tr.summarize(model)
+        log.info(
+            "transfer seed %d: %d of %d parameters trainable, lr %.2e",
+            seed,
+            summary.trainable_params,
+            summary.total_params,
+            cfg.finetune_lr,
+        )
+    schedule_eval = EvalSchedule(
+        ctx.make_target,
+        cfg.evaluation.every_steps,
+        cfg.evaluation.episodes,
+        ctx.eval_seed(seed),
+        encoder.encode,
+    )
+    log.info("%s seed %d on %s for %d target steps -> %s", variant, seed, ctx.target_id, ft.timesteps, out)
+    train_stage(model, ft.timesteps, out, schedule_eval, cfg.checkpoint_every_steps, ctx.progress_bar)
+    rms = obs_rms_of(venv)
+    meta = _meta(ctx, variant, seed, ctx.target_id, venv)
+    save_policy(model, rms, meta, out / POLICY, backbone=encoder.backbone_state())
+    result = evaluate(
+        model, ctx.make_target, cfg.evaluation.final_episodes, ctx.eval_seed(seed, True), rms, encoder.encode
+    )
+    venv.close()
+    _write_final(out, result)
+
+
+def adapt_to_target(ctx: Context, encoder: Encoder, seed: int) -> None:
+    """AdaBN: re-estimate the frozen backbone's BatchNorm statistics on target frames (random actions).
+
+    The frames are target interaction too: they are logged, and not counted in the fine-tuning budget."""
+    perception = ctx.cfg.perception
+    if perception is None or perception.adabn_frames == 0 or encoder.cached is None:
+        return
+    env = ctx.make_target()
+    env.action_space.seed(seed)
+    frames = [env.reset(seed=ctx.eval_seed(seed) + 500)[0]]
+    while len(frames) < perception.adabn_frames:
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        frames.append(env.reset()[0] if terminated or truncated else obs)
+    env.close()
+    layers = encoder.cached.adapt_batchnorm(np.stack(frames))
+    log.info("AdaBN seed %d: %d BatchNorm layers re-estimated on %d target frames", seed, layers, len(frames))
+
+
+def finetune(ctx: Context, source: Path, seed: int) -> None:
+    _target_training(ctx, seed, "finetune", source)
+
+
+def scratch(ctx: Context, seed: int) -> None:
+    _target_training(ctx, seed, "scratch", None)
