@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from simreal.analysis.report import write_report
 
     run_dir = Path(args.run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / "config.yaml", resolve=False)
     _print_summary(write_report(run_dir, cfg), run_dir)
 
 
@@ -346,6 +347,8 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if os.getcwd() not in sys.path:  # a user's package beside the experiment imports as with `python -m`
+        sys.path.insert(0, os.getcwd())
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )

@@ -14,7 +14,7 @@ import yaml
 from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
 
 from agents.algorithms import check_algo_kwargs, default_learning_rate, policy_kwargs_from
-from simreal.schema import ConfigError, Spec, config_dir, load_yaml, parse
+from simreal.schema import OFFLINE, ConfigError, Spec, config_dir, load_yaml, parse
 from simreal.simulation.observation import ObservationConfig
 from simreal.simulation.tasks import TaskSpec, load_task
 from simreal.training.perception import PerceptionConfig
@@ -130,7 +130,8 @@ class ExperimentConfig(Spec):
         if not isinstance(value, str | dict):
             raise ValueError(f"must be a task key, a path to a task YAML or a mapping, got {value!r}")
         context = info.context or {}
-        return load_task(value, context.get("base_dir"), where=f"{context.get('source', 'config')}: task")
+        where = f"{context.get('source', 'config')}: task"
+        return load_task(value, context.get("base_dir"), where=where, context=context)
 
     @field_serializer("task")
     def _dump_task(self, task: TaskSpec) -> dict[str, Any]:
@@ -196,14 +197,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read, override and validate an experiment config (the embedded default when `path` is None)."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, resolve: bool = True
+) -> ExperimentConfig:
+    """Read, override and validate an experiment config (the embedded default when `path` is None).
+
+    `resolve=False` reads it as data only, without importing the user code a task names (reports and
+    comparisons of a run need no env)."""
     source = Path(path) if path is not None else default_config_path()
     data = load_yaml(source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     data = apply_overrides(data, overrides or [])
-    context = {"base_dir": source.resolve().parent, "source": str(source)}
+    context = {"base_dir": source.resolve().parent, "source": str(source), OFFLINE: not resolve}
     return parse(ExperimentConfig, data, str(source), context)
 
 

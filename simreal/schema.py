@@ -60,6 +60,14 @@ def _model_in(annotation: Any) -> Any:
     return annotation
 
 
+def _is_tag(part: Any) -> bool:
+    """Pydantic's loc entries that are not keys: validator functions and union member types."""
+    return isinstance(part, str) and (part.startswith("function-") or "[" in part or part in _TYPE_TAGS)
+
+
+_TYPE_TAGS = frozenset({"int", "float", "str", "bool", "list", "dict", "tuple", "none"})
+
+
 def format_error(model: type[BaseModel], err: ValidationError, source: str) -> str:
     """One line: `source: key.path: message (allowed: ...)` for the first error.
 
@@ -69,7 +77,7 @@ def format_error(model: type[BaseModel], err: ValidationError, source: str) -> s
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, ConfigError):
         return str(cause)
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = tuple(p for p in first["loc"] if not _is_tag(p))
     path = ".".join(str(p) for p in loc) or "<root>"
     if first["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, loc)
@@ -92,6 +100,16 @@ def parse(model: type[M], data: Any, source: str, context: dict[str, Any] | None
         return model.model_validate(data, context=context)
     except ValidationError as err:
         raise ConfigError(format_error(model, err, source)) from None
+
+
+OFFLINE = "offline"
+"""Validation-context key: read a config without importing the user code it names (analysis of a run
+on a machine that lacks the user's packages needs only the data)."""
+
+
+def offline(context: Any) -> bool:
+    """Whether validation runs without resolving `module:attr` references (see `OFFLINE`)."""
+    return bool(isinstance(context, dict) and context.get(OFFLINE))
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -95,7 +95,7 @@ def gather(run_dirs: list[Path]) -> Gathered:
     for run_dir in run_dirs:
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{run_dir}: no config.yaml (not a simreal run directory)")
-        configs.append((run_dir, load_config(run_dir / "config.yaml")))
+        configs.append((run_dir, load_config(run_dir / "config.yaml", resolve=False)))
     _check_same(configs)
     found: dict[str, list[tuple[int, Path]]] = {}
     owner: dict[tuple[str, int], Path] = {}

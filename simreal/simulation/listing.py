@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from simreal.simulation.physics import PhysicsSpace
+from simreal.simulation.references import is_reference
 from simreal.simulation.registry import Task
 from simreal.simulation.sampling import ParamSpace
 from simreal.simulation.visuals import VisualSpace
@@ -40,7 +41,8 @@ def describe_task(task: Task) -> str:
     env: gym.Env[Any, Any] = gym.make(task.nominal_id)
     try:
         lines.append("  physics parameters (nominal values):")
-        lines += _parameters(PhysicsSpace(env))
+        params = [*spec.randomization.params, *(p for t in spec.targets.values() for p in t.physics)]
+        lines += _parameters(PhysicsSpace(env, [p.param for p in params if is_reference(p.param)]))
     finally:
         env.close()
     if spec.pixels is not None:

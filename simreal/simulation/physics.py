@@ -228,6 +228,16 @@ class PhysicsSpace:
         else:
             self._require().set_param(param, values)
 
+    @property
+    def hint(self) -> str:
+        """Why built-in names are missing, for error messages."""
+        if self.backend is not None:
+            return ""
+        return (
+            f"; {type(self._base).__name__} has no built-in physics parameters - a MuJoCo model or "
+            "param_names/element_names/get_param/set_param - so name CustomParams as module:attr"
+        )
+
     def _require(self) -> PhysicsParams:
         if self.backend is None:
             raise ValueError(

@@ -25,10 +25,10 @@ from __future__ import annotations
 from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from envs.params import PHYSICS
-from simreal.schema import Spec
+from simreal.schema import Spec, offline
 from simreal.simulation.distributions import Distribution
 from simreal.simulation.physics import PhysicsSpace, custom_param
 from simreal.simulation.references import is_reference
@@ -47,9 +47,10 @@ class ParamSpec(Distribution):
 
     @field_validator("param")
     @classmethod
-    def _known(cls, value: str) -> str:
+    def _known(cls, value: str, info: ValidationInfo) -> str:
         if is_reference(value):
-            custom_param(value, "param")  # imports it: a bad reference fails at config load
+            if not offline(info.context):
+                custom_param(value, "param")  # imports it: a bad reference fails at config load
             return value
         if value not in PHYSICS:
             raise ValueError(

@@ -30,7 +30,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
 from simreal.schema import ConfigError
-from simreal.simulation.references import import_all, import_module, is_reference, load_attr, split_reference
+from simreal.simulation.references import import_all, resolve_env
 from simreal.simulation.tasks import TaskSpec, load_task, packaged_tasks
 
 VARIANTS = "simreal.simulation.variants"
@@ -39,41 +39,6 @@ VARIANTS = "simreal.simulation.variants"
 def camel_target(name: str) -> str:
     """Target key -> id part: `latency` -> `Latency`, `real_arm` -> `RealArm`."""
     return name.title().replace("_", "")
-
-
-def resolve_env(
-    ref: str, kwargs: Mapping[str, Any], max_episode_steps: int | None, env_id: str, where: str
-) -> EnvSpec:
-    """An `EnvSpec` for a Gymnasium id (`Hopper-v5`, `my_pkg:Arm-v0`) or an entry point (`my_pkg:ArmEnv`).
-
-    An id keeps its registration (entry point, wrappers, time limit) with `kwargs` merged in; an entry
-    point is an env class or a function returning an env. Every episode must end somewhere, so an env
-    with no time limit needs `max_episode_steps`."""
-    if is_reference(ref):
-        module, attr = split_reference(ref, where)
-        import_module(module, where)  # it may register `attr` as a Gymnasium id
-        obj = load_attr(ref, where) if attr not in gym.registry else None
-        if obj is None:
-            base = gym.spec(attr)
-        elif callable(obj):
-            base = EnvSpec(id=env_id, entry_point=ref)
-        else:
-            raise ConfigError(
-                f"{where}: {ref} is a {type(obj).__name__}, not an env class, env factory or registered id"
-            )
-    elif ref in gym.registry:
-        base = gym.spec(ref)
-    else:
-        raise ConfigError(
-            f"{where}: {ref!r} is not a registered Gymnasium id (allowed: a registered id - list the module "
-            "that registers it under imports: - or module:Class naming an env class)"
-        )
-    steps = max_episode_steps if max_episode_steps is not None else base.max_episode_steps
-    if steps is None:
-        raise ConfigError(
-            f"{where}: {ref} has no time limit (allowed: set max_episode_steps, so every episode ends)"
-        )
-    return replace(base, id=env_id, kwargs={**(base.kwargs or {}), **kwargs}, max_episode_steps=steps)
 
 
 @dataclass(frozen=True)

@@ -113,9 +113,10 @@ def bind(space: ParamSpace, spec: SampledSpec, where: str) -> BoundParam:
     """Resolve `spec` against `space` and reject values that could be non-physical; errors name `where`."""
     allowed = space.names()
     if spec.param not in allowed:
+        hint = getattr(space, "hint", "")
         raise ConfigError(
             f"{where}.param: unknown {space.family} parameter {spec.param!r} for this env "
-            f"(allowed: {', '.join(allowed) or 'none'})"
+            f"(allowed: {', '.join(allowed) or 'none'}{hint})"
         )
     info = space.info(spec.param)
     if spec.mode not in info.modes:

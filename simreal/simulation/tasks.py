@@ -41,16 +41,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from simreal.schema import ConfigError, Spec, config_dir, load_yaml, parse
+from simreal.schema import ConfigError, Spec, config_dir, load_yaml, offline, parse
 from simreal.simulation.effects import EffectSpec, Scalar
 from simreal.simulation.effects.params import Param
 from simreal.simulation.randomization import ParamSpec, RandomizationSpec
-from simreal.simulation.references import import_all
+from simreal.simulation.references import import_all, resolve_env
 from simreal.simulation.visuals import VisualParamSpec, VisualRandomizationSpec
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _check_env(ref: str, kwargs: dict[str, Any], max_steps: int | None, optional_limit: bool) -> None:
+    """`env:` names something that exists now (a target may take the task's time limit)."""
+    try:
+        resolve_env(ref, kwargs, max_steps if max_steps or not optional_limit else 1, "Check-v0", "env")
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
 
 
 class TargetSpec(Spec):
@@ -68,9 +76,11 @@ class TargetSpec(Spec):
     image_noise_std: float = Field(default=0.0, ge=0.0)
 
     @model_validator(mode="after")
-    def _kwargs_need_env(self) -> TargetSpec:
+    def _kwargs_need_env(self, info: ValidationInfo) -> TargetSpec:
         if self.env is None and (self.env_kwargs or self.max_episode_steps is not None):
             raise ValueError("env_kwargs: only with env: (a target of the task's own env takes its settings)")
+        if self.env is not None and not offline(info.context):
+            _check_env(self.env, self.env_kwargs, self.max_episode_steps, optional_limit=True)
         return self
 
 
@@ -109,9 +119,9 @@ class TaskSpec(Spec):
 
     @model_validator(mode="before")
     @classmethod
-    def _imports_first(cls, data: Any) -> Any:
+    def _imports_first(cls, data: Any, info: ValidationInfo) -> Any:
         """User modules are imported before anything in the task that may name them is checked."""
-        if isinstance(data, Mapping):
+        if isinstance(data, Mapping) and not offline(info.context):
             modules = data.get("imports") or ()
             if isinstance(modules, list | tuple) and all(isinstance(m, str) for m in modules):
                 try:
@@ -137,6 +147,12 @@ class TaskSpec(Spec):
             if not _NAME.match(name):
                 raise ValueError(f"{name!r}: target names are letters, digits and _ (they stem ids)")
         return value
+
+    @model_validator(mode="after")
+    def _env_exists(self, info: ValidationInfo) -> TaskSpec:
+        if not offline(info.context):
+            _check_env(self.env, self.env_kwargs, self.max_episode_steps, optional_limit=False)
+        return self
 
     @model_validator(mode="after")
     def _visuals_need_pixels(self) -> TaskSpec:
@@ -192,7 +208,10 @@ def task_file(ref: str, base_dir: Path | None = None, where: str = "task") -> Pa
 
 
 def load_task(
-    ref: str | Path | Mapping[str, Any] | TaskSpec, base_dir: Path | None = None, where: str = "task"
+    ref: str | Path | Mapping[str, Any] | TaskSpec,
+    base_dir: Path | None = None,
+    where: str = "task",
+    context: dict[str, Any] | None = None,
 ) -> TaskSpec:
     """A validated `TaskSpec` from a packaged key, a file path, a mapping or a spec.
 
@@ -202,7 +221,7 @@ def load_task(
     if isinstance(ref, Mapping):
         if "name" not in ref:
             raise ConfigError(f"{where}.name: required for an inline task (it stems the task's ids)")
-        spec = parse(TaskSpec, dict(ref), where)
+        spec = parse(TaskSpec, dict(ref), where, context)
         spec._source = where
         return spec
     path = task_file(str(ref), base_dir, where)
@@ -210,6 +229,6 @@ def load_task(
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     data.setdefault("name", camel(path.stem))
-    spec = parse(TaskSpec, data, str(path))
+    spec = parse(TaskSpec, data, str(path), context)
     spec._source = str(path)
     return spec

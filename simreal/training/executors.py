@@ -50,7 +50,10 @@ def local_pool(workers: int) -> Iterator[Submit]:
         yield pool.submit
 
 
-def _in_ray_worker(fn: Callable[..., Any], *args: Any) -> Any:
+def _in_ray_worker(fn: Callable[..., Any], paths: list[str], *args: Any) -> Any:
+    """A stage in a Ray worker: the driver's import path first, so the user modules a task names (and
+    `ensure` re-imports) resolve there as they did in the driver."""
+    sys.path[:0] = [p for p in paths if p not in sys.path]
     init_worker(die_with_parent=False)
     return fn(*args)
 
@@ -71,7 +74,7 @@ def ray_pool(workers: int, address: str | None) -> Iterator[Submit]:
     task = ray.remote(num_cpus=1, max_retries=0)(_in_ray_worker)
 
     def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        future: Future[Any] = task.remote(fn, *args).future()
+        future: Future[Any] = task.remote(fn, list(sys.path), *args).future()
         return future
 
     try:

@@ -1,0 +1,115 @@
+"""A user's own robot code, as a test module: an env class, a variant of it, an effect and a parameter.
+
+Nothing here is known to simreal; tasks name it by `module:attr` (the test directory is on the path of
+spawned workers too). The env is a 1-D point mass driven by a motor: fast, deterministic under a seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import NDArray
+
+from simreal import CustomParam
+from simreal.simulation.effects import PROBABILITY, ActionEffect, Param
+
+Array = NDArray[np.float32]
+
+
+class PointMass(gym.Env[Array, Array]):
+    """Move a point mass to the origin: obs (position, velocity), action a force in [-1, 1].
+
+    `mass` and `gain` are the robot's physical properties (varied through `MASS`/`GAIN` below);
+    the reward is -|x| - 0.01 a^2. Episodes end after `max_episode_steps` (set by the task)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, mass: float = 1.0, gain: float = 1.0, dt: float = 0.05) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.mass, self.gain, self.dt = float(mass), float(gain), float(dt)
+        self.steps_taken = 0
+        self._state = np.zeros(2)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Array, dict]:
+        super().reset(seed=seed)
+        self._state = self.np_random.uniform(-1.0, 1.0, size=2)
+        return self._state.astype(np.float32), {}
+
+    def step(self, action: Array) -> tuple[Array, SupportsFloat, bool, bool, dict[str, Any]]:
+        self.steps_taken += 1
+        force = self.gain * float(np.clip(action, -1.0, 1.0)[0])
+        x, v = self._state
+        v = v + self.dt * force / self.mass
+        x = x + self.dt * v
+        self._state = np.array([x, v])
+        reward = -abs(x) - 0.01 * force**2
+        return self._state.astype(np.float32), float(reward), False, False, {}
+
+
+class HeavyPointMass(PointMass):
+    """The "real" robot: the same interface, a heavier body and a sticky motor (another env class)."""
+
+    def __init__(self, stiction: float = 0.2) -> None:
+        super().__init__(mass=2.5, gain=0.8)
+        self.stiction = stiction
+
+    def step(self, action: Array) -> tuple[Array, SupportsFloat, bool, bool, dict[str, Any]]:
+        a = np.asarray(action, dtype=np.float32)
+        return super().step(np.where(np.abs(a) < self.stiction, 0.0, a).astype(np.float32))
+
+
+class WrongSpaces(PointMass):
+    """A target whose observation has an extra entry: a policy trained on `PointMass` cannot run on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Array, dict]:
+        obs, info = super().reset(seed=seed)
+        return np.append(obs, 0.0).astype(np.float32), info
+
+
+class MotorSlip(ActionEffect):
+    """With probability `prob` per step the command is lost (the motor receives 0)."""
+
+    name = "motor_slip"
+    params: ClassVar = {"prob": PROBABILITY}
+    prob: Param
+
+    def __init__(self, env: gym.Env[Any, Any], prob: float | list[float]) -> None:
+        super().__init__(env, prob=prob)
+        self.slipped = 0
+
+    def action(self, action: Array) -> Array:
+        if self.np_random.random() < self.now["prob"]:
+            self.slipped += 1
+            return np.zeros_like(action)
+        return action
+
+
+MASS = CustomParam(
+    get=lambda env: np.array([env.mass]),
+    set=lambda env, v: setattr(env, "mass", float(v[0])),
+    elements=("body",),
+    doc="mass of the point",
+    low=0.0,
+    low_inclusive=False,
+)
+GAIN = CustomParam(
+    get=lambda env: np.array([env.gain]),
+    set=lambda env, v: setattr(env, "gain", float(v[0])),
+    elements=("motor",),
+    low=0.0,
+    low_inclusive=False,
+    high=5.0,
+)
+NOT_A_PARAM = 3.0
+
+
+def make_point_mass(**kwargs: Any) -> PointMass:
+    """An env factory (a function, not a class) is an entry point too."""
+    return PointMass(**kwargs)
