@@ -43,7 +43,6 @@ def _mutations(n: int) -> list[tuple[str, Any]]:
 
 @pytest.mark.parametrize(("key", "value"), _mutations(40))
 def test_mutated_configs_are_accepted_or_a_one_line_error_naming_the_key(key: str, value: Any) -> None:
-    import yaml
 
     overrides = [
         *TINY,
