@@ -89,3 +89,15 @@ class Distribution(Spec):
             return rng.choice(np.asarray(self.values, dtype=np.float64), size=size)
         assert self.value is not None
         return np.full(size, self.value, dtype=np.float64)
+
+
+class ParamEntry(Distribution):
+    """One YAML entry of a randomization: a parameter, the elements it selects, and how a draw applies.
+
+    `mode`: `scale` multiplies the nominal value, `abs` replaces it, `add` offsets it; `shared: true`
+    draws one value for all selected elements. Subclasses check `param` against their vocabulary."""
+
+    param: str
+    names: tuple[str, ...] | None = None
+    mode: Literal["scale", "abs", "add"] = "scale"
+    shared: bool = False

@@ -22,28 +22,21 @@ vocabulary `envs.params.PHYSICS`, or `module:attr` references to `CustomParam`s.
 
 from __future__ import annotations
 
-from typing import Any, Literal, SupportsFloat
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 from pydantic import Field, ValidationInfo, field_validator
 
 from envs.params import PHYSICS
 from simreal.schema import Spec, offline
-from simreal.simulation.distributions import Distribution
+from simreal.simulation.distributions import ParamEntry
 from simreal.simulation.physics import PhysicsSpace, custom_param
 from simreal.simulation.references import is_reference
 from simreal.simulation.sampling import ParamWrapper
 
-Mode = Literal["scale", "abs", "add"]
 
-
-class ParamSpec(Distribution):
+class ParamSpec(ParamEntry):
     """One randomized (or fixed) physics parameter over selected elements."""
-
-    param: str
-    names: tuple[str, ...] | None = None
-    mode: Mode = "scale"
-    shared: bool = False
 
     @field_validator("param")
     @classmethod

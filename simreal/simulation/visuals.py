@@ -31,7 +31,7 @@ the first frame, which no nominal value can be cached for.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import mujoco
@@ -40,10 +40,9 @@ from pydantic import field_validator
 
 from envs.params import VISUALS, ParamInfo, VisualParams
 from simreal.schema import Spec
-from simreal.simulation.distributions import Distribution
+from simreal.simulation.distributions import ParamEntry
 from simreal.simulation.sampling import ParamWrapper
 
-Mode = Literal["scale", "abs", "add"]
 INFO_KEY = "visuals"
 _DEFAULT_GEOM_RGBA = np.array([0.5, 0.5, 0.5, 1.0], dtype=np.float32)  # MuJoCo: "use the material color"
 
@@ -193,17 +192,12 @@ class VisualSpace:
         self._visuals.set_visual_param(param, values)
 
 
-class VisualParamSpec(Distribution):
+class VisualParamSpec(ParamEntry):
     """One randomized (or fixed) visual parameter over selected elements or element groups.
 
     One value is drawn per selected element (so per color channel: hue and brightness change), or with
     `shared: true` one value for all of them (a uniform brightness change).
     """
-
-    param: str
-    names: tuple[str, ...] | None = None
-    mode: Mode = "scale"
-    shared: bool = False
 
     @field_validator("param")
     @classmethod

@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,36 +31,31 @@ class ArtifactError(ValueError):
     """A missing, corrupt or incompatible artifact, named with its path."""
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """`torch.save` to a temporary file beside `path`, fsync, then rename over it."""
+def _atomic_write(path: str | Path, mode: str, write: Callable[[Any], None]) -> None:
+    """`write(file)` into a temporary file beside `path`, fsync, then rename over it: readers see the old
+    file or the new one, never half of one, and an interrupted write leaves the old file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """`torch.save` atomically (see `_atomic_write`)."""
+    _atomic_write(path, "wb", lambda fh: torch.save(obj, fh))
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
-    """Write text through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write text atomically (see `_atomic_write`)."""
+    _atomic_write(path, "w", lambda fh: fh.write(text))
 
 
 def _detail(err: Exception) -> str:
