@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from simreal.config import ExperimentConfig, load_config
 from simreal.schema import ConfigError
 from simreal.training.artifacts import ArtifactError
@@ -144,23 +142,23 @@ def _print_summary(report: dict[str, Any], run_dir: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"{report['experiment']}: {report['task']} -> {report['target']}")
-    for col in ("variant", "final return (mean ± std)", "95% CI", "seeds"):
+    for col in ("variant", "final return (mean ± std)", "95% CI", "of the reference", "seeds"):
         table.add_column(col)
     for entry in report["variants"].values():
         s = entry["final_return"]
+        share = entry["fraction_of_reference"]
         table.add_row(
             entry["label"],
             f"{s['mean']:.1f} ± {s['std']:.1f}",
-            f"[{s['ci95_low']:.1f}, {s['ci95_high']:.1f}]",
+            f"[{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]",
+            "-" if share is None else f"{100 * share:.0f}%",
             str(s["n"]),
         )
     console = Console(stderr=False)
     console.print(table)
-    t = report["transfer"]
-    if "ratio_text" in t:
-        console.print(f"sample-efficiency ratio (scratch/fine-tune steps to threshold): {t['ratio_text']}")
-    if "jumpstart" in t:
-        console.print(f"jumpstart: {t['jumpstart']['mean']:.1f}")
+    if report["reference_return"] is not None:
+        console.print(f"reference return {report['reference_return']:.1f}: {report['reference']['note']}")
+    console.print(f"sample efficiency: {report['sample_efficiency_ratio']['text']}")
     console.print(
         f"report: {run_dir / 'report.md'}  curves: {run_dir / 'curves.png'}  tensorboard --logdir {run_dir}"
     )
@@ -277,8 +275,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     from simreal.analysis.report import write_report
 
     run_dir = Path(args.run_dir)
-    cfg = load_config(run_dir / "config.yaml", resolve=False)
-    _print_summary(write_report(run_dir, cfg), run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: no config.yaml (not a simreal run directory)")
+    _print_summary(write_report(run_dir), run_dir)
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -353,7 +352,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
     )
     log.setLevel(logging.INFO)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     try:
         COMMANDS[args.command](args)
     except (

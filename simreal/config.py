@@ -82,12 +82,28 @@ class FinetuneConfig(Spec):
 
 
 class EvalConfig(Spec):
-    """Evaluation on the target: a curve during target training and a final measurement."""
+    """Evaluation on the target: a curve during target training and a final measurement.
+
+    Every variant is evaluated on the same episode seeds at the same steps. `success_return`: an absolute
+    return that means "good" on this target (e.g. 900 for the pendulum); without it, the reference
+    stage's return does. The sample-efficiency threshold is `threshold_fraction` of the way from the
+    untrained policy's return to that reference."""
 
     every_steps: int = Field(default=2000, ge=1)
     episodes: int = Field(default=5, ge=1)
     final_episodes: int = Field(default=10, ge=1)
     threshold_fraction: float = Field(default=0.9, gt=0, le=1)
+    success_return: float | None = None
+
+
+class ReferenceConfig(Spec):
+    """Scratch on the target for much longer than the fine-tuning budget: what a target-trained policy
+    reaches, so the threshold means "good", and scratch gets the chance to get there.
+
+    `timesteps` defaults to 10x `finetune.timesteps`. Reference stages are kept under
+    `<output_dir>/references/` keyed by everything that determines them, and reused by later runs."""
+
+    timesteps: int | None = Field(default=None, ge=1)
 
 
 class ExperimentConfig(Spec):
@@ -104,6 +120,7 @@ class ExperimentConfig(Spec):
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     workers: int = Field(default=0, ge=0)
+    torch_threads: int = Field(default=1, ge=1)
     checkpoint_every_steps: int = Field(default=5000, ge=1)
     scratch: bool = True
     observation: ObservationConfig = ObservationConfig()
@@ -113,6 +130,13 @@ class ExperimentConfig(Spec):
     pretrain: PretrainConfig
     finetune: FinetuneConfig
     evaluation: EvalConfig = EvalConfig()
+    reference: ReferenceConfig | Literal[False] = ReferenceConfig()
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _reference_switch(cls, value: Any) -> Any:
+        """`reference: true` is the default reference, `false` none."""
+        return {} if value is True or value is None else value
 
     @field_validator("experiment")
     @classmethod
@@ -163,7 +187,19 @@ class ExperimentConfig(Spec):
             )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: duplicates in {self.seeds}")
+        if self.reference_steps is not None and self.reference_steps < self.finetune.timesteps:
+            raise ValueError(
+                f"reference.timesteps: {self.reference_steps} is below the fine-tuning budget "
+                f"{self.finetune.timesteps} (allowed: >= finetune.timesteps; default 10x it)"
+            )
         return self
+
+    @property
+    def reference_steps(self) -> int | None:
+        """Target steps of the reference stage (None: no reference stage)."""
+        if self.reference is False:
+            return None
+        return self.reference.timesteps or 10 * self.finetune.timesteps
 
     @property
     def finetune_lr(self) -> float:

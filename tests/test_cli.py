@@ -42,14 +42,19 @@ def test_run_end_to_end(tmp_path: Path) -> None:
     assert main(["run", *_args(tmp_path), "--seeds", "0,1"]) == 0
     run = tmp_path / "quickstart"
     report = json.loads((run / "report.json").read_text())
-    assert set(report["variants"]) == {"finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal"}
+    variants = {"finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal", "reference"}
+    assert set(report["variants"]) == variants
     assert report["variants"]["finetune"]["final_return"]["n"] == 2
-    assert "jumpstart" in report["transfer"] and (run / "report.md").read_text().startswith(
-        "# Transfer report"
-    )
+    assert report["variants"]["finetune"]["jumpstart"] is not None
+    assert (run / "report.md").read_text().startswith("# Transfer report")
     assert (run / "curves.png").stat().st_size > 1000 and (run / "config.yaml").exists()
-    assert _steps(run, "finetune") == [0, 128, 256] == _steps(run, "scratch")
-    assert _steps(run, "zeroshot_nominal") == [0, 256]
+    assert (
+        _steps(run, "finetune") == [0, 128, 256] == _steps(run, "scratch") == _steps(run, "zeroshot_nominal")
+    )
+    assert report["reference"]["sources"] and report["reference"]["timesteps"] == 256
+    shared = Path(report["reference"]["sources"][0])
+    assert shared.parent == tmp_path / "references" and (shared / "reference.json").exists()
+    assert _steps(shared.parent, shared.name) == [0, 128, 256]  # its own TensorBoard run, in the shared place
     acc = EventAccumulator(str(run / "pretrain_randomized" / "seed0"))
     acc.Reload()
     assert any(t.startswith("dynamics/body_mass") for t in acc.Tags()["histograms"])
@@ -132,6 +137,7 @@ def test_kill_and_resume(tmp_path: Path) -> None:
         "evaluation.every_steps=256",
         "checkpoint_every_steps=256",
         "pretrain.nominal_baseline=false",
+        "reference.timesteps=2048",
     ]
     cmd = [sys.executable, "-m", "simreal.cli", "run", *_args(tmp_path, extra), "--seeds", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -158,7 +164,7 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     curve = json.loads((run / "finetune/seed0/curve.json").read_text())
     assert [c["step"] for c in curve] == steps
     report = json.loads((run / "report.json").read_text())
-    assert set(report["variants"]) == {"finetune", "scratch", "zeroshot_randomized"}
+    assert set(report["variants"]) == {"finetune", "scratch", "zeroshot_randomized", "reference"}
     fps = _steps(run, "finetune", "time/fps")
     assert len(fps) == len(set(fps)) and fps == sorted(fps)
 

@@ -84,7 +84,13 @@ def test_gymnasium_env_the_project_does_not_ship_runs_end_to_end_with_two_worker
     run = tmp_path / "runs" / "mine"
     report = json.loads((run / "report.json").read_text())
     assert report["task"] == "DoublePendulum"  # the file stem, camel-cased
-    assert set(report["variants"]) == {"finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal"}
+    assert set(report["variants"]) == {
+        "finetune",
+        "scratch",
+        "zeroshot_randomized",
+        "zeroshot_nominal",
+        "reference",
+    }
     assert report["variants"]["finetune"]["final_return"]["n"] == 2
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["task"]["env"] == "InvertedDoublePendulum-v5"  # the task travels with the run

@@ -8,10 +8,10 @@ Grid convention: every function that takes the curves of one variant requires al
 step grid and raises ``ValueError`` otherwise. Nothing is interpolated onto a union grid: that would
 invent evaluations, and extrapolating past a seed's last evaluation is guesswork. Variants may differ.
 
-The metrics are Taylor & Stone's (jumpstart, asymptotic performance, total reward, time to threshold),
-reported across seeds with confidence intervals, IQM and probability of improvement as in rliable
-(Agarwal et al. 2021). Bootstrap intervals are percentile intervals over seeds; all randomness comes from
-an explicit ``np.random.Generator``.
+The metrics are Taylor & Stone's (jumpstart, asymptotic performance, total reward, time to threshold).
+The threshold is set by a *reference* - an absolute return the user calls success, or scratch trained on
+the target for much longer than the fine-tuning budget - never by an unconverged run:
+``threshold = untrained + fraction * (reference - untrained)``. Intervals are `stats`' bootstrap.
 
 Example:
     >>> steps = np.array([0, 1000, 2000])
@@ -21,49 +21,30 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, TypeAlias
+from typing import Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from scipy import integrate, stats
+from scipy import integrate
 
-FloatArray: TypeAlias = npt.NDArray[np.float64]
-Curve: TypeAlias = tuple[npt.ArrayLike, npt.ArrayLike]
-Statistic: TypeAlias = Literal["mean", "median", "iqm"]
-StatFn: TypeAlias = Callable[[FloatArray, int], FloatArray]  # (values, axis) -> statistic along axis
+from simreal.analysis.stats import (
+    _STATISTICS,
+    Curve,
+    FloatArray,
+    Summary,
+    _check_bootstrap,
+    _check_confidence,
+    _percentile_interval,
+    _resample_rows,
+    as_curve,
+    as_variant,
+    seeded,
+    summary,
+)
+
 RatioKind: TypeAlias = Literal["exact", "lower_bound", "upper_bound", "undefined"]
-
-_MAX_CHUNK_ELEMENTS = 4_000_000  # bounds bootstrap memory: resampled values held at once
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Seed-level summary of one scalar metric; the CI is the Student-t interval of the mean."""
-
-    n: int
-    mean: float
-    std: float  # ddof=1; 0.0 when n == 1
-    ci_low: float
-    ci_high: float
-    median: float
-    iqm: float  # interquartile mean: scipy.stats.trim_mean(values, 0.25), as in rliable
-    confidence: float = 0.95
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        """The confidence interval of the mean as ``(low, high)``."""
-        return (self.ci_low, self.ci_high)
-
-
-class Band(NamedTuple):
-    """Per-step center and bootstrap band of one variant, ready for ``fill_between``."""
-
-    steps: FloatArray
-    center: FloatArray
-    low: FloatArray
-    high: FloatArray
 
 
 @dataclass(frozen=True)
@@ -71,12 +52,14 @@ class RatioResult:
     """Sample-efficiency ratio: scratch steps-to-threshold over fine-tune steps-to-threshold.
 
     ``kind`` says how to read ``estimate``: ``exact``; ``lower_bound`` (scratch never reached the
-    threshold, the ratio is at least scratch's budget over fine-tune's steps); ``upper_bound`` (fine-tune
-    never reached it, the ratio is at most scratch's steps over fine-tune's budget); ``undefined`` (neither
-    reached it; estimate and CI are None). ``finetune_steps``/``scratch_steps`` are the raw crossings of
-    the mean curves (None if never reached); ``finetune_floored`` says the fine-tune crossing lay below
-    its first evaluation after step 0 and was raised to it. ``defined_fraction`` is the share of bootstrap
-    resamples in which a ratio existed; the CI is computed over those.
+    threshold, the ratio is at least scratch's budget over fine-tune's steps - or fine-tune was already
+    there at step 0, and its first evaluation after step 0 is the most it can be charged);
+    ``upper_bound`` (fine-tune never reached it, the ratio is at most scratch's steps over fine-tune's
+    budget); ``undefined`` (neither reached it; estimate and CI are None).
+    ``finetune_steps``/``scratch_steps`` are the raw crossings of the mean curves (None if never
+    reached); ``finetune_floored`` says the fine-tune crossing lay below its first evaluation after step
+    0 and was raised to it. ``defined_fraction`` is the share of bootstrap resamples in which a ratio
+    existed; the CI is computed over those.
     """
 
     estimate: float | None
@@ -88,6 +71,13 @@ class RatioResult:
     finetune_floored: bool
     defined_fraction: float
     confidence: float = 0.95
+    finetune_budget: float = 0.0
+    scratch_budget: float = 0.0
+    finetune_floor: float = 0.0
+
+    def floor_note(self) -> str:
+        """How the floored fine-tune crossing is counted (its first evaluation after step 0)."""
+        return f", counted as its first evaluation after step 0 ({self.finetune_floor:,.0f} steps)"
 
     @property
     def is_lower_bound(self) -> bool:
@@ -103,180 +93,52 @@ class RatioResult:
         return f"{prefix}{self.estimate:.2f}x{ci}"
 
 
-def _values(values: npt.ArrayLike, name: str) -> FloatArray:
-    """A non-empty, finite, 1-D float array, or a ValueError naming `name`."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name}: empty")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains NaN or inf")
-    return arr
-
-
-def _curve(curve: Curve, name: str) -> tuple[FloatArray, FloatArray]:
-    """Validate one `(steps, returns)` curve: same length, steps >= 0 and strictly increasing."""
-    try:
-        steps_like, returns_like = curve
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name}: a curve is a (steps, returns) pair") from err
-    steps = _values(steps_like, f"{name} steps")
-    returns = _values(returns_like, f"{name} returns")
-    if steps.shape != returns.shape:
-        raise ValueError(f"{name}: {steps.size} steps but {returns.size} returns")
-    if steps[0] < 0:
-        raise ValueError(f"{name}: steps must be >= 0, got {steps[0]}")
-    if np.any(np.diff(steps) <= 0):
-        raise ValueError(f"{name}: steps must be strictly increasing (sorted, no duplicates)")
-    return steps, returns
-
-
-def _variant(curves: Sequence[Curve], name: str) -> tuple[FloatArray, FloatArray]:
-    """Validate the seeds of one variant; return the shared grid and the (seeds, evals) return matrix."""
-    if len(curves) == 0:
-        raise ValueError(f"{name}: no curves")
-    parsed = [_curve(curve, f"{name}[{i}]") for i, curve in enumerate(curves)]
-    grid = parsed[0][0]
-    for i, (steps, _) in enumerate(parsed[1:], start=1):
-        if not np.array_equal(steps, grid):
-            raise ValueError(
-                f"{name}[{i}]: step grid differs from {name}[0]; seeds of one variant must share one grid"
-            )
-    return grid, np.stack([returns for _, returns in parsed])
-
-
-def _check_confidence(confidence: float) -> None:
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence: must be in (0, 1), got {confidence}")
-
-
-def _check_bootstrap(n_resamples: int, rng: np.random.Generator) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng: expected np.random.Generator (np.random.default_rng(seed)), got {type(rng)}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples: must be >= 1, got {n_resamples}")
-
-
-_STATISTICS: dict[str, StatFn] = {
-    "mean": lambda x, axis: np.mean(x, axis=axis),
-    "median": lambda x, axis: np.median(x, axis=axis),
-    "iqm": lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),  # rliable's interquartile mean
-}
-
-
-def _statistic(name: str) -> StatFn:
-    if name not in _STATISTICS:
-        raise ValueError(f"statistic: unknown {name!r} (allowed: {', '.join(_STATISTICS)})")
-    return _STATISTICS[name]
-
-
-def _t_half_width(standard_error: float, df: float, confidence: float) -> float:
-    """Half width of a Student-t interval; 0 when there is no spread or no degree of freedom."""
-    if standard_error == 0.0 or df <= 0:
-        return 0.0
-    return float(stats.t.ppf((1.0 + confidence) / 2.0, df)) * standard_error
-
-
-def summary(values: npt.ArrayLike, confidence: float = 0.95) -> Summary:
-    """Mean, std, Student-t CI of the mean, median and IQM of one value per seed.
-
-    Example: ``summary([1, 2, 3, 4, 5])`` has mean 3, std sqrt(2.5) and CI
-    ``3 -/+ t(0.975, 4) * sqrt(2.5) / sqrt(5)``. With one value the CI is ``(mean, mean)``.
-    """
-    x = _values(values, "values")
-    _check_confidence(confidence)
-    n = int(x.size)
-    mean = float(np.mean(x))
-    std = float(np.std(x, ddof=1)) if n > 1 else 0.0
-    half = _t_half_width(std / np.sqrt(n), n - 1, confidence)
-    median, iqm = float(np.median(x)), float(_STATISTICS["iqm"](x, 0))
-    return Summary(n, mean, std, mean - half, mean + half, median, iqm, confidence)
-
-
-def _resample_rows(data: FloatArray, fn: StatFn, n_resamples: int, rng: np.random.Generator) -> FloatArray:
-    """`fn` over the rows (seeds) of `data` (n, k), for resamples of rows with replacement."""
-    n, k = data.shape
-    chunk = max(1, _MAX_CHUNK_ELEMENTS // (n * k))
-    out = np.empty((n_resamples, k), dtype=np.float64)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        out[start:stop] = fn(data[rng.integers(0, n, size=(stop - start, n))], 1)
-    return out
-
-
-def _percentile_interval(samples: FloatArray, confidence: float) -> tuple[FloatArray, FloatArray]:
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(samples, [alpha, 1.0 - alpha], axis=0)
-    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-
-
-def bootstrap_ci(
-    values: npt.ArrayLike,
-    statistic: Statistic = "mean",
-    confidence: float = 0.95,
-    n_resamples: int = 10_000,
-    *,
-    rng: np.random.Generator,
-) -> tuple[float, float]:
-    """Percentile-bootstrap CI of `statistic` over seeds; the same seeded `rng` gives the same interval."""
-    x = _values(values, "values")
-    fn = _statistic(statistic)
-    _check_confidence(confidence)
-    _check_bootstrap(n_resamples, rng)
-    low, high = _percentile_interval(_resample_rows(x[:, None], fn, n_resamples, rng), confidence)
-    return float(low[0]), float(high[0])
-
-
-def curve_band(
-    curves: Sequence[Curve],
-    statistic: Statistic = "mean",
-    confidence: float = 0.95,
-    n_resamples: int = 2_000,
-    *,
-    rng: np.random.Generator,
-) -> Band:
-    """Per step: `statistic` across seeds and its percentile-bootstrap band (seeds resampled jointly)."""
-    steps, returns = _variant(curves, "curves")
-    fn = _statistic(statistic)
-    _check_confidence(confidence)
-    _check_bootstrap(n_resamples, rng)
-    low, high = _percentile_interval(_resample_rows(returns, fn, n_resamples, rng), confidence)
-    return Band(steps, fn(returns, 0), low, high)
-
-
 def jumpstart(
-    finetune_curves: Sequence[Curve], scratch_curves: Sequence[Curve], confidence: float = 0.95
+    finetune_curves: Sequence[Curve],
+    scratch_curves: Sequence[Curve],
+    confidence: float = 0.95,
+    rng: np.random.Generator | None = None,
 ) -> Summary:
     """Initial gain: fine-tune's first-evaluation return minus scratch's (both must start at one step).
 
     Equal seed counts: seeds are paired by index and the result summarizes the per-seed differences.
-    Different counts: there is nothing to pair, so the means are compared instead: ``mean``, ``median``
-    and ``iqm`` are differences of the two groups' statistics, ``std`` is ``sqrt(var_ft + var_scratch)``,
-    the CI is Welch's t-interval for the difference of means and ``n`` is the smaller seed count.
+    Different counts: nothing to pair, so the statistics are differences of the two groups' statistics,
+    ``std`` is ``sqrt(var_ft + var_scratch)``, ``n`` the smaller seed count, and the CI bootstraps each
+    group's seeds independently.
     """
-    ft_steps, ft = _variant(finetune_curves, "finetune_curves")
-    sc_steps, sc = _variant(scratch_curves, "scratch_curves")
+    ft_steps, ft = as_variant(finetune_curves, "finetune_curves")
+    sc_steps, sc = as_variant(scratch_curves, "scratch_curves")
     if ft_steps[0] != sc_steps[0]:
         raise ValueError(f"jumpstart: first steps differ (fine-tune {ft_steps[0]}, scratch {sc_steps[0]})")
     a, b = ft[:, 0], sc[:, 0]
     if a.size == b.size:
-        return summary(a - b, confidence)
+        return summary(a - b, confidence, rng)
     _check_confidence(confidence)
-    fa, fb = summary(a, confidence), summary(b, confidence)
-    var_a, var_b = fa.std**2 / a.size, fb.std**2 / b.size
-    terms = [v**2 / (n - 1) for v, n in ((var_a, a.size), (var_b, b.size)) if v > 0]
-    df = (var_a + var_b) ** 2 / sum(terms) if terms else 0.0
-    diff = fa.mean - fb.mean
-    half = _t_half_width(float(np.sqrt(var_a + var_b)), df, confidence)
+    gen = seeded(rng)
+    fa, fb = summary(a, confidence, gen), summary(b, confidence, gen)
+    mean_fn = _STATISTICS["mean"]
+    boot = (
+        _resample_rows(a[:, None], mean_fn, 10_000, gen)[:, 0]
+        - _resample_rows(b[:, None], mean_fn, 10_000, gen)[:, 0]
+    )
+    low, high = _percentile_interval(boot[:, None], confidence)
     std = float(np.sqrt(fa.std**2 + fb.std**2))
     n = min(a.size, b.size)
-    return Summary(n, diff, std, diff - half, diff + half, fa.median - fb.median, fa.iqm - fb.iqm, confidence)
+    return Summary(
+        n,
+        fa.mean - fb.mean,
+        std,
+        float(low[0]),
+        float(high[0]),
+        fa.median - fb.median,
+        fa.iqm - fb.iqm,
+        confidence,
+    )
 
 
 def return_at_budget(curves: Sequence[Curve], confidence: float = 0.95) -> Summary:
     """Asymptotic performance: summary of each seed's last evaluation return."""
-    _, returns = _variant(curves, "curves")
+    _, returns = as_variant(curves, "curves")
     return summary(returns[:, -1], confidence)
 
 
@@ -286,7 +148,7 @@ def area_under_curve(curves: Sequence[Curve], confidence: float = 0.95) -> Summa
     The normalization makes it the time-averaged return, in return units and comparable across budgets.
     Needs at least two evaluations.
     """
-    steps, returns = _variant(curves, "curves")
+    steps, returns = as_variant(curves, "curves")
     if steps.size < 2:
         raise ValueError("area_under_curve: needs at least two evaluations per curve")
     areas = integrate.trapezoid(returns, steps, axis=1) / (steps[-1] - steps[0])
@@ -324,14 +186,14 @@ def steps_to_threshold(steps: npt.ArrayLike, returns: npt.ArrayLike, threshold: 
     interpolated (the crossing of the segment). A curve already at the threshold at its first evaluation
     returns that step (0.0 for an evaluation before training).
     """
-    s, r = _curve((steps, returns), "curve")
+    s, r = as_curve((steps, returns), "curve")
     _check_threshold(threshold)
     return _optional(_crossings(s, r[None, :], threshold)[0])
 
 
 def mean_steps_to_threshold(curves: Sequence[Curve], threshold: float) -> float | None:
     """`steps_to_threshold` on the mean curve across seeds (robust to one unlucky seed never reaching)."""
-    steps, returns = _variant(curves, "curves")
+    steps, returns = as_variant(curves, "curves")
     _check_threshold(threshold)
     return _optional(_crossings(steps, returns.mean(axis=0, keepdims=True), threshold)[0])
 
@@ -341,48 +203,35 @@ def _check_fraction(fraction: float) -> None:
         raise ValueError(f"fraction: must be in (0, 1], got {fraction}")
 
 
-def fraction_of_final(scratch_curves: Sequence[Curve], fraction: float = 0.9) -> float:
-    """``fraction * final``, final = mean over seeds of scratch's last return; for positive returns only.
+def untrained_return(curves: Sequence[Curve]) -> float:
+    """The untrained policy's return: the mean over seeds of the first evaluation (step 0) of a variant
+    trained from scratch (scratch, or the reference stage: the same initial policy per seed)."""
+    steps, returns = as_variant(curves, "curves")
+    if steps[0] != 0:
+        raise ValueError(f"untrained_return: the first evaluation is at step {steps[0]}, not before training")
+    return float(returns[:, 0].mean())
 
-    "90% of" a negative return would be a *higher* return than the final one, so a non-positive final
-    raises ValueError: use `normalized_threshold`.
-    """
+
+def reference_threshold(untrained: float, reference: float, fraction: float = 0.9) -> float:
+    """``untrained + fraction * (reference - untrained)``: that fraction of the way to what good means.
+
+    Sign-safe (returns may be negative). Raises ValueError when the reference does not improve on the
+    untrained policy: there is then no way to get "good" on which to measure steps."""
     _check_fraction(fraction)
-    final = float(_variant(scratch_curves, "scratch_curves")[1][:, -1].mean())
-    if final <= 0:
-        raise ValueError(f"fraction_of_final: final return {final} is not positive; use normalized_threshold")
-    return fraction * final
+    if not (np.isfinite(untrained) and np.isfinite(reference)):
+        raise ValueError(
+            f"reference_threshold: untrained {untrained} and reference {reference} must be finite"
+        )
+    if reference <= untrained:
+        raise ValueError(
+            f"the reference return {reference:.4g} does not improve on the untrained policy's {untrained:.4g}"
+        )
+    return untrained + fraction * (reference - untrained)
 
 
-def normalized_threshold(
-    scratch_curves: Sequence[Curve], fraction: float = 0.9, *, variants: Sequence[Sequence[Curve]]
-) -> float:
-    """``initial + fraction * (final - initial)``: that fraction of the way from worst start to scratch's end.
-
-    ``final`` is the mean over seeds of scratch's last evaluation. ``initial`` is the worst (lowest)
-    initial return among all variants compared: for each variant in `variants` and scratch itself, the
-    mean over its seeds of the first evaluation, then the minimum. Sign-safe, and the same threshold for
-    every variant. Raises ValueError if scratch's final return does not exceed that initial return.
-    """
-    _check_fraction(fraction)
-    scratch = _variant(scratch_curves, "scratch_curves")[1]
-    firsts = [float(scratch[:, 0].mean())]
-    firsts += [float(_variant(v, f"variants[{i}]")[1][:, 0].mean()) for i, v in enumerate(variants)]
-    initial, final = min(firsts), float(scratch[:, -1].mean())
-    if final <= initial:
-        raise ValueError(f"normalized_threshold: scratch final return {final} <= worst initial {initial}")
-    return initial + fraction * (final - initial)
-
-
-def default_threshold(
-    scratch_curves: Sequence[Curve], fraction: float = 0.9, *, variants: Sequence[Sequence[Curve]]
-) -> float:
-    """The project's convention for time-to-threshold: `normalized_threshold` (see there).
-
-    It is the default over `fraction_of_final` because returns are often negative (Pendulum-v1 ends near
-    -150), and a threshold defined on the learned range means the same thing for every reward scale.
-    """
-    return normalized_threshold(scratch_curves, fraction, variants=variants)
+def fraction_of_reference(value: float, untrained: float, reference: float) -> float:
+    """Where `value` lies from the untrained policy (0) to the reference (1): a normalized score."""
+    return (value - untrained) / (reference - untrained)
 
 
 def _first_after_zero(steps: FloatArray, name: str) -> float:
@@ -425,8 +274,8 @@ def sample_efficiency_ratio(
     turns the ratio into a bound (see `RatioResult`). The CI resamples seeds with replacement within each
     variant, recomputes both mean curves and the ratio by the same rules, and takes percentiles.
     """
-    ft_steps, ft = _variant(finetune_curves, "finetune_curves")
-    sc_steps, sc = _variant(scratch_curves, "scratch_curves")
+    ft_steps, ft = as_variant(finetune_curves, "finetune_curves")
+    sc_steps, sc = as_variant(scratch_curves, "scratch_curves")
     _check_threshold(threshold)
     _check_confidence(confidence)
     _check_bootstrap(n_resamples, rng)
@@ -445,23 +294,51 @@ def sample_efficiency_ratio(
         low, high = _percentile_interval(defined[:, None], confidence)
         ci_low, ci_high = float(low[0]), float(high[0])
 
+    floored = bool(ft_cross[0] < floors[0])
+    kind_name = _KINDS[int(kind[0])]
+    if kind_name == "exact" and floored:  # fine-tune was there before its first evaluation after step 0
+        kind_name = "lower_bound"
     return RatioResult(
         estimate=_optional(point[0]),
-        kind=_KINDS[int(kind[0])],
+        kind=kind_name,
         ci_low=ci_low,
         ci_high=ci_high,
         finetune_steps=_optional(ft_cross[0]),
         scratch_steps=_optional(sc_cross[0]),
-        finetune_floored=bool(ft_cross[0] < floors[0]),
+        finetune_floored=floored,
         defined_fraction=defined.size / n_resamples,
         confidence=confidence,
+        finetune_budget=budgets[0],
+        scratch_budget=budgets[1],
+        finetune_floor=floors[0],
     )
 
 
-def probability_of_improvement(a_values: npt.ArrayLike, b_values: npt.ArrayLike) -> float:
-    """``P(X_a > X_b) + 0.5 * P(X_a == X_b)`` over all seed pairs: rliable's Mann-Whitney U / (n_a n_b)."""
-    a = _values(a_values, "a_values")
-    b = _values(b_values, "b_values")
-    greater = np.mean(a[:, None] > b[None, :])
-    ties = np.mean(a[:, None] == b[None, :])
-    return float(greater + 0.5 * ties)
+def describe_ratio(ratio: RatioResult, fraction: float) -> str:
+    """The ratio in words, e.g. "fine-tune reaches 90% of the reference in 2,048 steps; scratch does not
+    within 61,440: ratio >= 30.0x" (scratch here is whatever curves were compared: the reference stage)."""
+    goal = f"{fraction:.0%} of the reference"
+    ci = "" if ratio.ci_low is None else f" [95% CI {ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
+    ft, sc = ratio.finetune_steps, ratio.scratch_steps
+    if ft is None and sc is None:
+        return (
+            f"neither fine-tune (within {ratio.finetune_budget:,.0f} target steps) nor scratch (within "
+            f"{ratio.scratch_budget:,.0f}) reaches {goal}: no ratio"
+        )
+    if ft is None:
+        assert ratio.estimate is not None and sc is not None
+        return (
+            f"scratch reaches {goal} in {sc:,.0f} target steps; fine-tune does not within "
+            f"{ratio.finetune_budget:,.0f}: ratio <= {ratio.estimate:.2f}x{ci}"
+        )
+    assert ratio.estimate is not None
+    if ratio.finetune_floored:
+        ft_text = f"fine-tune meets {goal} before any target training (at step 0){ratio.floor_note()}"
+    else:
+        ft_text = f"fine-tune reaches {goal} in {ft:,.0f} target steps"
+    if sc is None:
+        sc_text = f"scratch does not within {ratio.scratch_budget:,.0f}"
+    else:
+        sc_text = f"scratch in {sc:,.0f}"
+    prefix = {"exact": "", "lower_bound": ">= ", "upper_bound": "<= "}[ratio.kind]
+    return f"{ft_text}; {sc_text}: ratio {prefix}{ratio.estimate:.2f}x{ci}"

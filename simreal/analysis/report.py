@@ -1,7 +1,8 @@
-"""The experiment report: per-variant returns with CIs, transfer metrics, verdicts, and a curves plot.
+"""The experiment report: the result document (`results`) as report.json, report.md, curves.png and
+TensorBoard summary series.
 
-Reads only what the stages wrote (`curve.json`, `final.json` per variant and seed), so it can be
-regenerated at any time (`simreal report RUN_DIR`).
+Reads only what the stages wrote, so it can be regenerated at any time (`simreal report RUN_DIR`);
+`simreal compare` writes the same document for several run directories.
 """
 
 from __future__ import annotations
@@ -10,154 +11,114 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from simreal.analysis import metrics as m
-from simreal.analysis.compare import LABELS, Gathered, gather, plot
-from simreal.config import ExperimentConfig
+from simreal.analysis.plots import plot_curves
+from simreal.analysis.results import LABELS, build_results, gather
+from simreal.analysis.tensorboard import write_summary
 from simreal.training.artifacts import atomic_write_text
 
 
-def _summary(s: m.Summary) -> dict[str, float]:
-    return {
-        "n": s.n,
-        "mean": s.mean,
-        "std": s.std,
-        "ci95_low": s.ci_low,
-        "ci95_high": s.ci_high,
-        "iqm": s.iqm,
-    }
+def _num(x: float | None, fmt: str = ".1f", none: str = "-") -> str:
+    return none if x is None else format(x, fmt)
 
 
-def build_report(gathered: Gathered, cfg: ExperimentConfig) -> dict[str, Any]:
-    """All numbers of the report as plain data, from what `compare.gather` read of the run."""
-    rng = np.random.default_rng(0)
-    report: dict[str, Any] = {
-        "experiment": cfg.experiment,
-        "task": cfg.task.name,
-        "target": cfg.target,
-        "algo": cfg.algo.name,
-        "seeds": cfg.seeds,
-        "pretrain_steps": cfg.pretrain.timesteps,
-        "target_budget": cfg.finetune.timesteps,
-        "variants": {},
-    }
-    data = {v: (gathered.curves.get(v, []), gathered.finals.get(v, [])) for v in LABELS}
-    finals: dict[str, np.ndarray] = {}
-    for variant, (curves, fin) in data.items():
-        if not fin:
-            continue
-        per_seed = np.array([f["mean_return"] for f in fin])
-        finals[variant] = per_seed
-        entry: dict[str, Any] = {
-            "label": LABELS[variant],
-            "final_return": _summary(m.summary(per_seed)),
-            "per_seed_final_return": per_seed.tolist(),
-        }
-        rates = [f["success_rate"] for f in fin if f["success_rate"] is not None]
-        if rates:
-            entry["success_rate"] = _summary(m.summary(rates))
-        if variant in ("finetune", "scratch"):
-            entry["return_at_budget_curve"] = _summary(m.return_at_budget(curves))
-            entry["area_under_curve"] = _summary(m.area_under_curve(curves))
-        report["variants"][variant] = entry
-    ft_curves, sc_curves = data["finetune"][0], data["scratch"][0]
-    transfer: dict[str, Any] = {"threshold_fraction": cfg.evaluation.threshold_fraction}
-    if ft_curves and sc_curves:
-        transfer["jumpstart"] = _summary(m.jumpstart(ft_curves, sc_curves))
-        try:
-            threshold = m.default_threshold(
-                sc_curves, cfg.evaluation.threshold_fraction, variants=[ft_curves]
-            )
-        except ValueError as err:
-            transfer["threshold_note"] = str(err)
-        else:
-            ratio = m.sample_efficiency_ratio(ft_curves, sc_curves, threshold, rng=rng)
-            transfer.update(
-                {
-                    "threshold": threshold,
-                    "finetune_steps_to_threshold": ratio.finetune_steps,
-                    "scratch_steps_to_threshold": ratio.scratch_steps,
-                    "sample_efficiency_ratio": ratio.estimate,
-                    "ratio_kind": ratio.kind,
-                    "ratio_ci95": [ratio.ci_low, ratio.ci_high],
-                    "ratio_text": ratio.describe(),
-                }
-            )
-    if "finetune" in finals and "scratch" in finals:
-        transfer["p_finetune_beats_scratch"] = m.probability_of_improvement(
-            finals["finetune"], finals["scratch"]
-        )
-        transfer["finetune_beats_scratch"] = bool(finals["finetune"].mean() > finals["scratch"].mean())
-    if "zeroshot_randomized" in finals and "zeroshot_nominal" in finals:
-        zr, zn = finals["zeroshot_randomized"], finals["zeroshot_nominal"]
-        transfer["p_randomized_beats_nominal_zeroshot"] = m.probability_of_improvement(zr, zn)
-        transfer["randomized_beats_nominal_zeroshot"] = bool(zr.mean() > zn.mean())
-    report["transfer"] = transfer
-    return report
+def _fmt(s: dict[str, Any] | None, stat: str = "mean") -> str:
+    if s is None:
+        return "-"
+    low, high = s["ci95"]
+    return f"{s[stat]:.1f} ± {s['std']:.1f} [{_num(low)}, {_num(high)}]"
 
 
-def _fmt(s: dict[str, float]) -> str:
-    return f"{s['mean']:.1f} ± {s['std']:.1f} [{s['ci95_low']:.1f}, {s['ci95_high']:.1f}]"
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    """The report as a Markdown page: a variant table, transfer metrics and verdicts."""
+def to_markdown(doc: dict[str, Any]) -> str:
+    """The document as a Markdown page: a variant table, the yardstick, transfer metrics and verdicts."""
+    stat = doc["statistic"]
     lines = [
-        f"# Transfer report: {report['experiment']}",
+        f"# Transfer report: {doc['experiment']}",
         "",
-        f"Task `{report['task']}`, target `{report['target']}`, {report['algo']}, seeds {report['seeds']}, "
-        f"pretraining {report['pretrain_steps']} steps, target budget {report['target_budget']} steps.",
+        f"Task `{doc['task']}`, target `{doc['target']}`, {doc['algo']}, "
+        f"pretraining {doc['pretrain_steps']:,} steps, target budget {doc['target_budget']:,} steps; "
+        f"seeds from {', '.join(doc['run_dirs'])}. "
+        f"Final return: {stat} ± std across seeds [95% CI: {doc['ci_method']}].",
         "",
-        "| variant | final return on target: mean ± std [95% CI] | success rate | per seed |",
-        "|---|---|---|---|",
+        f"| variant | seeds | final return on target ({stat} ± std [95% CI]) | of the reference "
+        "| success rate | steps to threshold | jumpstart vs scratch | P(> scratch) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for entry in report["variants"].values():
-        sr = _fmt(entry["success_rate"]) if "success_rate" in entry else "-"
-        seeds = ", ".join(f"{x:.1f}" for x in entry["per_seed_final_return"])
-        lines.append(f"| {entry['label']} | {_fmt(entry['final_return'])} | {sr} | {seeds} |")
-    t = report["transfer"]
-    lines += ["", "| transfer metric | value |", "|---|---|"]
-    if "jumpstart" in t:
-        lines.append(f"| jumpstart (first evaluation, fine-tune - scratch) | {_fmt(t['jumpstart'])} |")
-    if "threshold" in t:
+    for row in doc["variants"].values():
+        steps = "-" if doc["threshold"] is None else _num(row["steps_to_threshold"], ",.0f", "not reached")
+        jump = "-" if row["jumpstart"] is None else f"{row['jumpstart']['mean']:.1f}"
         lines.append(
-            f"| threshold ({t['threshold_fraction']:.0%} of the way from worst start to scratch's "
-            f"final return) | {t['threshold']:.1f} |"
+            f"| {row['label']} | {row['final_return']['n']} | {_fmt(row['final_return'], stat)} "
+            f"| {_pct(row['fraction_of_reference'])} | {_fmt(row['success_rate'], stat)} | {steps} "
+            f"| {jump} | {_num(row['p_beats_scratch'], '.2f')} |"
         )
-        for name in ("finetune", "scratch"):
-            steps = t[f"{name}_steps_to_threshold"]
+    ref = doc["reference"]
+    lines += ["", "## The yardstick", ""]
+    if doc["reference_return"] is not None:
+        where = f" ({', '.join(ref['sources'])})" if ref["sources"] else ""
+        lines.append(f"- Reference return **{doc['reference_return']:.1f}**: {ref['note']}{where}.")
+    else:
+        lines.append(f"- {ref['note']}.")
+    if doc["untrained_return"] is not None:
+        lines.append(
+            f"- Untrained policy: {doc['untrained_return']:.1f} "
+            "(scratch's first evaluation, before training)."
+        )
+    if doc["threshold"] is not None:
+        lines.append(
+            f"- Threshold {doc['threshold']:.1f}: {doc['threshold_fraction']:.0%} of the way from the "
+            "untrained policy to the reference. Steps to it are read from the mean curve across seeds; "
+            "scratch's from the reference stage's curve where there is one (scratch is given the chance "
+            "to get there)."
+        )
+    else:
+        lines.append(f"- No threshold, so no sample-efficiency ratio: {doc['threshold_note']}.")
+    lines.append(f"- Sample efficiency: {doc['sample_efficiency_ratio']['text']}.")
+    variants = doc["variants"]
+    for name in ("zeroshot_randomized", "zeroshot_nominal", "finetune", "scratch"):
+        if name in variants and variants[name]["fraction_of_reference"] is not None:
             lines.append(
-                f"| {name} target steps to threshold | {'not reached' if steps is None else f'{steps:.0f}'} |"
+                f"- {LABELS[name].capitalize()} keeps {_pct(variants[name]['fraction_of_reference'])} "
+                "of the way from untrained to the reference."
             )
-        lines.append(f"| sample-efficiency ratio (scratch / fine-tune steps) | {t['ratio_text']} |")
-    elif "threshold_note" in t:
-        lines.append(f"| threshold | not defined: {t['threshold_note']} |")
-    if "p_finetune_beats_scratch" in t:
-        lines.append(f"| P(fine-tune > scratch), final return | {t['p_finetune_beats_scratch']:.2f} |")
-    if "p_randomized_beats_nominal_zeroshot" in t:
-        lines.append(
-            f"| P(randomized > nominal), zero-shot | {t['p_randomized_beats_nominal_zeroshot']:.2f} |"
-        )
+    c = doc["comparisons"]
     lines += [""]
-    if "finetune_beats_scratch" in t:
-        verdict = "beats" if t["finetune_beats_scratch"] else "does NOT beat"
+    if "finetune_beats_scratch" in c:
+        verdict = "beats" if c["finetune_beats_scratch"] else "does NOT beat"
         lines.append(
-            f"- Fine-tuning {verdict} training from scratch at the same target budget (mean final return)."
+            f"- Fine-tuning {verdict} training from scratch at the same target budget "
+            f"(P = {c['p_finetune_beats_scratch']:.2f})."
         )
-    if "randomized_beats_nominal_zeroshot" in t:
-        verdict = "beats" if t["randomized_beats_nominal_zeroshot"] else "does NOT beat"
+    if "finetune_beats_zeroshot" in c and not c["finetune_beats_zeroshot"]:
+        lines.append("- Fine-tuning ended BELOW the zero-shot policy it started from: negative transfer.")
+    if "randomized_beats_nominal_zeroshot" in c:
+        verdict = "beats" if c["randomized_beats_nominal_zeroshot"] else "does NOT beat"
         lines.append(
-            f"- The randomized policy's zero-shot return on the target {verdict} the nominal policy's."
+            f"- The randomized policy's zero-shot return {verdict} the nominal policy's "
+            f"(P = {c['p_randomized_beats_nominal_zeroshot']:.2f})."
         )
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dir: Path, cfg: ExperimentConfig) -> dict[str, Any]:
-    """Write report.json, report.md and curves.png into `run_dir`; returns the report data."""
-    gathered = gather([run_dir])
-    report = build_report(gathered, cfg)
-    atomic_write_text(json.dumps(report, indent=1), run_dir / "report.json")
-    atomic_write_text(to_markdown(report), run_dir / "report.md")
-    plot(gathered, "mean", run_dir / "curves.png", report["transfer"].get("threshold"))
-    return report
+def write_results(
+    run_dirs: list[Path], out_dir: Path, name: str, statistic: str = "mean", fraction: float | None = None
+) -> tuple[dict[str, Any], str]:
+    """Gather `run_dirs`, write `<name>.json`, `<name>.md`, the curves plot and the TensorBoard summary
+    series into `out_dir`; returns the document and its Markdown."""
+    data = gather(run_dirs)
+    doc = build_results(data, statistic, fraction)  # type: ignore[arg-type]
+    markdown = to_markdown(doc)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(doc, indent=1), out_dir / f"{name}.json")
+    atomic_write_text(markdown, out_dir / f"{name}.md")
+    plot_curves(data, doc, out_dir / ("curves.png" if name == "report" else f"{name}.png"))
+    write_summary(out_dir / "summary", data, doc)
+    return doc, markdown
+
+
+def write_report(run_dir: Path) -> dict[str, Any]:
+    """Write report.json, report.md, curves.png and the summary series into `run_dir`; returns the data."""
+    return write_results([run_dir], run_dir, "report")[0]

@@ -83,20 +83,36 @@ class EvalSchedule:
 
     def record(self, model: BaseAlgorithm, step: int, obs_rms: RunningMeanStd | None) -> EvalResult:
         result = evaluate(model, self.make_env, self.episodes, self.seed, obs_rms, self.encode)
-        self.curve.append(
-            {
-                "step": step,
-                "mean_return": result.mean_return,
-                "std_return": result.std_return,
-                "success_rate": result.success_rate,
-            }
-        )
-        model.logger.record("target/mean_return", result.mean_return)
-        model.logger.record("eval/mean_reward", result.mean_return)
-        if result.success_rate is not None:
-            model.logger.record("target/success_rate", result.success_rate)
+        self.curve.append(curve_point(step, result))
+        record_evaluation(model.logger, result)
         model.logger.dump(step)
         return result
+
+
+def curve_point(step: int, result: EvalResult) -> dict[str, Any]:
+    """One evaluation of a curve (`curve.json`): the step and the returns' mean, std and success rate."""
+    return {
+        "step": step,
+        "mean_return": result.mean_return,
+        "std_return": result.std_return,
+        "success_rate": result.success_rate,
+    }
+
+
+def record_evaluation(logger: Logger, result: EvalResult) -> None:
+    """The TensorBoard tags of a target evaluation: one tag per quantity (`target/...`)."""
+    logger.record("target/mean_return", result.mean_return)
+    if result.success_rate is not None:
+        logger.record("target/success_rate", result.success_rate)
+
+
+def write_hparams(stage_dir: Path, hparams: dict[str, Any], result: EvalResult) -> None:
+    """The stage's settings and final result for TensorBoard's HParams dashboard (`<stage>/hparams/`)."""
+    metrics = {"hparams/final_return": result.mean_return}
+    if result.success_rate is not None:
+        metrics["hparams/final_success_rate"] = result.success_rate
+    with SummaryWriter(log_dir=str(stage_dir)) as writer:
+        writer.add_hparams(hparams, metrics, run_name="hparams")
 
 
 class _StageCallback(BaseCallback):

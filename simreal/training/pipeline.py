@@ -20,7 +20,7 @@ from tqdm import tqdm
 from simreal.config import ExperimentConfig, dump_config
 from simreal.training.artifacts import atomic_write_text
 from simreal.training.executors import Submit, executor
-from simreal.training.stages import Context, finetune, pretrain, scratch, zero_shot
+from simreal.training.stages import Context, finetune, pretrain, reference, scratch, zero_shot
 
 log = logging.getLogger("simreal")
 
@@ -66,6 +66,8 @@ def run_seed(ctx: Context, seed: int) -> None:
     finetune(ctx, source, seed)
     if cfg.scratch:
         scratch(ctx, seed)
+    if cfg.reference_steps is not None:
+        reference(ctx, seed)
 
 
 def _transfer_from(ctx: Context, source: Path, seed: int) -> None:
@@ -81,12 +83,15 @@ def worker_count(ctx: Context) -> int:
 
 
 def _run_jobs(ctx: Context, submit: Submit) -> None:
-    """Stages as jobs: pretraining and scratch start at once, each seed's zero-shot and fine-tuning
-    start as soon as its pretrained policy exists."""
+    """Stages as jobs: pretraining, the reference and scratch are queued at once, each seed's zero-shot
+    and fine-tuning as soon as its pretrained policy exists."""
     quiet = dataclasses.replace(ctx, progress_bar=False)
     running: dict[Future[Any], tuple[str, int]] = {}
     for seed in ctx.cfg.seeds:
         running[submit(pretrain, quiet, seed, True)] = ("randomized", seed)
+    for seed in ctx.cfg.seeds:
+        if ctx.cfg.reference_steps is not None:  # the longest stages: queued early
+            running[submit(reference, quiet, seed)] = ("reference", seed)
     for seed in ctx.cfg.seeds:
         if ctx.cfg.pretrain.nominal_baseline:
             running[submit(pretrain, quiet, seed, False)] = ("nominal", seed)
@@ -120,4 +125,4 @@ def run(ctx: Context, backend: str = "local", address: str | None = None) -> dic
         log.info("running %d seeds' stages on %s with %d workers", len(ctx.cfg.seeds), backend, workers)
         with executor(backend, workers, address) as submit:
             _run_jobs(ctx, submit)
-    return write_report(ctx.run_dir, ctx.cfg)
+    return write_report(ctx.run_dir)

@@ -16,13 +16,15 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from simreal.config import ExperimentConfig
 from simreal.schema import ConfigError
 from simreal.training.artifacts import describe_space, spaces_match
+from simreal.training.evaluation import evaluate
 from simreal.training.loading import build_model
-from simreal.training.perception import attach
+from simreal.training.perception import Encoder, attach
 from simreal.training.stages import Context
 
 
@@ -75,17 +77,39 @@ def _algo_error(ctx: Context, err: Exception) -> ConfigError:
     )
 
 
-def _dry_run(ctx: Context, algo: Any) -> None:
+def _dry_run(ctx: Context, algo: Any) -> tuple[BaseAlgorithm, Encoder]:
+    """The model built once on the source env's spaces (the env itself is closed again)."""
     venv = DummyVecEnv([lambda: ctx.make_env(ctx.source_id(True))])
     try:
         wrapped, encoder = attach(ctx.cfg.perception, venv, ctx.device)
-        build_model(algo, wrapped, algo.pretrain_lr, ctx.device, ctx.cfg.seeds[0], encoder)
+        return build_model(algo, wrapped, algo.pretrain_lr, ctx.device, ctx.cfg.seeds[0], encoder), encoder
     finally:
         venv.close()
 
 
-def preflight(cfg: ExperimentConfig, device: torch.device) -> None:
-    """Build every env the run will build and the model once; a problem is a one-line ConfigError."""
+def _check_success_return(ctx: Context, model: BaseAlgorithm, encoder: Encoder) -> int:
+    """`evaluation.success_return` must be above what an untrained policy gets on the target (else every
+    variant "succeeds" at step 0). Measured with the curve's episodes and seeds; returns the target steps."""
+    ev = ctx.cfg.evaluation
+    if ev.success_return is None:
+        return 0
+    result = evaluate(
+        model, ctx.make_target, ev.episodes, ctx.eval_seed(ctx.cfg.seeds[0]), None, encoder.encode
+    )
+    if result.mean_return >= ev.success_return:
+        raise ConfigError(
+            f"evaluation.success_return: {ev.success_return:g} is already reached by an untrained policy "
+            f"(mean return {result.mean_return:.4g} over {ev.episodes} target episodes) (allowed: a return "
+            "above what an untrained policy gets)"
+        )
+    return int(result.lengths.sum())
+
+
+def preflight(cfg: ExperimentConfig, device: torch.device) -> int:
+    """Build every env the run will build and the model once; a problem is a one-line ConfigError.
+
+    Returns the target steps it took: none, unless `evaluation.success_return` had to be checked against
+    an untrained policy on the target."""
     from pathlib import Path
 
     ctx = Context(cfg, Path(cfg.output_dir) / cfg.experiment, device, progress_bar=False)
@@ -98,8 +122,9 @@ def preflight(cfg: ExperimentConfig, device: torch.device) -> None:
         with _built(ctx, ctx.target_id, f"{task.source}: targets.{cfg.target}") as target:
             _check_target_spaces(ctx, source, target)
     try:
-        _dry_run(ctx, cfg.algo)
+        model, encoder = _dry_run(ctx, cfg.algo)
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - SB3 raises anything from its constructor
         raise _algo_error(ctx, err) from None
+    return _check_success_return(ctx, model, encoder)

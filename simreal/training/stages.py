@@ -12,9 +12,11 @@ exist, which is what makes `--resume` work. The run directory's layout::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,15 +41,26 @@ from simreal.training.artifacts import (
 )
 from simreal.training.evaluation import EvalResult, evaluate
 from simreal.training.loading import build_model, load_for_env
-from simreal.training.loop import EvalSchedule, make_vec, obs_rms_of, stage_logger, train_stage
+from simreal.training.loop import (
+    CURVE,
+    EvalSchedule,
+    curve_point,
+    make_vec,
+    obs_rms_of,
+    record_evaluation,
+    stage_logger,
+    train_stage,
+    write_hparams,
+)
 from simreal.training.perception import Encoder, attach, env_space
+from simreal.training.reference import reference_dir
 from simreal.training.schedules import WarmupDecaySchedule
 
 log = logging.getLogger("simreal")
 
 POLICY = "policy.pt"
 FINAL = "final.json"
-VARIANTS = ("finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal")
+VARIANTS = ("finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal", "reference")
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,32 @@ class Context:
         return self.make_env(self.target_id)
 
 
+def stage_hparams(ctx: Context, variant: str, seed: int, budget: int) -> dict[str, Any]:
+    """A stage's settings for TensorBoard's HParams table (runs and sweep trials side by side)."""
+    cfg, ft = ctx.cfg, ctx.cfg.finetune
+    hparams: dict[str, Any] = {
+        "task": cfg.task.name,
+        "target": cfg.target,
+        "variant": variant,
+        "seed": seed,
+        "algo": cfg.algo.name,
+        "net_arch": str(cfg.algo.net_arch),
+        "target_steps": budget,
+        "pretrain_steps": cfg.pretrain.timesteps,
+        "learning_rate": cfg.finetune_lr if variant == "finetune" else cfg.algo.pretrain_lr,
+    }
+    if variant == "finetune":
+        hparams.update(
+            lr_factor=ft.lr_factor,
+            lr_schedule=ft.lr_schedule,
+            freeze_features=ft.freeze_features,
+            freeze_layers=ft.freeze_layers,
+            reinit_heads=ft.reinit_heads,
+            obs_norm=ft.obs_norm,
+        )
+    return hparams
+
+
 def _backbone_lr(ctx: Context, model: BaseAlgorithm) -> None:
     """Unfrozen backbone blocks train at `perception.backbone_lr_factor` x the policy's rate."""
     perception = ctx.cfg.perception
@@ -136,6 +175,7 @@ def _meta(ctx: Context, variant: str, seed: int, env_id: str, venv: VecEnv) -> d
 
 def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
     """Train on the randomized (or nominal) source sim; returns the policy artifact path."""
+    torch.set_num_threads(ctx.cfg.torch_threads)  # results depend on it: fixed per stage
     variant = "pretrain_randomized" if randomized else "pretrain_nominal"
     out = ctx.stage_dir(variant, seed)
     if (out / POLICY).exists():
@@ -174,39 +214,44 @@ def _write_final(out: Path, result: EvalResult) -> None:
     atomic_write_text(json.dumps(data, indent=1), out / FINAL)
 
 
+def eval_grid(budget: int, every: int) -> list[int]:
+    """The steps a target-trained variant is evaluated at: 0, every, 2 every, ..., and the budget."""
+    return sorted({*range(0, budget, every), budget})
+
+
 def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
-    """Evaluate a pretrained policy on the target without any target training (a flat curve)."""
+    """Evaluate a pretrained policy on the target without any target training.
+
+    Evaluated exactly like the target-trained variants: the curve evaluation (`evaluation.episodes` on
+    the curve's episode seeds) and the final one (`final_episodes` on the final seeds). Its weights never
+    change, so the curve holds that one evaluation at every step of the fine-tuning grid - what
+    evaluating it there would give - and equals fine-tuning's own step-0 evaluation of the same weights."""
+    torch.set_num_threads(ctx.cfg.torch_threads)  # results depend on it: fixed per stage
     out = ctx.stage_dir(variant, seed)
     if (out / FINAL).exists():
         return
+    ev = ctx.cfg.evaluation
     loaded = load_for_env(policy, lambda: gym.make(ctx.target_id), ctx.device, seed)
-    episodes, eval_seed = ctx.cfg.evaluation.final_episodes, ctx.eval_seed(seed, True)
-    result = evaluate(
-        loaded.model, loaded.make_env, episodes, eval_seed, loaded.obs_rms, loaded.encoder.encode
-    )
+    run = {"obs_rms": loaded.obs_rms, "encode": loaded.encoder.encode}
+    at_start = evaluate(loaded.model, loaded.make_env, ev.episodes, ctx.eval_seed(seed), **run)
     logger = stage_logger(out, None)
     curve = []
-    for step in (0, ctx.cfg.finetune.timesteps):
-        logger.record("target/mean_return", result.mean_return)
-        if result.success_rate is not None:
-            logger.record("target/success_rate", result.success_rate)
+    for step in eval_grid(ctx.cfg.finetune.timesteps, ev.every_steps):
+        record_evaluation(logger, at_start)
         logger.dump(step)
-        curve.append(
-            {
-                "step": step,
-                "mean_return": result.mean_return,
-                "std_return": result.std_return,
-                "success_rate": result.success_rate,
-            }
-        )
+        curve.append(curve_point(step, at_start))
     logger.close()
-    atomic_write_text(json.dumps(curve, indent=1), out / "curve.json")
+    atomic_write_text(json.dumps(curve, indent=1), out / CURVE)
+    result = evaluate(loaded.model, loaded.make_env, ev.final_episodes, ctx.eval_seed(seed, True), **run)
     _write_final(out, result)
+    write_hparams(out, stage_hparams(ctx, variant, seed, 0), result)
 
 
-def _target_training(ctx: Context, seed: int, variant: str, source: Path | None) -> None:
-    """Fine-tune `source` (or train from scratch when None) on the target for the fine-tune budget."""
-    out = ctx.stage_dir(variant, seed)
+def _target_training(
+    ctx: Context, seed: int, variant: str, source: Path | None, budget: int, out: Path
+) -> None:
+    """Fine-tune `source` (or train from scratch when None) on the target for `budget` steps into `out`."""
+    torch.set_num_threads(ctx.cfg.torch_threads)  # results depend on it: fixed per stage
     if (out / FINAL).exists():
         return
     cfg, ft = ctx.cfg, ctx.cfg.finetune
@@ -254,8 +299,8 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
         ctx.eval_seed(seed),
         encoder.encode,
     )
-    log.info("%s seed %d on %s for %d target steps -> %s", variant, seed, ctx.target_id, ft.timesteps, out)
-    train_stage(model, ft.timesteps, out, schedule_eval, cfg.checkpoint_every_steps, ctx.progress_bar)
+    log.info("%s seed %d on %s for %d target steps -> %s", variant, seed, ctx.target_id, budget, out)
+    train_stage(model, budget, out, schedule_eval, cfg.checkpoint_every_steps, ctx.progress_bar)
     rms = obs_rms_of(venv)
     meta = _meta(ctx, variant, seed, ctx.target_id, venv)
     save_policy(model, rms, meta, out / POLICY, backbone=encoder.backbone_state())
@@ -264,6 +309,7 @@ def _target_training(ctx: Context, seed: int, variant: str, source: Path | None)
     )
     venv.close()
     _write_final(out, result)
+    write_hparams(out, stage_hparams(ctx, variant, seed, budget), result)
 
 
 def adapt_to_target(ctx: Context, encoder: Encoder, seed: int) -> None:
@@ -285,8 +331,39 @@ def adapt_to_target(ctx: Context, encoder: Encoder, seed: int) -> None:
 
 
 def finetune(ctx: Context, source: Path, seed: int) -> None:
-    _target_training(ctx, seed, "finetune", source)
+    _target_training(
+        ctx, seed, "finetune", source, ctx.cfg.finetune.timesteps, ctx.stage_dir("finetune", seed)
+    )
 
 
 def scratch(ctx: Context, seed: int) -> None:
-    _target_training(ctx, seed, "scratch", None)
+    _target_training(ctx, seed, "scratch", None, ctx.cfg.finetune.timesteps, ctx.stage_dir("scratch", seed))
+
+
+def reference(ctx: Context, seed: int) -> None:
+    """Scratch on the target for `reference.timesteps`: trained once in the shared reference directory
+    (or found there, from an earlier run on the same target) and its results copied into this run."""
+    steps = ctx.cfg.reference_steps
+    assert steps is not None, "reference: disabled in this config"
+    mine = ctx.stage_dir("reference", seed)
+    if (mine / FINAL).exists():
+        return
+    shared = reference_dir(ctx.cfg) / f"seed{seed}"
+    shared.mkdir(parents=True, exist_ok=True)
+    with _locked(shared / ".lock"):  # another run may be training the same reference right now
+        if not (shared / FINAL).exists():
+            _target_training(ctx, seed, "reference", None, steps, shared)
+    for name in (CURVE, FINAL):
+        atomic_write_text((shared / name).read_text(), mine / name)
+    atomic_write_text(json.dumps({"source": str(shared), "timesteps": steps}, indent=1), mine / "source.json")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on `path` for the duration (released when the process dies)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

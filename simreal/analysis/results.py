@@ -1,0 +1,313 @@
+"""One result document for a transfer experiment: what `report.json` and `compare.json` both hold.
+
+`gather(run_dirs)` reads what the stages wrote (`<variant>/seed<N>/curve.json` and `final.json`) from one
+or more run directories; `build_results` turns it into plain data with one schema (`SCHEMA`). A run's
+report is the comparison of that one run, so `report.json` and `compare.json` of the same directory are
+the same document. Seeds are discovered as folders, not taken from `config.yaml`: seeds run by separate
+invocations or machines and copied under one experiment directory all count, and several directories are
+merged per variant (task, target and budget must agree; a seed found twice is an error).
+
+What "good" means comes from a *reference*: `evaluation.success_return` when the user gives one, else
+the reference stage (scratch on the target for `reference.timesteps`). The threshold is
+`untrained + threshold_fraction * (reference - untrained)`, scratch's steps to it are read from the
+reference stage's curve (scratch gets the chance to get there), fine-tune's from its own, and every
+zero-shot and final return is also given as a fraction of the way from untrained to the reference.
+Every 95% CI is `stats.CI_METHOD`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simreal.analysis import metrics as m
+from simreal.analysis import stats
+from simreal.config import ExperimentConfig, load_config
+
+log = logging.getLogger("simreal")
+
+SCHEMA = "simreal-results-v1"
+LABELS = {
+    "finetune": "fine-tune (randomized -> target)",
+    "scratch": "scratch on target",
+    "zeroshot_randomized": "zero-shot randomized",
+    "zeroshot_nominal": "zero-shot nominal",
+    "reference": "reference (scratch, long)",
+}
+LEARNING = ("finetune", "scratch", "reference")  # trained on the target: drawn as curves
+CONFIDENCE = 0.95
+_SEED_DIR = re.compile(r"seed(\d+)")
+
+
+@dataclass
+class Gathered:
+    """Every finished seed of every variant, merged over run directories."""
+
+    cfg: ExperimentConfig  # the first directory's config (task, target and budget agree across all)
+    run_dirs: list[Path]
+    curves: dict[str, list[m.Curve]] = field(default_factory=dict)
+    success: dict[str, list[m.Curve]] = field(default_factory=dict)  # success-rate curves, where reported
+    finals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    sources: dict[str, list[str]] = field(default_factory=dict)  # variant -> the seed folders used
+    reference_sources: list[str] = field(default_factory=list)  # where the reference stage was trained
+
+
+def _seed_dirs(variant_dir: Path) -> list[tuple[int, Path]]:
+    found = [
+        (int(mt.group(1)), d)
+        for d in variant_dir.iterdir()
+        if (mt := _SEED_DIR.fullmatch(d.name)) and d.is_dir()
+    ]
+    return sorted(found)
+
+
+def _check_same(configs: list[tuple[Path, ExperimentConfig]]) -> None:
+    """One-line error when run directories disagree on task, target or target budget."""
+    first_dir, first = configs[0]
+    for run_dir, cfg in configs[1:]:
+        for key, a, b in (
+            ("task", first.task.name, cfg.task.name),
+            ("target", first.target, cfg.target),
+            ("finetune.timesteps (target budget)", first.finetune.timesteps, cfg.finetune.timesteps),
+            ("reference timesteps", first.reference_steps, cfg.reference_steps),
+        ):
+            if a != b:
+                raise ValueError(f"cannot merge {first_dir} and {run_dir}: {key} differs ({a} vs {b})")
+
+
+def _curve_of(points: list[dict[str, Any]], key: str) -> m.Curve | None:
+    if any(p.get(key) is None for p in points):
+        return None
+    return np.array([p["step"] for p in points], dtype=np.int64), np.array(
+        [p[key] for p in points], dtype=float
+    )
+
+
+def gather(run_dirs: list[Path]) -> Gathered:
+    """Load the curves and finals of every variant and seed found under `run_dirs`."""
+    if not run_dirs:
+        raise ValueError("compare: give at least one run directory")
+    configs = []
+    for run_dir in run_dirs:
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{run_dir}: no config.yaml (not a simreal run directory)")
+        configs.append((run_dir, load_config(run_dir / "config.yaml", resolve=False)))
+    _check_same(configs)
+    found: dict[str, list[tuple[int, Path]]] = {}
+    owner: dict[tuple[str, int], Path] = {}
+    for run_dir in run_dirs:
+        for variant in LABELS:
+            for seed, stage in _seed_dirs(run_dir / variant) if (run_dir / variant).is_dir() else []:
+                if not ((stage / "curve.json").is_file() and (stage / "final.json").is_file()):
+                    log.warning("compare: %s is unfinished (no curve.json/final.json), skipped", stage)
+                    continue
+                if (variant, seed) in owner:
+                    raise ValueError(
+                        f"{variant} seed {seed} found in both {owner[variant, seed]} and {run_dir}: "
+                        "a seed counts once (rename one seed folder if they really differ)"
+                    )
+                owner[variant, seed] = run_dir
+                found.setdefault(variant, []).append((seed, stage))
+    out = Gathered(configs[0][1], list(run_dirs))
+    for variant, stages in found.items():  # in seed order, so jumpstart pairs fine-tune and scratch by seed
+        for _, stage in sorted(stages):
+            points = json.loads((stage / "curve.json").read_text())
+            returns = _curve_of(points, "mean_return")
+            assert returns is not None
+            out.curves.setdefault(variant, []).append(returns)
+            rates = _curve_of(points, "success_rate")
+            if rates is not None:
+                out.success.setdefault(variant, []).append(rates)
+            out.finals.setdefault(variant, []).append(json.loads((stage / "final.json").read_text()))
+            out.sources.setdefault(variant, []).append(str(stage))
+            if variant == "reference" and (stage / "source.json").is_file():
+                source = str(Path(json.loads((stage / "source.json").read_text())["source"]).parent)
+                if source not in out.reference_sources:
+                    out.reference_sources.append(source)
+    if not out.finals:
+        raise ValueError(f"compare: no finished seeds under {', '.join(map(str, run_dirs))}")
+    for variant, curves in out.curves.items():
+        if len({tuple(np.asarray(c[0]).tolist()) for c in curves}) > 1:
+            raise ValueError(
+                f"{variant}: seeds were evaluated at different target steps (among "
+                f"{', '.join(out.sources[variant])}); a comparison needs one evaluation grid per variant"
+            )
+    return out
+
+
+def _interval(values: np.ndarray, statistic: stats.Statistic) -> dict[str, Any]:
+    """A summary of one value per seed: center statistics and the bootstrap CI of `statistic`."""
+    row = _summary(stats.summary(values, CONFIDENCE))
+    if statistic != "mean":
+        row["ci95"] = list(stats.bootstrap_ci(values, statistic, CONFIDENCE, rng=stats.seeded(None)))
+    return row
+
+
+def _summary(s: stats.Summary) -> dict[str, Any]:
+    return {
+        "n": s.n,
+        "mean": s.mean,
+        "std": s.std,
+        "median": s.median,
+        "iqm": s.iqm,
+        "ci95": [s.ci_low, s.ci_high],
+    }
+
+
+def _finals(data: Gathered) -> dict[str, np.ndarray]:
+    return {v: np.array([f["mean_return"] for f in fin], dtype=np.float64) for v, fin in data.finals.items()}
+
+
+def _reference(data: Gathered, finals: dict[str, np.ndarray]) -> tuple[dict[str, Any], float | None]:
+    """Where "good" comes from, and the untrained policy's return (None when nothing was trained)."""
+    cfg = data.cfg
+    untrained = None
+    for variant in ("reference", "scratch"):
+        if variant in data.curves:
+            untrained = m.untrained_return(data.curves[variant])
+            break
+    if cfg.evaluation.success_return is not None:
+        ref = {"kind": "success_return", "return": cfg.evaluation.success_return}
+        ref["note"] = "evaluation.success_return, given in the config"
+    elif "reference" in finals:
+        ref = {"kind": "reference_stage", "return": float(finals["reference"].mean())}
+        ref["note"] = (
+            f"scratch on the target for {cfg.reference_steps:,} steps, mean final return over "
+            f"{finals['reference'].size} seeds"
+        )
+    else:
+        why = "reference: false" if cfg.reference_steps is None else "the reference stage has not finished"
+        ref = {"kind": "none", "return": None, "note": f"no reference ({why}; set evaluation.success_return)"}
+    ref["timesteps"] = cfg.reference_steps
+    ref["sources"] = list(data.reference_sources)
+    return ref, untrained
+
+
+def _ratio(data: Gathered, threshold: float | None, why: str | None, fraction: float) -> dict[str, Any]:
+    ft = data.curves.get("finetune")
+    scratch_variant = "reference" if "reference" in data.curves else "scratch"
+    sc = data.curves.get(scratch_variant)
+    if threshold is None or ft is None or sc is None:
+        reason = why or ("no fine-tune curves" if ft is None else "no scratch or reference curves")
+        return {"kind": "undefined", "estimate": None, "ci95": [None, None], "text": f"no ratio: {reason}"}
+    r = m.sample_efficiency_ratio(ft, sc, threshold, CONFIDENCE, rng=stats.seeded(None))
+    return {
+        "kind": r.kind,
+        "estimate": r.estimate,
+        "ci95": [r.ci_low, r.ci_high],
+        "finetune_steps": r.finetune_steps,
+        "scratch_steps": r.scratch_steps,
+        "scratch_curves": scratch_variant,
+        "finetune_budget": r.finetune_budget,
+        "scratch_budget": r.scratch_budget,
+        "finetune_floored": r.finetune_floored,
+        "text": m.describe_ratio(r, fraction),
+    }
+
+
+def build_results(
+    data: Gathered, statistic: stats.Statistic = "mean", threshold_fraction: float | None = None
+) -> dict[str, Any]:
+    """The result document (schema `SCHEMA`) of the gathered seeds."""
+    cfg = data.cfg
+    fraction = cfg.evaluation.threshold_fraction if threshold_fraction is None else threshold_fraction
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"--threshold-fraction: must be in (0, 1], got {fraction}")
+    finals = _finals(data)
+    reference, untrained = _reference(data, finals)
+    ref_return = reference["return"]
+    threshold = why = None
+    if ref_return is None or untrained is None:
+        why = (
+            reference["note"]
+            if ref_return is None
+            else "no scratch or reference stage: nothing untrained was evaluated"
+        )
+    else:
+        try:
+            threshold = m.reference_threshold(untrained, ref_return, fraction)
+        except ValueError as err:
+            why = str(err)
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "experiment": cfg.experiment,
+        "task": cfg.task.name,
+        "target": cfg.target,
+        "algo": cfg.algo.name,
+        "run_dirs": [str(d) for d in data.run_dirs],
+        "pretrain_steps": cfg.pretrain.timesteps,
+        "target_budget": cfg.finetune.timesteps,
+        "statistic": statistic,
+        "confidence": CONFIDENCE,
+        "ci_method": stats.CI_METHOD,
+        "untrained_return": untrained,
+        "reference_return": ref_return,
+        "reference": reference,
+        "threshold_fraction": fraction,
+        "threshold": threshold,
+        "threshold_note": why,
+        "sample_efficiency_ratio": _ratio(data, threshold, why, fraction),
+        "variants": {},
+    }
+    for variant in LABELS:
+        if variant in finals:
+            doc["variants"][variant] = _variant_row(
+                data, variant, finals, threshold, untrained, ref_return, statistic
+            )
+    doc["comparisons"] = _comparisons(finals)
+    return doc
+
+
+def _variant_row(
+    data: Gathered,
+    variant: str,
+    finals: dict[str, np.ndarray],
+    threshold: float | None,
+    untrained: float | None,
+    reference: float | None,
+    statistic: stats.Statistic,
+) -> dict[str, Any]:
+    curves = data.curves[variant]
+    values = finals[variant]
+    rates = [f["success_rate"] for f in data.finals[variant] if f["success_rate"] is not None]
+    row: dict[str, Any] = {
+        "label": LABELS[variant],
+        "seeds": data.sources[variant],
+        "per_seed_final_return": values.tolist(),
+        "final_return": _interval(values, statistic),
+        "success_rate": _interval(np.array(rates), statistic) if rates else None,
+        "steps_to_threshold": None if threshold is None else m.mean_steps_to_threshold(curves, threshold),
+        "fraction_of_reference": None,
+        "jumpstart": None,
+        "p_beats_scratch": None,
+    }
+    if untrained is not None and reference is not None and reference > untrained:
+        row["fraction_of_reference"] = m.fraction_of_reference(float(values.mean()), untrained, reference)
+    if variant in LEARNING:
+        row["return_at_budget"] = _summary(m.return_at_budget(curves, CONFIDENCE))
+        if np.asarray(curves[0][0]).size >= 2:
+            row["area_under_curve"] = _summary(m.area_under_curve(curves, CONFIDENCE))
+    scratch = data.curves.get("scratch")
+    if scratch and variant not in ("scratch", "reference"):
+        row["jumpstart"] = _summary(m.jumpstart(curves, scratch, CONFIDENCE))
+        row["p_beats_scratch"] = stats.probability_of_improvement(values, finals["scratch"])
+    return row
+
+
+def _comparisons(finals: dict[str, np.ndarray]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for a, b, key in (
+        ("finetune", "scratch", "finetune_beats_scratch"),
+        ("zeroshot_randomized", "zeroshot_nominal", "randomized_beats_nominal_zeroshot"),
+        ("finetune", "zeroshot_randomized", "finetune_beats_zeroshot"),
+    ):
+        if a in finals and b in finals:
+            out[f"p_{key}"] = stats.probability_of_improvement(finals[a], finals[b])
+            out[key] = bool(finals[a].mean() > finals[b].mean())
+    return out
