@@ -100,10 +100,13 @@ class ReferenceConfig(Spec):
     """Scratch on the target for much longer than the fine-tuning budget: what a target-trained policy
     reaches, so the threshold means "good", and scratch gets the chance to get there.
 
-    `timesteps` defaults to 10x `finetune.timesteps`. Reference stages are kept under
+    `timesteps` defaults to 10x `finetune.timesteps`, `every_steps` (its evaluation cadence) to 4x
+    `evaluation.every_steps`: a converged policy's episodes are long, and evaluating it as often as the
+    short variants would cost more target steps than training it. Reference stages are kept under
     `<output_dir>/references/` keyed by everything that determines them, and reused by later runs."""
 
     timesteps: int | None = Field(default=None, ge=1)
+    every_steps: int | None = Field(default=None, ge=1)
 
 
 class ExperimentConfig(Spec):
@@ -193,6 +196,12 @@ class ExperimentConfig(Spec):
                 f"{self.finetune.timesteps} (allowed: >= finetune.timesteps; default 10x it)"
             )
         return self
+
+    @property
+    def reference_every(self) -> int:
+        """Evaluation cadence of the reference stage."""
+        explicit = self.reference.every_steps if self.reference is not False else None
+        return explicit or 4 * self.evaluation.every_steps
 
     @property
     def reference_steps(self) -> int | None:

@@ -54,7 +54,19 @@ def test_run_end_to_end(tmp_path: Path) -> None:
     assert report["reference"]["sources"] and report["reference"]["timesteps"] == 256
     shared = Path(report["reference"]["sources"][0])
     assert shared.parent == tmp_path / "references" and (shared / "reference.json").exists()
-    assert _steps(shared.parent, shared.name) == [0, 128, 256]  # its own TensorBoard run, in the shared place
+    assert _steps(shared.parent, shared.name) == [0, 256]  # its own TensorBoard run (every 4x 128), shared
+    for seed in (0, 1):  # the same weights on the same episodes: fine-tune's step 0 is the zero-shot value
+        ft = json.loads((run / f"finetune/seed{seed}/curve.json").read_text())
+        zs = json.loads((run / f"zeroshot_randomized/seed{seed}/curve.json").read_text())
+        assert ft[0]["mean_return"] == zs[0]["mean_return"] and [p["step"] for p in ft] == [
+            p["step"] for p in zs
+        ]
+    tags = EventAccumulator(str(run / "finetune" / "seed0"))
+    tags.Reload()
+    assert "target/mean_return" in tags.Tags()["scalars"] and "eval/mean_reward" not in tags.Tags()["scalars"]
+    hparams = EventAccumulator(str(run / "finetune" / "seed0" / "hparams"))
+    hparams.Reload()
+    assert "hparams/final_return" in hparams.Tags()["scalars"]
     acc = EventAccumulator(str(run / "pretrain_randomized" / "seed0"))
     acc.Reload()
     assert any(t.startswith("dynamics/body_mass") for t in acc.Tags()["histograms"])

@@ -130,16 +130,17 @@ def test_report_json_is_compare_json_of_the_one_run(tmp_path: Path) -> None:
 def test_summary_series_are_the_mean_of_the_per_seed_curves(tmp_path: Path) -> None:
     run = make_run(tmp_path, "a", [0, 1, 2])
     write_report(run)
-    for variant, steps in (("finetune", STEPS), ("scratch", STEPS), ("reference", REF_STEPS)):
+    cases = [("finetune", "return", STEPS), ("scratch", "return", STEPS), ("reference", "return", STEPS)]
+    for variant, tag, steps in [*cases, ("reference", "reference_return", REF_STEPS)]:
         acc = EventAccumulator(str(run / "summary" / variant))
         acc.Reload()
         curves = [json.loads((run / variant / f"seed{s}" / "curve.json").read_text()) for s in (0, 1, 2)]
-        expected = np.mean([[p["mean_return"] for p in c] for c in curves], axis=0)
-        events = acc.Scalars("summary/return")
+        expected = np.mean([[p["mean_return"] for p in c if p["step"] in steps] for c in curves], axis=0)
+        events = acc.Scalars(f"summary/{tag}")
         assert [e.step for e in events] == steps
         np.testing.assert_allclose([e.value for e in events], expected, rtol=1e-6)
-        lows = [e.value for e in acc.Scalars("summary/return_low")]
-        highs = [e.value for e in acc.Scalars("summary/return_high")]
+        lows = [e.value for e in acc.Scalars(f"summary/{tag}_low")]
+        highs = [e.value for e in acc.Scalars(f"summary/{tag}_high")]
         assert all(lo <= v + 1e-4 and v <= hi + 1e-4 for lo, v, hi in zip(lows, expected, highs, strict=True))
     layout = EventAccumulator(str(run / "summary" / "layout"))
     layout.Reload()

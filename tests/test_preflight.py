@@ -103,3 +103,43 @@ def test_bad_kwargs_never_reach_training(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["run", *set_args(tmp_path, "algo.kwargs.n_epochs=0")]) == 2
     assert "algo.kwargs.n_epochs: must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "quickstart").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["evaluation.success_return=0"],
+            "evaluation.success_return: 0 is already reached by an untrained policy",
+        ),
+        (["reference.timesteps=64"], "reference.timesteps: 64 is below the fine-tuning budget 128"),
+        (
+            ["evaluation.threshold_fraction=0"],
+            "evaluation.threshold_fraction: Input should be greater than 0",
+        ),
+        (
+            ["evaluation.threshold_fraction=1.2"],
+            "evaluation.threshold_fraction: Input should be less than or equal",
+        ),
+    ],
+)
+def test_bad_yardstick_settings_are_one_line_errors_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], overrides: list[str], message: str
+) -> None:
+    assert main(["run", *set_args(tmp_path, *overrides)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err, err
+    assert not (tmp_path / "quickstart").exists()
+
+
+def test_reference_off_and_success_return_on(tmp_path: Path) -> None:
+    import json
+
+    assert (
+        main(["run", *set_args(tmp_path, "reference=false", "evaluation.success_return=900"), "--seeds", "0"])
+        == 0
+    )
+    report = json.loads((tmp_path / "quickstart" / "report.json").read_text())
+    assert report["reference"]["kind"] == "success_return" and report["reference_return"] == 900
+    assert "reference" not in report["variants"] and not (tmp_path / "references").exists()
+    assert report["sample_efficiency_ratio"]["scratch_curves"] == "scratch"

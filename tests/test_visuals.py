@@ -168,7 +168,9 @@ def test_each_parameter_moves_the_rendered_image(key: str, change: dict[str, Any
 
 
 # ---------------------------------------------------------------- targets
-TARGET_CASES = [(key, target) for key in TASKS for target in PACKAGED[key].spec.targets]
+TARGET_CASES = [  # a target on another env (another renderer) is a visual shift of its own
+    (key, target) for key in TASKS for target, spec in PACKAGED[key].spec.targets.items() if spec.env is None
+]
 
 
 @pytest.mark.parametrize(("key", "target"), TARGET_CASES)

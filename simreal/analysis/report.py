@@ -92,7 +92,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
             f"- Fine-tuning {verdict} training from scratch at the same target budget "
             f"(P = {c['p_finetune_beats_scratch']:.2f})."
         )
-    if "finetune_beats_zeroshot" in c and not c["finetune_beats_zeroshot"]:
+    if c.get("finetune_below_zeroshot"):
         lines.append("- Fine-tuning ended BELOW the zero-shot policy it started from: negative transfer.")
     if "randomized_beats_nominal_zeroshot" in c:
         verdict = "beats" if c["randomized_beats_nominal_zeroshot"] else "does NOT beat"

@@ -305,9 +305,12 @@ def _comparisons(finals: dict[str, np.ndarray]) -> dict[str, Any]:
     for a, b, key in (
         ("finetune", "scratch", "finetune_beats_scratch"),
         ("zeroshot_randomized", "zeroshot_nominal", "randomized_beats_nominal_zeroshot"),
-        ("finetune", "zeroshot_randomized", "finetune_beats_zeroshot"),
     ):
         if a in finals and b in finals:
             out[f"p_{key}"] = stats.probability_of_improvement(finals[a], finals[b])
             out[key] = bool(finals[a].mean() > finals[b].mean())
+    if "finetune" in finals and "zeroshot_randomized" in finals:  # negative transfer: fine-tuning lost ground
+        out["finetune_below_zeroshot"] = bool(
+            finals["finetune"].mean() < finals["zeroshot_randomized"].mean()
+        )
     return out

@@ -1,10 +1,11 @@
 """Per-variant summary series for TensorBoard: the mean across seeds with a 95% band, at a glance.
 
 Beside the per-seed runs (`<variant>/seed<N>/`), a run directory gets `summary/<variant>/` runs whose
-tags are `summary/return` (and `_low`, `_high`: the bootstrap band) and, where the task reports success,
-`summary/success_rate` (likewise), plus a custom-scalars layout with two margin charts - return and
-success rate against target steps - so one chart shows fine-tune, scratch, both zero-shots and the
-reference, each with its band. The directory is derived data: it is rewritten whole with the report.
+tags are `summary/return` (and `_low`, `_high`: the bootstrap band) over the fine-tuning budget and,
+where the task reports success, `summary/success_rate` (likewise), plus a custom-scalars layout of
+margin charts, so one chart shows fine-tune, scratch, both zero-shots and the reference against target
+steps, each with its band (and another the reference stage's whole curve). The directory is derived
+data: it is rewritten whole with the report.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ from torch.utils.tensorboard import SummaryWriter
 from simreal.analysis import stats
 from simreal.analysis.results import CONFIDENCE, Gathered
 
-LAYOUT = {
-    "transfer": {
-        "return on the target (mean across seeds, 95% band)": [
-            "Margin",
-            ["summary/return", "summary/return_low", "summary/return_high"],
-        ],
-        "success rate on the target (mean across seeds, 95% band)": [
-            "Margin",
-            ["summary/success_rate", "summary/success_rate_low", "summary/success_rate_high"],
-        ],
-    }
-}
+
+def _margin(tag: str) -> list[Any]:
+    return ["Margin", [f"summary/{tag}", f"summary/{tag}_low", f"summary/{tag}_high"]]
+
+
+def layout(with_success: bool, with_reference: bool) -> dict[str, dict[str, list[Any]]]:
+    """The custom-scalars layout: return (and success rate) over the target budget for every variant,
+    and the reference stage's whole curve, each line with its band."""
+    charts = {"return on the target (mean across seeds, 95% band)": _margin("return")}
+    if with_success:
+        charts["success rate on the target (mean across seeds, 95% band)"] = _margin("success_rate")
+    if with_reference:
+        charts["the reference stage: scratch, full length"] = _margin("reference_return")
+    return {"transfer": charts}
 
 
 def summary_series(curves: list[Any], statistic: stats.Statistic) -> list[tuple[int, float, float, float]]:
@@ -39,18 +42,26 @@ def summary_series(curves: list[Any], statistic: stats.Statistic) -> list[tuple[
 
 
 def write_summary(root: Path, data: Gathered, doc: dict[str, Any]) -> None:
-    """Rewrite `root` with one TensorBoard run per variant and the custom-scalars layout."""
+    """Rewrite `root` with one TensorBoard run per variant and the custom-scalars layout.
+
+    Every variant is drawn over the fine-tuning budget (the reference too, cut there), so one chart
+    compares them at the same target steps; the reference's whole curve has a chart of its own."""
     if root.exists():
         shutil.rmtree(root)
-    statistic = doc["statistic"]
+    statistic, budget = doc["statistic"], doc["target_budget"]
     for variant, curves in data.curves.items():
         with SummaryWriter(log_dir=str(root / variant)) as writer:
-            for tag, per_seed in (("return", curves), ("success_rate", data.success.get(variant))):
+            series = [("return", curves), ("success_rate", data.success.get(variant))]
+            if variant == "reference":
+                series.append(("reference_return", curves))
+            for tag, per_seed in series:
                 if not per_seed:
                     continue
                 for step, center, low, high in summary_series(per_seed, statistic):
+                    if tag != "reference_return" and step > budget:
+                        continue
                     writer.add_scalar(f"summary/{tag}", center, step)
                     writer.add_scalar(f"summary/{tag}_low", low, step)
                     writer.add_scalar(f"summary/{tag}_high", high, step)
     with SummaryWriter(log_dir=str(root / "layout")) as writer:
-        writer.add_custom_scalars(LAYOUT)
+        writer.add_custom_scalars(layout(bool(data.success), "reference" in data.curves))

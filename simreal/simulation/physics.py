@@ -34,7 +34,9 @@ class MujocoParams:
     """`PhysicsParams` over a Gymnasium `MujocoEnv`, relative to values cached at construction.
 
     Mass changes scale inertia by the same factor and then recompute MuJoCo's derived constants
-    (`mj_setConst`, on a scratch `MjData` so the simulation state is untouched).
+    (`mj_setConst`, on a scratch `MjData` so the simulation state is untouched). `actuator_gain` scales
+    each motor's gain (and its bias, so servos keep their shape) - or, for an env whose class sets
+    `actuator_gain_means = "force_limit"` (force-limited servos such as `envs.kuka_mujoco`), its force limit.
     """
 
     def __init__(self, env: Any) -> None:
@@ -42,7 +44,9 @@ class MujocoParams:
         self.model: mujoco.MjModel = env.model
         m = self.model
         self._scratch = mujoco.MjData(m)
-        bodies = _names(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody, "body")[1:]  # world has no mass
+        # The world has no mass, and mocap bodies (markers moved by the env) are not dynamic.
+        self._bodies = np.array([b for b in range(1, m.nbody) if m.body_mocapid[b] < 0], dtype=np.int64)
+        bodies = tuple(_names(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody, "body")[b] for b in self._bodies)
         joints = tuple(
             n
             for j, n in enumerate(_names(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt, "joint"))
@@ -61,6 +65,7 @@ class MujocoParams:
         self._nominal_inertia = m.body_inertia.copy()
         self._nominal_mass = m.body_mass.copy()
         self._nominal_damping = m.dof_damping.copy()
+        self._force_limit = getattr(env, "actuator_gain_means", "gain") == "force_limit"
         self._nominal_gain = m.actuator_gainprm[:, 0].copy()
         self._nominal_bias = m.actuator_biasprm[:, :3].copy()
 
@@ -80,12 +85,14 @@ class MujocoParams:
         m = self.model
         _check_param(param, self.param_names())
         if param == "body_mass":
-            return m.body_mass[1:].astype(np.float64)
+            return m.body_mass[self._bodies].astype(np.float64)
         if param == "friction":
             return m.geom_friction[:, 0].astype(np.float64)
         if param == "joint_damping":
             return np.array([m.dof_damping[m.jnt_dofadr[j]] for j in self._joint_ids], dtype=np.float64)
         if param == "actuator_gain":
+            if self._force_limit:
+                return m.actuator_forcerange[:, 1].astype(np.float64)
             return m.actuator_gainprm[:, 0].astype(np.float64)
         if param == "gravity":
             return m.opt.gravity.astype(np.float64)
@@ -97,9 +104,10 @@ class MujocoParams:
         m = self.model
         values = _check_values(param, values, len(self.element_names(param)))
         if param == "body_mass":
-            ratio = _ratio(values, self._nominal_mass[1:])
-            m.body_mass[1:] = values
-            m.body_inertia[1:] = self._nominal_inertia[1:] * ratio[:, None]
+            b = self._bodies
+            ratio = _ratio(values, self._nominal_mass[b])
+            m.body_mass[b] = values
+            m.body_inertia[b] = self._nominal_inertia[b] * ratio[:, None]
             mujoco.mj_setConst(m, self._scratch)
         elif param == "friction":
             m.geom_friction[:, 0] = values
@@ -109,6 +117,8 @@ class MujocoParams:
                 nominal = self._nominal_damping[adr : adr + n]
                 base = nominal[0]
                 m.dof_damping[adr : adr + n] = nominal * (value / base) if base != 0 else value
+        elif param == "actuator_gain" and self._force_limit:
+            m.actuator_forcerange[:, 0], m.actuator_forcerange[:, 1] = -values, values
         elif param == "actuator_gain":
             ratio = _ratio(values, self._nominal_gain)
             m.actuator_gainprm[:, 0] = values

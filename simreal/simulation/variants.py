@@ -21,6 +21,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
 from simreal.schema import ConfigError
+from simreal.simulation.accounting import CountSteps, TargetLedger
 from simreal.simulation.effects import SENSOR_EFFECTS, EffectSpec, Scalar, apply_effects
 from simreal.simulation.pixels import ImageNoise, PixelObservation, StackFrames
 from simreal.simulation.randomization import RandomizationSpec, RandomizeDynamics
@@ -37,11 +38,15 @@ def make_randomized(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
     return apply_effects(env, t.spec.source_effects)
 
 
-def make_target(task: str, target: str, **kwargs: Any) -> gym.Env[Any, Any]:
-    """A real-like target of `task`: its env with a fixed physics shift plus its ordered effects."""
+def make_target(
+    task: str, target: str, ledger: TargetLedger | None = None, **kwargs: Any
+) -> gym.Env[Any, Any]:
+    """A real-like target of `task`: its env with a fixed physics shift plus its ordered effects.
+
+    With a `ledger`, every step of the target's own env is counted into it (see `accounting`)."""
     t = get_task(task)
     spec = t.spec.target(target)
-    env = gym.make(t.target_env(target), **kwargs)
+    env = _counted(gym.make(t.target_env(target), **kwargs), ledger)
     physics = RandomizationSpec(params=spec.physics)
     env = RandomizeDynamics(env, physics, where=f"{t.source}: targets.{target}.physics")
     return apply_effects(env, spec.effects)
@@ -66,20 +71,26 @@ def make_pixel_randomized(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
     return _observe(env, pixels, pixels.image_noise_std)
 
 
-def make_pixel_target(task: str, target: str, **kwargs: Any) -> gym.Env[Any, Any]:
+def make_pixel_target(
+    task: str, target: str, ledger: TargetLedger | None = None, **kwargs: Any
+) -> gym.Env[Any, Any]:
     """A real-like target of `task` seen through its camera: fixed physics and visual shifts plus effects."""
     t = get_task(task)
     pixels = _pixels(t)
     spec = t.spec.target(target)
     path = f"{t.source}: targets.{target}"
     env: gym.Env[Any, Any] = RandomizeDynamics(
-        _rendering(t.target_env(target), pixels, kwargs),
+        _counted(_rendering(t.target_env(target), pixels, kwargs), ledger),
         RandomizationSpec(params=spec.physics),
         where=f"{path}.physics",
     )
     env = RandomizeVisuals(env, VisualRandomizationSpec(params=spec.visuals), where=f"{path}.visuals")
     env = apply_effects(env, effects_under_camera(spec.effects, pixels.proprio))
     return _observe(env, pixels, spec.image_noise_std)
+
+
+def _counted(env: gym.Env[Any, Any], ledger: TargetLedger | None) -> gym.Env[Any, Any]:
+    return env if ledger is None else CountSteps(env, ledger)
 
 
 def _pixels(task: Task) -> PixelSpec:

@@ -31,6 +31,7 @@ def reference_settings(cfg: ExperimentConfig) -> dict[str, Any]:
         "perception": cfg.perception.model_dump(mode="json") if cfg.perception else None,
         "algo": cfg.algo.model_dump(mode="json"),
         "timesteps": cfg.reference_steps,
+        "every_steps": cfg.reference_every,
         "evaluation": {k: getattr(cfg.evaluation, k) for k in ("every_steps", "episodes", "final_episodes")},
     }
 

@@ -248,9 +248,16 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
 
 
 def _target_training(
-    ctx: Context, seed: int, variant: str, source: Path | None, budget: int, out: Path
+    ctx: Context,
+    seed: int,
+    variant: str,
+    source: Path | None,
+    budget: int,
+    out: Path,
+    every: int | None = None,
 ) -> None:
-    """Fine-tune `source` (or train from scratch when None) on the target for `budget` steps into `out`."""
+    """Fine-tune `source` (or train from scratch when None) on the target for `budget` steps into `out`,
+    evaluating every `every` steps (default `evaluation.every_steps`)."""
     torch.set_num_threads(ctx.cfg.torch_threads)  # results depend on it: fixed per stage
     if (out / FINAL).exists():
         return
@@ -294,7 +301,7 @@ def _target_training(
         )
     schedule_eval = EvalSchedule(
         ctx.make_target,
-        cfg.evaluation.every_steps,
+        every or cfg.evaluation.every_steps,
         cfg.evaluation.episodes,
         ctx.eval_seed(seed),
         encoder.encode,
@@ -352,7 +359,7 @@ def reference(ctx: Context, seed: int) -> None:
     shared.mkdir(parents=True, exist_ok=True)
     with _locked(shared / ".lock"):  # another run may be training the same reference right now
         if not (shared / FINAL).exists():
-            _target_training(ctx, seed, "reference", None, steps, shared)
+            _target_training(ctx, seed, "reference", None, steps, shared, ctx.cfg.reference_every)
     for name in (CURVE, FINAL):
         atomic_write_text((shared / name).read_text(), mine / name)
     atomic_write_text(json.dumps({"source": str(shared), "timesteps": steps}, indent=1), mine / "source.json")

@@ -1,0 +1,75 @@
+"""Every step taken on a target env, counted: a target may be a real robot, whose time and wear are real.
+
+A `TargetLedger` belongs to one stage. Every target env the stage builds is wrapped, innermost (around
+the target's own env, below any effect - so an effect that holds a command for extra steps is counted
+as the robot sees it), in `CountSteps`, which adds each step to the ledger under what the stage is doing
+now (`ledger.doing("evaluation")`: training, evaluation, other) and tracks how many instances are open.
+The training stages write each ledger to `target_steps.json`; the report sums them per variant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, SupportsFloat
+
+import gymnasium as gym
+
+Purpose = Literal["train", "evaluation", "other"]
+PURPOSES: tuple[Purpose, ...] = ("train", "evaluation", "other")
+
+
+@dataclass
+class TargetLedger:
+    """Target steps by purpose and target instances (open now, at most at once, opened in all)."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PURPOSES, 0))
+    purpose: Purpose = "train"
+    open_now: int = 0
+    max_open: int = 0
+    opened: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @contextlib.contextmanager
+    def doing(self, purpose: Purpose) -> Iterator[None]:
+        """Count the steps inside under `purpose`."""
+        before, self.purpose = self.purpose, purpose
+        try:
+            yield
+        finally:
+            self.purpose = before
+
+    def as_dict(self, previous: dict[str, int] | None = None) -> dict[str, int]:
+        """Counts as plain data, adding what an interrupted earlier attempt of the stage had spent."""
+        data = {**self.counts, "total": self.total, "max_open": self.max_open, "opened": self.opened}
+        if previous:
+            for key in (*PURPOSES, "total", "opened"):
+                data[key] += previous.get(key, 0)
+            data["max_open"] = max(data["max_open"], previous.get("max_open", 0))
+        return data
+
+
+class CountSteps(gym.Wrapper[Any, Any, Any, Any]):
+    """Counts every step of the env it wraps into a ledger, and the instance while it is open."""
+
+    def __init__(self, env: gym.Env[Any, Any], ledger: TargetLedger) -> None:
+        super().__init__(env)
+        self.ledger = ledger
+        self._open = True
+        ledger.opened += 1
+        ledger.open_now += 1
+        ledger.max_open = max(ledger.max_open, ledger.open_now)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        self.ledger.counts[self.ledger.purpose] += 1
+        return self.env.step(action)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self.ledger.open_now -= 1
+        super().close()
