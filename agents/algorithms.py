@@ -138,6 +138,19 @@ def policy_kwargs_from(
     return kwargs
 
 
+def rollout_steps(name: str, kwargs: dict[str, Any], n_envs: int) -> int:
+    """Env steps between two updates: SB3's `learn(total)` trains in whole rollouts of this size
+    (on-policy: `n_steps` per env; off-policy: `train_freq` steps per env; episodes count as 1)."""
+    params = inspect.signature(algo_class(name).__init__).parameters
+    if "n_steps" in params:
+        return int(kwargs.get("n_steps", params["n_steps"].default)) * n_envs
+    if "train_freq" in params:
+        freq = kwargs.get("train_freq", params["train_freq"].default)
+        steps = freq if isinstance(freq, int) else int(freq[0]) if str(freq[1]).startswith("step") else 1
+        return steps * n_envs
+    return n_envs
+
+
 def default_learning_rate(name: str) -> float:
     """The constructor default learning rate of algorithm `name` (a float)."""
     default = inspect.signature(algo_class(name).__init__).parameters["learning_rate"].default

@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="fine-tune a pretrained policy on the config's target")
     _common(ft)
     ft.add_argument("--from", dest="source", required=True, metavar="MODEL", help="a policy.pt artifact")
+    ft.add_argument(
+        "--allow-cross-task",
+        action="store_true",
+        help="fine-tune a policy pretrained on another task whose spaces happen to match",
+    )
     ev = sub.add_parser("evaluate", help="evaluate a policy artifact on an env")
     ev.add_argument("model", help="a policy.pt artifact")
     ev.add_argument(
@@ -126,9 +131,9 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
 
 def _context(cfg: ExperimentConfig, args: argparse.Namespace, resume: bool) -> Any:
     """Check everything the run will build (envs, spaces, the model), then create its directory."""
+    from simreal.training.context import Context
     from simreal.training.pipeline import prepare_run_dir
     from simreal.training.preflight import preflight
-    from simreal.training.stages import Context
 
     device = resolve_device(cfg.device)
     preflight(cfg, device)
@@ -195,6 +200,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_finetune(args: argparse.Namespace) -> None:
     from simreal.training.stages import finetune
 
+    if args.allow_cross_task:
+        args.overrides.append("finetune.allow_cross_task=true")
     cfg = _config(args)
     source = Path(args.source)
     if not source.is_file():

@@ -79,6 +79,7 @@ class FinetuneConfig(Spec):
     reinit_heads: bool = False
     obs_norm: Literal["keep", "reestimate", "reset"] = "keep"
     reset_entropy: bool = False
+    allow_cross_task: bool = False
 
 
 class EvalConfig(Spec):
@@ -87,13 +88,16 @@ class EvalConfig(Spec):
     Every variant is evaluated on the same episode seeds at the same steps. `success_return`: an absolute
     return that means "good" on this target (e.g. 900 for the pendulum); without it, the reference
     stage's return does. The sample-efficiency threshold is `threshold_fraction` of the way from the
-    untrained policy's return to that reference."""
+    untrained policy's return to that reference. `count_in_budget`: evaluation episodes (and any other
+    target interaction) are part of the target budget, so a robot with N steps to give spends at most N
+    per variant and seed; training gets what is left after reserving the evaluations' worst case."""
 
     every_steps: int = Field(default=2000, ge=1)
     episodes: int = Field(default=5, ge=1)
     final_episodes: int = Field(default=10, ge=1)
     threshold_fraction: float = Field(default=0.9, gt=0, le=1)
     success_return: float | None = None
+    count_in_budget: bool = False
 
 
 class ReferenceConfig(Spec):
@@ -125,7 +129,7 @@ class ExperimentConfig(Spec):
     workers: int = Field(default=0, ge=0)
     torch_threads: int = Field(default=1, ge=1)
     checkpoint_every_steps: int = Field(default=5000, ge=1)
-    scratch: bool = True
+    scratch: bool | None = None
     observation: ObservationConfig = ObservationConfig()
     pixels: bool = False
     perception: PerceptionConfig | None = None
@@ -133,13 +137,13 @@ class ExperimentConfig(Spec):
     pretrain: PretrainConfig
     finetune: FinetuneConfig
     evaluation: EvalConfig = EvalConfig()
-    reference: ReferenceConfig | Literal[False] = ReferenceConfig()
+    reference: ReferenceConfig | Literal[False] | None = None
 
     @field_validator("reference", mode="before")
     @classmethod
     def _reference_switch(cls, value: Any) -> Any:
-        """`reference: true` is the default reference, `false` none."""
-        return {} if value is True or value is None else value
+        """`reference: true` is the default reference, `false` none, unset: the default unless exclusive."""
+        return {} if value is True else value
 
     @field_validator("experiment")
     @classmethod
@@ -190,6 +194,11 @@ class ExperimentConfig(Spec):
             )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: duplicates in {self.seeds}")
+        if self.exclusive and self.algo.n_envs > 1:
+            raise ValueError(
+                f"algo.n_envs: {self.algo.n_envs} target instances at once, but target {self.target} is "
+                "exclusive (allowed: 1 - an exclusive target, e.g. a robot, has one instance at a time)"
+            )
         if self.reference_steps is not None and self.reference_steps < self.finetune.timesteps:
             raise ValueError(
                 f"reference.timesteps: {self.reference_steps} is below the fine-tuning budget "
@@ -198,17 +207,29 @@ class ExperimentConfig(Spec):
         return self
 
     @property
+    def exclusive(self) -> bool:
+        """The target allows one instance at a time (hardware): target stages run in turn."""
+        return self.task.targets[self.target].exclusive
+
+    @property
+    def run_scratch(self) -> bool:
+        """Scratch runs unless turned off - on an exclusive target (a robot's time) only when asked for."""
+        return self.scratch if self.scratch is not None else not self.exclusive
+
+    @property
     def reference_every(self) -> int:
         """Evaluation cadence of the reference stage."""
-        explicit = self.reference.every_steps if self.reference is not False else None
+        explicit = self.reference.every_steps if isinstance(self.reference, ReferenceConfig) else None
         return explicit or 4 * self.evaluation.every_steps
 
     @property
     def reference_steps(self) -> int | None:
-        """Target steps of the reference stage (None: no reference stage)."""
-        if self.reference is False:
+        """Target steps of the reference stage (None: no reference stage; on an exclusive target only
+        when `reference:` is given)."""
+        if self.reference is False or (self.reference is None and self.exclusive):
             return None
-        return self.reference.timesteps or 10 * self.finetune.timesteps
+        explicit = self.reference.timesteps if isinstance(self.reference, ReferenceConfig) else None
+        return explicit or 10 * self.finetune.timesteps
 
     @property
     def finetune_lr(self) -> float:

@@ -19,9 +19,12 @@ TINY = [
 ]
 
 
-def set_args(out: Path, *overrides: str) -> list[str]:
-    """CLI options for a tiny CPU run writing under `out`; later overrides win over `TINY`."""
+def set_args(out: Path, *overrides: str, reference: bool | None = True) -> list[str]:
+    """CLI options for a tiny CPU run writing under `out`; later overrides win over `TINY`.
+
+    `reference`: True, a tiny reference stage; False, none (`reference=false`); None, the config's own."""
     args = ["--no-progress", "--device", "cpu", "--set", f"output_dir={out}"]
-    for item in (*TINY, *overrides):
+    tiny = [x for x in TINY if reference or not x.startswith("reference.")]
+    for item in (*tiny, *(["reference=false"] if reference is False else []), *overrides):
         args += ["--set", item]
     return args

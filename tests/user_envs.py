@@ -113,3 +113,30 @@ NOT_A_PARAM = 3.0
 def make_point_mass(**kwargs: Any) -> PointMass:
     """An env factory (a function, not a class) is an entry point too."""
     return PointMass(**kwargs)
+
+
+class CountingRobot(PointMass):
+    """A "real robot": it counts every step it takes and how many of it are connected at once."""
+
+    steps_taken_total = 0
+    connected = 0
+    most_connected = 0
+
+    def __init__(self) -> None:
+        super().__init__(mass=1.5)
+        type(self).connected += 1
+        type(self).most_connected = max(type(self).most_connected, type(self).connected)
+        self._closed = False
+
+    @classmethod
+    def forget(cls) -> None:
+        cls.steps_taken_total = cls.connected = cls.most_connected = 0
+
+    def step(self, action: Array) -> tuple[Array, SupportsFloat, bool, bool, dict[str, Any]]:
+        type(self).steps_taken_total += 1
+        return super().step(action)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            type(self).connected -= 1

@@ -24,7 +24,7 @@ def plot_curves(data: Gathered, doc: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2 if with_reference else 1, figsize=(12 if with_reference else 7, 4.2))
     axes = np.atleast_1d(axes)
     colors = dict(zip(LABELS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    budget = doc["target_budget"]
+    budget = doc["train_budget"] or doc["target_budget"]
     for variant in LABELS:
         if variant not in data.curves or (variant == "reference" and with_reference):
             continue

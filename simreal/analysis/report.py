@@ -84,6 +84,23 @@ def to_markdown(doc: dict[str, Any]) -> str:
                 f"- {LABELS[name].capitalize()} keeps {_pct(variants[name]['fraction_of_reference'])} "
                 "of the way from untrained to the reference."
             )
+    counted = [(row["label"], row["target_steps"]) for row in doc["variants"].values() if row["target_steps"]]
+    if counted:
+        lines += [
+            "",
+            "## Target interaction",
+            "",
+            "Every step taken on the target, all seeds together (a target may be a robot). Evaluation "
+            f"counts against the budget: {'yes' if doc['count_in_budget'] else 'no'}.",
+            "",
+            "| variant | train | evaluation | other | total | most instances open at once |",
+            "|---|---|---|---|---|---|",
+        ]
+        for label, s in counted:
+            lines.append(
+                f"| {label} | {s['train']:,} | {s['evaluation']:,} | {s['other']:,} | {s['total']:,} "
+                f"| {s['max_open']} |"
+            )
     c = doc["comparisons"]
     lines += [""]
     if "finetune_beats_scratch" in c:

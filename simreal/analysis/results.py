@@ -29,6 +29,7 @@ import numpy as np
 from simreal.analysis import metrics as m
 from simreal.analysis import stats
 from simreal.config import ExperimentConfig, load_config
+from simreal.simulation.accounting import PURPOSES, STEPS
 
 log = logging.getLogger("simreal")
 
@@ -56,6 +57,7 @@ class Gathered:
     finals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)  # variant -> the seed folders used
     reference_sources: list[str] = field(default_factory=list)  # where the reference stage was trained
+    steps: dict[str, list[dict[str, int]]] = field(default_factory=dict)  # target steps, where recorded
 
 
 def _seed_dirs(variant_dir: Path) -> list[tuple[int, Path]]:
@@ -126,6 +128,8 @@ def gather(run_dirs: list[Path]) -> Gathered:
                 out.success.setdefault(variant, []).append(rates)
             out.finals.setdefault(variant, []).append(json.loads((stage / "final.json").read_text()))
             out.sources.setdefault(variant, []).append(str(stage))
+            if (stage / STEPS).is_file():
+                out.steps.setdefault(variant, []).append(json.loads((stage / STEPS).read_text()))
             if variant == "reference" and (stage / "source.json").is_file():
                 source = str(Path(json.loads((stage / "source.json").read_text())["source"]).parent)
                 if source not in out.reference_sources:
@@ -243,6 +247,8 @@ def build_results(
         "run_dirs": [str(d) for d in data.run_dirs],
         "pretrain_steps": cfg.pretrain.timesteps,
         "target_budget": cfg.finetune.timesteps,
+        "train_budget": _train_budget(data),
+        "count_in_budget": cfg.evaluation.count_in_budget,
         "statistic": statistic,
         "confidence": CONFIDENCE,
         "ci_method": stats.CI_METHOD,
@@ -287,6 +293,7 @@ def _variant_row(
         "jumpstart": None,
         "p_beats_scratch": None,
     }
+    row["target_steps"] = _steps(data.steps.get(variant, []))
     if untrained is not None and reference is not None and reference > untrained:
         row["fraction_of_reference"] = m.fraction_of_reference(float(values.mean()), untrained, reference)
     if variant in LEARNING:
@@ -298,6 +305,25 @@ def _variant_row(
         row["jumpstart"] = _summary(m.jumpstart(curves, scratch, CONFIDENCE))
         row["p_beats_scratch"] = stats.probability_of_improvement(values, finals["scratch"])
     return row
+
+
+def _train_budget(data: Gathered) -> int | None:
+    """The target steps the compared variants trained for (the budget in whole rollouts, less the
+    evaluations' reserve with `count_in_budget`): where their curves end."""
+    for variant in ("finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal"):
+        if variant in data.curves:
+            return int(np.asarray(data.curves[variant][0][0])[-1])
+    return None
+
+
+def _steps(per_seed: list[dict[str, int]]) -> dict[str, Any] | None:
+    """Target steps of a variant, all seeds together (train, evaluation, other, total) and per seed."""
+    if not per_seed:
+        return None
+    totals: dict[str, Any] = {key: sum(s.get(key, 0) for s in per_seed) for key in (*PURPOSES, "total")}
+    totals["max_open"] = max(s.get("max_open", 0) for s in per_seed)
+    totals["per_seed"] = per_seed
+    return totals
 
 
 def _comparisons(finals: dict[str, np.ndarray]) -> dict[str, Any]:

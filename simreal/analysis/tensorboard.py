@@ -48,7 +48,7 @@ def write_summary(root: Path, data: Gathered, doc: dict[str, Any]) -> None:
     compares them at the same target steps; the reference's whole curve has a chart of its own."""
     if root.exists():
         shutil.rmtree(root)
-    statistic, budget = doc["statistic"], doc["target_budget"]
+    statistic, budget = doc["statistic"], (doc["train_budget"] or doc["target_budget"])
     for variant, curves in data.curves.items():
         with SummaryWriter(log_dir=str(root / variant)) as writer:
             series = [("return", curves), ("success_rate", data.success.get(variant))]

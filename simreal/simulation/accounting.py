@@ -4,20 +4,26 @@ A `TargetLedger` belongs to one stage. Every target env the stage builds is wrap
 the target's own env, below any effect - so an effect that holds a command for extra steps is counted
 as the robot sees it), in `CountSteps`, which adds each step to the ledger under what the stage is doing
 now (`ledger.doing("evaluation")`: training, evaluation, other) and tracks how many instances are open.
-The training stages write each ledger to `target_steps.json`; the report sums them per variant.
+The training stages write each ledger to `target_steps.json` (at checkpoints and at the end: the steps an
+interrupted attempt took after its last checkpoint are not in the count); the report sums them per
+variant.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
 
 Purpose = Literal["train", "evaluation", "other"]
 PURPOSES: tuple[Purpose, ...] = ("train", "evaluation", "other")
+STEPS = "target_steps.json"
+"""Where a stage records its ledger."""
 
 
 @dataclass
@@ -43,14 +49,25 @@ class TargetLedger:
         finally:
             self.purpose = before
 
-    def as_dict(self, previous: dict[str, int] | None = None) -> dict[str, int]:
-        """Counts as plain data, adding what an interrupted earlier attempt of the stage had spent."""
+    carried: dict[str, int] = field(default_factory=dict)  # what an interrupted earlier attempt recorded
+
+    @classmethod
+    def resumed(cls, recorded: dict[str, int] | None) -> TargetLedger:
+        """A ledger that goes on from what an earlier attempt of the stage recorded (None: a fresh one)."""
+        return cls(carried=dict(recorded or {}))
+
+    def as_dict(self) -> dict[str, int]:
+        """Counts as plain data, including what earlier attempts of the stage recorded."""
         data = {**self.counts, "total": self.total, "max_open": self.max_open, "opened": self.opened}
-        if previous:
-            for key in (*PURPOSES, "total", "opened"):
-                data[key] += previous.get(key, 0)
-            data["max_open"] = max(data["max_open"], previous.get("max_open", 0))
+        for key in (*PURPOSES, "total", "opened"):
+            data[key] += self.carried.get(key, 0)
+        data["max_open"] = max(data["max_open"], self.carried.get("max_open", 0))
         return data
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's data, or None where there is none."""
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 class CountSteps(gym.Wrapper[Any, Any, Any, Any]):

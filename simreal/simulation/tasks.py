@@ -16,6 +16,7 @@ the same mapping inline in an experiment config::
         description: heavier pole, weaker motor, 2-step actuation latency
         env: null                       # another env instead of the task's (a real robot, another engine)
         env_kwargs: {}
+        exclusive: false                # true for hardware: one instance at a time, target stages in turn
         physics: [{param: body_mass, names: [pole], value: 1.5}]   # fixed shift (dist: fixed)
         effects: [{type: action_delay, steps: 2}]                  # applied in order, first innermost
         extrapolation: false                                      # true: physics outside training range
@@ -69,6 +70,7 @@ class TargetSpec(Spec):
     env: str | None = None
     env_kwargs: dict[str, Any] = {}
     max_episode_steps: int | None = Field(default=None, ge=1)
+    exclusive: bool = False
     physics: tuple[ParamSpec, ...] = ()
     effects: tuple[EffectSpec, ...] = ()
     extrapolation: bool = False

@@ -7,6 +7,7 @@ plain tensors, numbers and strings: it loads with `torch.load(weights_only=True)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import operator
 import os
@@ -56,6 +57,15 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 def atomic_write_text(text: str, path: str | Path) -> None:
     """Write text atomically (see `_atomic_write`)."""
     _atomic_write(path, "w", lambda fh: fh.write(text))
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (an artifact's content hash, for provenance)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _detail(err: Exception) -> str:

@@ -8,6 +8,7 @@ events after the checkpoint's step, so the curve has no duplicated steps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch.utils.tensorboard import SummaryWriter
 
+from simreal.simulation.accounting import TargetLedger
 from simreal.training.artifacts import atomic_write_text
 from simreal.training.checkpoints import load_checkpoint, save_checkpoint
 from simreal.training.evaluation import EvalResult, evaluate
@@ -41,9 +43,10 @@ def make_vec(
     obs_rms: RunningMeanStd | None,
     update_stats: bool = True,
     wrapper: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> VecEnv:
     """`n_envs` seeded copies of `env_id` (Monitor, then `wrapper`), optionally observation-normalized."""
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper)
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper, env_kwargs=env_kwargs)
     if not normalize:
         return venv
     norm = VecNormalize(venv, norm_obs=True, norm_reward=False, training=update_stats)
@@ -72,7 +75,12 @@ def stage_logger(folder: Path, purge_step: int | None) -> Logger:
 
 @dataclass
 class EvalSchedule:
-    """Target evaluation during training: env factory, cadence, episodes and the recorded curve."""
+    """Target evaluation during training: env factory, cadence, episodes and the recorded curve.
+
+    Evaluations happen at rollout starts (between updates), labelled with their nominal step. Their
+    target steps are counted under "evaluation" in `ledger`. With `shares_training_env` (an exclusive
+    target: one instance) the factory lends the training env itself, and training restarts its episodes
+    from a fresh reset after each evaluation."""
 
     make_env: Callable[[], gym.Env[Any, Any]]
     every_steps: int
@@ -80,13 +88,36 @@ class EvalSchedule:
     seed: int
     encode: Callable[[Any], Any] | None = None
     curve: list[dict[str, Any]] = field(default_factory=list)
+    ledger: TargetLedger | None = None
+    shares_training_env: bool = False
 
     def record(self, model: BaseAlgorithm, step: int, obs_rms: RunningMeanStd | None) -> EvalResult:
-        result = evaluate(model, self.make_env, self.episodes, self.seed, obs_rms, self.encode)
+        with self.ledger.doing("evaluation") if self.ledger else contextlib.nullcontext():
+            result = evaluate(model, self.make_env, self.episodes, self.seed, obs_rms, self.encode)
+        if self.shares_training_env and model.get_env() is not None:
+            restart_episodes(model)
         self.curve.append(curve_point(step, result))
         record_evaluation(model.logger, result)
         model.logger.dump(step)
         return result
+
+
+def restart_episodes(model: BaseAlgorithm) -> None:
+    """Reset the training env and tell the algorithm (its next step starts from the new observation)."""
+    env = model.get_env()
+    assert env is not None
+    model._last_obs = env.reset()  # type: ignore[assignment]
+    if hasattr(model, "_last_episode_starts"):
+        model._last_episode_starts = np.ones((env.num_envs,), dtype=bool)
+    if isinstance(env, VecNormalize) and hasattr(model, "_last_original_obs"):
+        model._last_original_obs = env.get_original_obs()
+
+
+class Borrowed(gym.Wrapper[Any, Any, Any, Any]):
+    """The training env lent to an evaluation: closing it does nothing (its owner closes it)."""
+
+    def close(self) -> None:
+        pass
 
 
 def curve_point(step: int, result: EvalResult) -> dict[str, Any]:
@@ -116,12 +147,18 @@ def write_hparams(stage_dir: Path, hparams: dict[str, Any], result: EvalResult) 
 
 
 class _StageCallback(BaseCallback):
-    """Evaluates on schedule, checkpoints at rollout starts, logs randomized parameters as histograms."""
+    """At rollout starts checkpoints and evaluates on schedule; logs randomized parameters as histograms."""
 
     def __init__(
-        self, stage_dir: Path, schedule: EvalSchedule | None, checkpoint_every: int, log_dynamics: bool
+        self,
+        stage_dir: Path,
+        schedule: EvalSchedule | None,
+        checkpoint_every: int,
+        log_dynamics: bool,
+        on_save: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
+        self.on_save = on_save
         self.stage_dir = stage_dir
         self.schedule = schedule
         self.checkpoint_every = checkpoint_every
@@ -149,7 +186,6 @@ class _StageCallback(BaseCallback):
             self.next_eval += self.schedule.every_steps
 
     def _on_step(self) -> bool:
-        self._maybe_eval()
         if self.log_dynamics:
             for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
                 if done and "dynamics" in info:
@@ -158,7 +194,8 @@ class _StageCallback(BaseCallback):
         return True
 
     def _on_rollout_start(self) -> None:
-        if self.model.num_timesteps >= self.next_checkpoint:
+        self._maybe_eval()  # between updates: the policy evaluated is the one the next rollout uses
+        if self.model.num_timesteps >= self.next_checkpoint:  # after it, so the checkpoint holds it
             self.save()
             self.next_checkpoint += self.checkpoint_every
         if self.dynamics:
@@ -171,6 +208,8 @@ class _StageCallback(BaseCallback):
     def save(self) -> None:
         extra = {"curve": self.schedule.curve if self.schedule else [], "next_eval": self.next_eval}
         save_checkpoint(self.stage_dir / CHECKPOINT, self.model, self._obs_rms(), extra)
+        if self.on_save is not None:
+            self.on_save()
 
 
 def train_stage(
@@ -181,8 +220,10 @@ def train_stage(
     checkpoint_every: int,
     progress_bar: bool = True,
     log_dynamics: bool = False,
+    on_save: Callable[[], None] | None = None,
 ) -> BaseAlgorithm:
-    """Train `model` to `budget` total env steps, resuming from `stage_dir/checkpoint.pt` if present."""
+    """Train `model` to `budget` total env steps, resuming from `stage_dir/checkpoint.pt` if present
+    (`on_save` runs after each checkpoint)."""
     ckpt = stage_dir / CHECKPOINT
     purge: int | None = None
     if ckpt.exists():
@@ -194,7 +235,7 @@ def train_stage(
             schedule.curve = list(extra["curve"])
         purge = model.num_timesteps + 1
     model.set_logger(stage_logger(stage_dir, purge))
-    callback = _StageCallback(stage_dir, schedule, checkpoint_every, log_dynamics)
+    callback = _StageCallback(stage_dir, schedule, checkpoint_every, log_dynamics, on_save)
     remaining = budget - model.num_timesteps
     if remaining > 0:
         model.learn(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ from tqdm import tqdm
 
 from simreal.config import ExperimentConfig, dump_config
 from simreal.training.artifacts import atomic_write_text
+from simreal.training.context import Context
 from simreal.training.executors import Submit, executor
-from simreal.training.stages import Context, finetune, pretrain, reference, scratch, zero_shot
+from simreal.training.stages import finetune, pretrain, reference, scratch, zero_shot
 
 log = logging.getLogger("simreal")
 
@@ -64,7 +67,7 @@ def run_seed(ctx: Context, seed: int) -> None:
         nominal = pretrain(ctx, seed, randomized=False)
         zero_shot(ctx, nominal, seed, "zeroshot_nominal")
     finetune(ctx, source, seed)
-    if cfg.scratch:
+    if cfg.run_scratch:
         scratch(ctx, seed)
     if cfg.reference_steps is not None:
         reference(ctx, seed)
@@ -82,35 +85,60 @@ def worker_count(ctx: Context) -> int:
     return max(1, min(wanted, 3 * len(ctx.cfg.seeds)))
 
 
-def _run_jobs(ctx: Context, submit: Submit) -> None:
+TARGET_STAGES = frozenset({"reference", "scratch", "transfer", "zeroshot"})
+"""Job kinds that act on the target (the others train in simulation)."""
+
+
+class _Jobs:
     """Stages as jobs: pretraining, the reference and scratch are queued at once, each seed's zero-shot
-    and fine-tuning as soon as its pretrained policy exists."""
-    quiet = dataclasses.replace(ctx, progress_bar=False)
-    running: dict[Future[Any], tuple[str, int]] = {}
-    for seed in ctx.cfg.seeds:
-        running[submit(pretrain, quiet, seed, True)] = ("randomized", seed)
-    for seed in ctx.cfg.seeds:
-        if ctx.cfg.reference_steps is not None:  # the longest stages: queued early
-            running[submit(reference, quiet, seed)] = ("reference", seed)
-    for seed in ctx.cfg.seeds:
-        if ctx.cfg.pretrain.nominal_baseline:
-            running[submit(pretrain, quiet, seed, False)] = ("nominal", seed)
-    for seed in ctx.cfg.seeds:
-        if ctx.cfg.scratch:
-            running[submit(scratch, quiet, seed)] = ("scratch", seed)
-    total = len(running) + sum(1 for kind, _ in running.values() if kind in ("randomized", "nominal"))
-    bar = tqdm(total=total, desc="stages", unit="stage", disable=not ctx.progress_bar)
-    while running:
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
-        for future in done:
-            kind, seed = running.pop(future)
-            result = future.result()  # re-raises a stage's error here
-            bar.update(1)
-            if kind == "randomized":
-                running[submit(_transfer_from, quiet, result, seed)] = ("transfer", seed)
-            elif kind == "nominal":
-                running[submit(zero_shot, quiet, result, seed, "zeroshot_nominal")] = ("zeroshot", seed)
-    bar.close()
+    and fine-tuning as soon as its pretrained policy exists. On an exclusive target (a robot) at most one
+    target job runs at a time; the others wait their turn, while source pretraining goes on beside it."""
+
+    def __init__(self, ctx: Context, submit: Submit) -> None:
+        self.ctx = dataclasses.replace(ctx, progress_bar=False)
+        self.submit = submit
+        self.running: dict[Future[Any], tuple[str, int]] = {}
+        self.waiting: deque[tuple[str, int, Callable[..., Any], tuple[Any, ...]]] = deque()
+
+    def _target_busy(self) -> bool:
+        return any(kind in TARGET_STAGES for kind, _ in self.running.values())
+
+    def launch(self, kind: str, seed: int, fn: Callable[..., Any], *args: Any) -> None:
+        if self.ctx.cfg.exclusive and kind in TARGET_STAGES and self._target_busy():
+            self.waiting.append((kind, seed, fn, args))
+            return
+        self.running[self.submit(fn, self.ctx, *args)] = (kind, seed)
+
+    def run(self) -> None:
+        cfg = self.ctx.cfg
+        for seed in cfg.seeds:
+            self.launch("randomized", seed, pretrain, seed, True)
+        for seed in cfg.seeds:
+            if cfg.reference_steps is not None:  # the longest stages: queued early
+                self.launch("reference", seed, reference, seed)
+        for seed in cfg.seeds:
+            if cfg.pretrain.nominal_baseline:
+                self.launch("nominal", seed, pretrain, seed, False)
+        for seed in cfg.seeds:
+            if cfg.run_scratch:
+                self.launch("scratch", seed, scratch, seed)
+        stages = len(cfg.seeds) * (2 + 2 * cfg.pretrain.nominal_baseline + cfg.run_scratch)
+        stages += len(cfg.seeds) * (cfg.reference_steps is not None)
+        bar = tqdm(total=stages, desc="stages", unit="stage", disable=not self.ctx.progress_bar)
+        while self.running:
+            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+            for future in done:
+                kind, seed = self.running.pop(future)
+                result = future.result()  # re-raises a stage's error here
+                bar.update(1)
+                if kind == "randomized":
+                    self.launch("transfer", seed, _transfer_from, result, seed)
+                elif kind == "nominal":
+                    self.launch("zeroshot", seed, zero_shot, result, seed, "zeroshot_nominal")
+            while self.waiting and not self._target_busy():
+                kind, seed, fn, args = self.waiting.popleft()
+                self.launch(kind, seed, fn, *args)
+        bar.close()
 
 
 def run(ctx: Context, backend: str = "local", address: str | None = None) -> dict[str, Any]:
@@ -124,5 +152,5 @@ def run(ctx: Context, backend: str = "local", address: str | None = None) -> dic
     else:
         log.info("running %d seeds' stages on %s with %d workers", len(ctx.cfg.seeds), backend, workers)
         with executor(backend, workers, address) as submit:
-            _run_jobs(ctx, submit)
+            _Jobs(ctx, submit).run()
     return write_report(ctx.run_dir)

@@ -19,13 +19,14 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from agents.algorithms import rollout_steps
 from simreal.config import ExperimentConfig
 from simreal.schema import ConfigError
 from simreal.training.artifacts import describe_space, spaces_match
+from simreal.training.context import Context, evaluation_reserve
 from simreal.training.evaluation import evaluate
 from simreal.training.loading import build_model
 from simreal.training.perception import Encoder, attach
-from simreal.training.stages import Context
 
 
 @contextlib.contextmanager
@@ -91,7 +92,7 @@ def _check_success_return(ctx: Context, model: BaseAlgorithm, encoder: Encoder) 
     """`evaluation.success_return` must be above what an untrained policy gets on the target (else every
     variant "succeeds" at step 0). Measured with the curve's episodes and seeds; returns the target steps."""
     ev = ctx.cfg.evaluation
-    if ev.success_return is None:
+    if ev.success_return is None or ctx.cfg.exclusive:  # never an untrained policy on a robot
         return 0
     result = evaluate(
         model, ctx.make_target, ev.episodes, ctx.eval_seed(ctx.cfg.seeds[0]), None, encoder.encode
@@ -127,4 +128,25 @@ def preflight(cfg: ExperimentConfig, device: torch.device) -> int:
         raise
     except Exception as err:  # noqa: BLE001 - SB3 raises anything from its constructor
         raise _algo_error(ctx, err) from None
+    _check_budget(ctx)
     return _check_success_return(ctx, model, encoder)
+
+
+def _check_budget(ctx: Context) -> None:
+    """With evaluation in the budget, the budget must hold some training and the evaluations' worst case."""
+    cfg = ctx.cfg
+    if ctx.train_budget >= 1:
+        return
+    if not cfg.evaluation.count_in_budget:
+        rollout = rollout_steps(cfg.algo.name, cfg.algo.kwargs, cfg.algo.n_envs)
+        raise ConfigError(
+            f"finetune.timesteps: {cfg.finetune.timesteps:,} is less than one {cfg.algo.name} rollout "
+            f"({rollout:,} steps: algo.kwargs.n_steps x algo.n_envs) (allowed: >= {rollout:,})"
+        )
+    limit = ctx.episode_limit
+    needed = 1 + evaluation_reserve(cfg, 1, limit)
+    raise ConfigError(
+        f"finetune.timesteps: {cfg.finetune.timesteps:,} target steps cannot hold any training plus the "
+        f"evaluations when evaluation.count_in_budget is true (their worst case is {needed - 1:,} steps: "
+        f"episodes of up to {limit:,} steps) (allowed: >= {needed:,}, or fewer evaluation episodes)"
+    )

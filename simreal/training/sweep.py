@@ -29,8 +29,9 @@ import yaml
 from simreal.config import ExperimentConfig, apply_overrides, load_config
 from simreal.schema import ConfigError, load_yaml, parse
 from simreal.training.artifacts import atomic_write_text
+from simreal.training.context import Context
 from simreal.training.executors import Submit, executor
-from simreal.training.stages import Context, finetune
+from simreal.training.stages import finetune
 
 KINDS = ("log", "float", "int", "choice")
 
