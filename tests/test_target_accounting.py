@@ -66,9 +66,13 @@ def test_reported_target_steps_equal_the_robots_own_count(tmp_path: Path) -> Non
 
 def test_exclusive_target_never_has_two_instances_open_and_skips_comparison_stages(tmp_path: Path) -> None:
     CountingRobot.forget()
-    config = _experiment(tmp_path, "ExclusiveRobot", {"exclusive": True})
+    lock = tmp_path / "robot.lock"  # a second connection from any worker process fails the run
+    config = _experiment(
+        tmp_path, "ExclusiveRobot", {"exclusive": True, "env_kwargs": {"lock_path": str(lock)}}
+    )
     tiny = set_args(tmp_path / "runs", "workers=2", reference=None)  # scratch and reference left unset
-    assert main(["run", str(config), *tiny, "--seeds", "0,1"]) == 0
+    assert main(["run", str(config), *tiny, "--seeds", "0,1,2"]) == 0
+    assert not lock.exists()  # and the last one was closed
     report = _report(tmp_path)
     assert set(report["variants"]) == {"finetune", "zeroshot_randomized", "zeroshot_nominal"}
     assert all(r["target_steps"]["max_open"] == 1 for r in report["variants"].values())

@@ -6,6 +6,7 @@ spawned workers too). The env is a 1-D point mass driven by a motor: fast, deter
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
@@ -116,14 +117,21 @@ def make_point_mass(**kwargs: Any) -> PointMass:
 
 
 class CountingRobot(PointMass):
-    """A "real robot": it counts every step it takes and how many of it are connected at once."""
+    """A "real robot": it counts every step it takes and how many of it are connected at once (in this
+    process); with `lock_path` a second connection from any process fails, as a robot's driver would."""
 
     steps_taken_total = 0
     connected = 0
     most_connected = 0
 
-    def __init__(self) -> None:
+    def __init__(self, lock_path: str | None = None) -> None:
         super().__init__(mass=1.5)
+        self._lock = lock_path
+        if lock_path is not None:
+            try:
+                os.close(os.open(lock_path, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                raise RuntimeError(f"robot busy: another connection holds {lock_path}") from None
         type(self).connected += 1
         type(self).most_connected = max(type(self).most_connected, type(self).connected)
         self._closed = False
@@ -140,3 +148,5 @@ class CountingRobot(PointMass):
         if not self._closed:
             self._closed = True
             type(self).connected -= 1
+            if self._lock is not None:
+                os.unlink(self._lock)
