@@ -6,12 +6,12 @@ Usage:
     python benchmarks/suite.py --smoke --out /tmp/suite   # tiny budgets, 2 seeds: checks the plumbing
 
 For each task it runs the whole experiment (`simreal run`) on the task's extrapolation target, then
-reads its report and writes, between the suite markers of BENCHMARKS.md (or `--markdown`), a table with
-every task's sample-efficiency ratio (scratch / fine-tune target steps to 90% of scratch's learned range)
-with its bootstrap CI, and the zero-shot return of the randomized and the nominal policy as fractions of
-the best target-trained policy's (fine-tune or scratch at the full budget, whichever ends higher),
-measured from the untrained return (scratch's first evaluation) so that negative rewards work.
-Curves go to `docs/benchmarks/<task>.png`.
+reads its report (the `simreal-results-v1` document) and writes, between the suite markers of
+BENCHMARKS.md (or `--markdown`), a table with every task's final returns, the reference that says what
+"good" means (the reference stage: scratch on the target for 10x the budget), the sample-efficiency ratio
+in words (fine-tune's target steps to 90% of the way from untrained to the reference, scratch's read from
+the reference stage) and the zero-shot returns as fractions of that way. Curves go to
+`docs/benchmarks/<task>.png`.
 Goals (issue #5): ratio >= 5x on at least two tasks; randomized zero-shot >= 80% and clearly above nominal.
 """
 
@@ -35,6 +35,7 @@ SEEDS = "0,1,2,3,4"
 SMOKE = [
     "pretrain.timesteps=256",
     "finetune.timesteps=256",
+    "reference.timesteps=512",
     "evaluation.every_steps=128",
     "evaluation.episodes=1",
     "evaluation.final_episodes=2",
@@ -76,87 +77,51 @@ def run_task(task: str, out: Path, smoke: bool, backend: str) -> dict[str, Any]:
 ZERO_SHOT = ("zeroshot_randomized", "zeroshot_nominal")
 
 
-def _mean(report: dict[str, Any], variant: str) -> float | None:
+def _mean(report: dict[str, Any], variant: str) -> str:
     v = report["variants"].get(variant)
-    return None if v is None else float(v["final_return"]["mean"])
+    return "-" if v is None else f"{v['final_return']['mean']:.1f}"
 
 
-def _reference(report: dict[str, Any]) -> tuple[str, float] | None:
-    """The best policy trained on the target (fine-tune or scratch, by mean final return)."""
-    trained = [(v, m) for v in ("finetune", "scratch") if (m := _mean(report, v)) is not None]
-    return max(trained, key=lambda vm: vm[1]) if trained else None
+def _share(report: dict[str, Any], variant: str) -> str:
+    v = report["variants"].get(variant)
+    share = None if v is None else v["fraction_of_reference"]
+    return "n/a" if share is None else f"{share:.0%}"
 
 
-def _fractions(run_dir: Path, report: dict[str, Any]) -> list[str]:
-    """Zero-shot returns as fractions of the best target-trained policy's, from the untrained return:
-    (return - untrained) / (target-trained - untrained), sign-safe for negative rewards; all seed means.
-    Only defined when that policy beats both zero-shot policies: a target-trained reference weaker than
-    zero-shot (a target budget too small to train an oracle) would make any fraction look good."""
-    ref = _reference(report)
-    zero_shot = [_mean(report, v) for v in ZERO_SHOT]
-    if ref is None or any(z is None for z in zero_shot) or "scratch" not in report["variants"]:
-        return ["n/a"] * len(ZERO_SHOT)
-    untrained = _untrained(run_dir)
-    if ref[1] <= max(z for z in zero_shot if z is not None) or ref[1] <= untrained:
-        return ["n/a: no target-trained policy beats zero-shot"] * len(ZERO_SHOT)
-    return [f"{(z - untrained) / (ref[1] - untrained):.0%}" for z in zero_shot if z is not None]
-
-
-def _untrained(run_dir: Path) -> float:
-    """Scratch's first evaluation (before any target step), mean over seeds."""
-    firsts = [
-        json.loads(p.read_text())[0]["mean_return"] for p in sorted(run_dir.glob("scratch/seed*/curve.json"))
-    ]
-    return sum(firsts) / len(firsts)
-
-
-def _no_ratio(run_dir: Path, report: dict[str, Any]) -> str:
-    """Why there is no ratio, in words: scratch did not improve on its untrained return in the budget."""
-    scratch = report["variants"].get("scratch")
-    if scratch is None:
-        return "n/a (no scratch run)"
-    final, start = scratch["final_return"]["mean"], _untrained(run_dir)
-    return (
-        f"undefined: scratch did not learn in {report['target_budget']:,} target steps "
-        f"(final {final:.1f} vs untrained {start:.1f})"
-    )
-
-
-def table(reports: dict[str, dict[str, Any]], out: Path, command: str) -> str:
+def table(reports: dict[str, dict[str, Any]], command: str) -> str:
     lines = [
         START,
         "",
         f"Command: `{command}`",
         "",
-        "Final returns on the target (means over seeds; untrained = scratch's first evaluation):",
+        "Final returns on the target (means over seeds); the reference is scratch on the target for 10x the "
+        "budget (`reference.timesteps`), untrained is its first evaluation:",
         "",
-        "| task | target | seeds | pretrain / target steps | untrained | fine-tune | scratch | zero-shot "
-        "randomized | zero-shot nominal |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | target | seeds | pretrain / target steps | untrained | reference | fine-tune | scratch "
+        "| zero-shot randomized | zero-shot nominal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, rep in reports.items():
-        run_dir = out / f"suite_{task}"
-        cells = [
-            f"{m:.1f}" if (m := _mean(rep, v)) is not None else "-"
-            for v in ("finetune", "scratch", *ZERO_SHOT)
-        ]
+        cells = [_mean(rep, v) for v in ("finetune", "scratch", *ZERO_SHOT)]
+        untrained, ref = (rep[k] for k in ("untrained_return", "reference_return"))
+        yardstick = ["-" if x is None else f"{x:.1f}" for x in (untrained, ref)]
+        seeds = rep["variants"]["finetune"]["final_return"]["n"]
+        steps = f"{rep['pretrain_steps']:,} / {rep['target_budget']:,}"
         lines.append(
-            f"| {task} | {rep['target']} | {len(rep['seeds'])} | {rep['pretrain_steps']:,} / "
-            f"{rep['target_budget']:,} | {_untrained(run_dir):.1f} | " + " | ".join(cells) + " |"
+            f"| {task} | {rep['target']} | {seeds} | {steps} | " + " | ".join([*yardstick, *cells]) + " |"
         )
     lines += [
         "",
-        "| task | sample-efficiency ratio (scratch / fine-tune target steps) [95% CI] | zero-shot randomized "
-        "/ best target-trained | zero-shot nominal / best target-trained | P(randomized > nominal) |",
+        "| task | sample efficiency | zero-shot randomized / reference | zero-shot nominal / reference "
+        "| P(randomized > nominal) |",
         "|---|---|---|---|---|",
     ]
     for task, rep in reports.items():
-        t = rep["transfer"]
-        run_dir = out / f"suite_{task}"
-        ratio = t.get("ratio_text") or _no_ratio(run_dir, rep)
-        zr, zn = _fractions(run_dir, rep)
-        p = t.get("p_randomized_beats_nominal_zeroshot")
-        lines.append(f"| {task} | {ratio} | {zr} | {zn} | {'-' if p is None else f'{p:.2f}'} |")
+        p = rep["comparisons"].get("p_randomized_beats_nominal_zeroshot")
+        lines.append(
+            f"| {task} | {rep['sample_efficiency_ratio']['text']} | {_share(rep, 'zeroshot_randomized')} "
+            f"| {_share(rep, 'zeroshot_nominal')} | {'-' if p is None else f'{p:.2f}'} |"
+        )
     lines += ["", "Curves: " + ", ".join(f"[{t}](docs/benchmarks/{t}.png)" for t in reports), "", END]
     return "\n".join(lines)
 
@@ -185,7 +150,7 @@ def main() -> None:
     for task in reports:
         shutil.copyfile(out / f"suite_{task}" / "curves.png", figures / f"{task}.png")
     command = "python benchmarks/suite.py" + (" --smoke" if args.smoke else "")
-    section = table(reports, out, command)
+    section = table(reports, command)
     write_section(Path(args.markdown), section)
     print(section)
 

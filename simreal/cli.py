@@ -198,7 +198,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from simreal.training.stages import finetune
+    from simreal.training.target import finetune
 
     if args.allow_cross_task:
         args.overrides.append("finetune.allow_cross_task=true")

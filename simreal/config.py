@@ -67,7 +67,13 @@ class PretrainConfig(Spec):
 
 
 class FinetuneConfig(Spec):
-    """How the pretrained policy is transferred and fine-tuned on the target."""
+    """How the pretrained policy is transferred and fine-tuned on the target, and what guards it.
+
+    Guards (see `simreal.training.guards`): `critic_warmup_steps` (critics learn first, the actor held),
+    `l2sp` (pull toward the pretrained weights), `layer_lr_decay` (lower layers move less),
+    `unfreeze_schedule` (target steps at which the frozen layers thaw, the top one first), `keep_best`
+    (deploy the best evaluated policy, never worse than where fine-tuning started) with `patience`
+    (stop after that many evaluations without improvement)."""
 
     timesteps: int = Field(ge=1)
     learning_rate: float | None = Field(default=None, gt=0)
@@ -80,6 +86,30 @@ class FinetuneConfig(Spec):
     obs_norm: Literal["keep", "reestimate", "reset"] = "keep"
     reset_entropy: bool = False
     allow_cross_task: bool = False
+    critic_warmup_steps: int = Field(default=0, ge=0)
+    l2sp: float = Field(default=0.0, ge=0)
+    layer_lr_decay: float = Field(default=1.0, gt=0, le=1)
+    unfreeze_schedule: list[int] = []
+    keep_best: bool = False
+    patience: int | None = Field(default=None, ge=1)
+
+    @field_validator("unfreeze_schedule")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(s < 1 for s in value) or any(b <= a for a, b in zip(value, value[1:], strict=False)):
+            raise ValueError(f"must be increasing target steps >= 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _patience_keeps_best(self) -> FinetuneConfig:
+        if self.patience is not None and not self.keep_best:
+            raise ValueError("patience: stops early and deploys the best evaluation - set keep_best: true")
+        if len(self.unfreeze_schedule) > self.freeze_layers:
+            raise ValueError(
+                f"unfreeze_schedule: {len(self.unfreeze_schedule)} thaws but only {self.freeze_layers} "
+                "frozen layers (allowed: at most freeze_layers entries)"
+            )
+        return self
 
 
 class EvalConfig(Spec):

@@ -101,6 +101,12 @@ def to_markdown(doc: dict[str, Any]) -> str:
                 f"| {label} | {s['train']:,} | {s['evaluation']:,} | {s['other']:,} | {s['total']:,} "
                 f"| {s['max_open']} |"
             )
+    kept = doc["variants"].get("finetune", {}).get("kept_steps")
+    if kept:
+        lines += [
+            "",
+            f"Fine-tuning deployed the best evaluated policy (`keep_best`): from steps {kept} (per seed).",
+        ]
     c = doc["comparisons"]
     lines += [""]
     if "finetune_beats_scratch" in c:

@@ -294,6 +294,8 @@ def _variant_row(
         "p_beats_scratch": None,
     }
     row["target_steps"] = _steps(data.steps.get(variant, []))
+    kept = [f["kept_step"] for f in data.finals[variant] if "kept_step" in f]
+    row["kept_steps"] = kept or None  # keep_best: the step each seed's deployed policy is from
     if untrained is not None and reference is not None and reference > untrained:
         row["fraction_of_reference"] = m.fraction_of_reference(float(values.mean()), untrained, reference)
     if variant in LEARNING:

@@ -116,3 +116,8 @@ def load_checkpoint(path: Path, model: BaseAlgorithm) -> tuple[RunningMeanStd | 
         _load_buffer(model.replay_buffer, data["replay_buffer"])
     _set_rng_state(data["rng"])
     return rms_from(data["obs_rms"]), data["extra"]
+
+
+def checkpoint_steps(path: Path) -> int:
+    """How many env steps the checkpoint at `path` had trained (without loading it into a model)."""
+    return int(safe_load(path)["num_timesteps"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from simreal.simulation.accounting import TargetLedger
 from simreal.training.artifacts import atomic_write_text
-from simreal.training.checkpoints import load_checkpoint, save_checkpoint
+from simreal.training.checkpoints import checkpoint_steps, load_checkpoint, save_checkpoint
 from simreal.training.evaluation import EvalResult, evaluate
+from simreal.training.guards import KeepBest
 
 CHECKPOINT = "checkpoint.pt"
 CURVE = "curve.json"
@@ -90,10 +91,13 @@ class EvalSchedule:
     curve: list[dict[str, Any]] = field(default_factory=list)
     ledger: TargetLedger | None = None
     shares_training_env: bool = False
+    keep: KeepBest | None = None
 
     def record(self, model: BaseAlgorithm, step: int, obs_rms: RunningMeanStd | None) -> EvalResult:
         with self.ledger.doing("evaluation") if self.ledger else contextlib.nullcontext():
             result = evaluate(model, self.make_env, self.episodes, self.seed, obs_rms, self.encode)
+        if self.keep is not None:
+            self.keep.observe(step, result.mean_return, model, obs_rms)
         if self.shares_training_env and model.get_env() is not None:
             restart_episodes(model)
         self.curve.append(curve_point(step, result))
@@ -156,9 +160,11 @@ class _StageCallback(BaseCallback):
         checkpoint_every: int,
         log_dynamics: bool,
         on_save: Callable[[], None] | None = None,
+        hooks: Sequence[Callable[[int], None]] = (),
     ) -> None:
         super().__init__()
         self.on_save = on_save
+        self.hooks = list(hooks)
         self.stage_dir = stage_dir
         self.schedule = schedule
         self.checkpoint_every = checkpoint_every
@@ -186,6 +192,9 @@ class _StageCallback(BaseCallback):
             self.next_eval += self.schedule.every_steps
 
     def _on_step(self) -> bool:
+        keep = self.schedule.keep if self.schedule is not None else None
+        if keep is not None and keep.stop:
+            return False  # early stopping: `patience` evaluations without improvement
         if self.log_dynamics:
             for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
                 if done and "dynamics" in info:
@@ -194,6 +203,8 @@ class _StageCallback(BaseCallback):
         return True
 
     def _on_rollout_start(self) -> None:
+        for hook in self.hooks:  # e.g. releasing a warmed-up actor, thawing a layer
+            hook(self.model.num_timesteps)
         self._maybe_eval()  # between updates: the policy evaluated is the one the next rollout uses
         if self.model.num_timesteps >= self.next_checkpoint:  # after it, so the checkpoint holds it
             self.save()
@@ -221,11 +232,19 @@ def train_stage(
     progress_bar: bool = True,
     log_dynamics: bool = False,
     on_save: Callable[[], None] | None = None,
+    hooks: Sequence[Callable[[int], None]] = (),
 ) -> BaseAlgorithm:
-    """Train `model` to `budget` total env steps, resuming from `stage_dir/checkpoint.pt` if present
-    (`on_save` runs after each checkpoint)."""
+    """Train `model` to `budget` total env steps, resuming from `stage_dir/checkpoint.pt` if present.
+
+    `on_save` runs after each checkpoint; `hooks(step)` at the start and at every rollout start (and
+    before a checkpoint is loaded, so the optimizers have the shape they had when it was saved). With
+    `schedule.keep` the stage may stop early; the rest of the evaluation grid then holds the kept
+    policy's evaluation (its weights no longer change, so re-evaluating it there gives the same number),
+    and `model` ends with the kept weights."""
     ckpt = stage_dir / CHECKPOINT
     purge: int | None = None
+    for hook in hooks:
+        hook(checkpoint_steps(ckpt) if ckpt.exists() else 0)
     if ckpt.exists():
         obs_rms, extra = load_checkpoint(ckpt, model)
         env = model.get_env()
@@ -233,20 +252,41 @@ def train_stage(
             env.obs_rms = obs_rms  # type: ignore[assignment]
         if schedule is not None:
             schedule.curve = list(extra["curve"])
+            if schedule.keep is not None:
+                schedule.keep.resume(schedule.curve)
         purge = model.num_timesteps + 1
     model.set_logger(stage_logger(stage_dir, purge))
-    callback = _StageCallback(stage_dir, schedule, checkpoint_every, log_dynamics, on_save)
+    callback = _StageCallback(stage_dir, schedule, checkpoint_every, log_dynamics, on_save, hooks)
     remaining = budget - model.num_timesteps
-    if remaining > 0:
+    if remaining > 0 and not (schedule is not None and schedule.keep is not None and schedule.keep.stop):
         model.learn(
             remaining, callback=CallbackList([callback]), reset_num_timesteps=False, progress_bar=progress_bar
         )
-    if schedule is not None and (not schedule.curve or schedule.curve[-1]["step"] < budget):
+    keep = schedule.keep if schedule is not None else None
+    if schedule is not None and keep is not None and keep.stop:
+        _fill_after_stop(schedule, model, budget)
+    elif schedule is not None and (not schedule.curve or schedule.curve[-1]["step"] < budget):
         env = model.get_env()
         schedule.record(model, budget, obs_rms_of(env) if env is not None else None)
+    if keep is not None:
+        keep.restore(model)
     if schedule is not None:
         atomic_write_text(json.dumps(schedule.curve, indent=1), stage_dir / CURVE)
     return model
+
+
+def _fill_after_stop(schedule: EvalSchedule, model: BaseAlgorithm, budget: int) -> None:
+    """The rest of the grid, after early stopping: the kept policy's evaluation, marked as such."""
+    assert schedule.keep is not None
+    kept = next(p for p in schedule.curve if p["step"] == schedule.keep.best_step)
+    last = schedule.curve[-1]["step"]
+    every = schedule.every_steps
+    for step in sorted({*range(last + every - last % every, budget, every), budget}):
+        if step <= last:
+            continue
+        schedule.curve.append({**kept, "step": step, "kept_from": schedule.keep.best_step})
+        model.logger.record("target/mean_return", kept["mean_return"])
+        model.logger.dump(step)
 
 
 def curve_arrays(curve: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:

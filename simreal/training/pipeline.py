@@ -23,7 +23,8 @@ from simreal.config import ExperimentConfig, dump_config
 from simreal.training.artifacts import atomic_write_text
 from simreal.training.context import Context
 from simreal.training.executors import Submit, executor
-from simreal.training.stages import finetune, pretrain, reference, scratch, zero_shot
+from simreal.training.stages import pretrain, zero_shot
+from simreal.training.target import finetune, reference, scratch
 
 log = logging.getLogger("simreal")
 

@@ -1,43 +1,33 @@
-"""The stages of a transfer experiment, each a plain function over the config and artifacts on disk.
+"""The source stages and the shared pieces of every stage: pretraining, zero-shot evaluation, artifacts.
 
-`pretrain` (randomized or nominal source), `zero_shot` (a pretrained policy on the target, no training),
-`finetune` and `scratch` (target training for the fine-tune budget). Each is skipped when its outputs
-exist, which is what makes `--resume` work. The run directory's layout::
+`pretrain` (randomized or nominal source) and `zero_shot` (a pretrained policy on the target, no
+training); the target-training stages are in `target`. Each stage is skipped when its outputs exist,
+which is what makes `--resume` work. The run directory's layout::
 
     runs/<experiment>/config.yaml                      resolved config (the task inline)
     runs/<experiment>/<variant>/seed<N>/               TensorBoard events, checkpoint.pt, policy.pt,
-                                                       curve.json, final.json
+                                                       curve.json, final.json, target_steps.json
     runs/<experiment>/report.json, report.md, curves.png
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.algorithms import rollout_steps
-from simreal.simulation.accounting import STEPS, TargetLedger, read_json
+from simreal.simulation.accounting import STEPS, TargetLedger
+from simreal.training import guards
 from simreal.training import transfer as tr
 from simreal.training.artifacts import (
-    ArtifactError,
-    PolicyArtifact,
     atomic_write_text,
-    check_spaces,
     describe_space,
-    file_sha256,
-    load_policy,
-    load_torch_state,
     save_policy,
 )
 from simreal.training.context import Context, eval_grid
@@ -45,8 +35,6 @@ from simreal.training.evaluation import EvalResult, evaluate
 from simreal.training.loading import build_model, load_for_env
 from simreal.training.loop import (
     CURVE,
-    Borrowed,
-    EvalSchedule,
     curve_point,
     make_vec,
     obs_rms_of,
@@ -56,8 +44,6 @@ from simreal.training.loop import (
     write_hparams,
 )
 from simreal.training.perception import Encoder, attach, env_space
-from simreal.training.reference import reference_dir
-from simreal.training.schedules import WarmupDecaySchedule
 
 log = logging.getLogger("simreal")
 
@@ -162,14 +148,17 @@ def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
     return out / POLICY
 
 
-def _write_final(out: Path, result: EvalResult) -> None:
-    data = {
+def _write_final(out: Path, result: EvalResult, keep: guards.KeepBest | None = None) -> None:
+    """`final.json`: the final evaluation (of the kept policy, with `keep_best`: which step it is from)."""
+    data: dict[str, Any] = {
         "returns": result.returns.tolist(),
         "lengths": result.lengths.tolist(),
         "successes": [None if s != s else s for s in result.successes.tolist()],
         "mean_return": result.mean_return,
         "success_rate": result.success_rate,
     }
+    if keep is not None:
+        data.update(kept_step=keep.best_step, stopped_early=keep.stop)
     atomic_write_text(json.dumps(data, indent=1), out / FINAL)
 
 
@@ -205,198 +194,3 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
 def write_steps(stage_dir: Path, ledger: TargetLedger) -> None:
     """The stage's target interaction so far (`target_steps.json`; see `accounting`)."""
     atomic_write_text(json.dumps(ledger.as_dict(), indent=1), stage_dir / STEPS)
-
-
-def _check_source(ctx: Context, source: Path, art: PolicyArtifact, out: Path) -> dict[str, str]:
-    """Provenance of a fine-tuning: the source's path and content hash, recorded in `out/source.json`.
-
-    Refused: a source pretrained on another task (spaces that happen to match are not the same robot)
-    unless `finetune.allow_cross_task`; and an output directory made from a different source."""
-    task = art.meta.get("task")
-    if task != ctx.cfg.task.name and not ctx.cfg.finetune.allow_cross_task:
-        raise ArtifactError(
-            f"{source}: pretrained on task {task!r}, not {ctx.cfg.task.name!r} (its spaces fit, but it "
-            "learned another task; pass --allow-cross-task, or set finetune.allow_cross_task, to fine-tune "
-            "it anyway)"
-        )
-    provenance = {"source_policy": str(source), "source_sha256": file_sha256(source)}
-    recorded = out / "source.json"
-    if recorded.is_file():
-        before = json.loads(recorded.read_text())
-        if before["source_sha256"] != provenance["source_sha256"]:
-            raise ArtifactError(
-                f"{out}: made by fine-tuning {before['source_policy']} "
-                f"(sha256 {before['source_sha256'][:12]}), not {source} "
-                f"(sha256 {provenance['source_sha256'][:12]}) (allowed: another experiment name, or "
-                "remove it)"
-            )
-    else:
-        atomic_write_text(json.dumps(provenance, indent=1), recorded)
-    return provenance
-
-
-def _transferred(
-    ctx: Context, seed: int, source: Path, out: Path, env_kwargs: dict[str, Any]
-) -> tuple[BaseAlgorithm, VecEnv, Encoder, dict[str, str]]:
-    """The source policy on the target's vec env: weights copied, layers frozen, optimizers rebuilt."""
-    cfg, ft = ctx.cfg, ctx.cfg.finetune
-    art = load_policy(source, ctx.device)
-    provenance = _check_source(ctx, source, art, out)
-    venv, encoder = policy_env(
-        ctx,
-        ctx.target_id,
-        seed,
-        obs_rms=None if ft.obs_norm == "reset" else art.obs_rms,
-        update_stats=ft.obs_norm != "keep",
-        env_kwargs=env_kwargs,
-    )
-    encoder.load_backbone_state(art.backbone)
-    check_spaces(art.meta, venv.observation_space, venv.action_space)
-    schedule = WarmupDecaySchedule(cfg.finetune_lr, ft.lr_schedule, ft.lr_warmup_fraction)
-    model = build_model(cfg.algo, venv, schedule, ctx.device, seed, encoder)
-    load_torch_state(model, art.states, art.tensors, include_optimizers=False)
-    if ft.reinit_heads:
-        tr.reinit_heads(model, seed)
-    if ft.freeze_features:
-        tr.freeze_features(model)
-    tr.freeze_layers(model, ft.freeze_layers)
-    if ft.reset_entropy:
-        tr.reset_entropy(model)
-    tr.rebuild_optimizers(model)
-    _backbone_lr(ctx, model)
-    summary = tr.summarize(model)
-    log.info(
-        "transfer seed %d: %d of %d parameters trainable, lr %.2e",
-        seed,
-        summary.trainable_params,
-        summary.total_params,
-        cfg.finetune_lr,
-    )
-    return model, venv, encoder, provenance
-
-
-def _target_training(
-    ctx: Context,
-    seed: int,
-    variant: str,
-    source: Path | None,
-    budget: int,
-    out: Path,
-    every: int | None = None,
-) -> None:
-    """Fine-tune `source` (or train from scratch when None) on the target for `budget` steps into `out`,
-    evaluating every `every` steps (default `evaluation.every_steps`). Every target step is counted;
-    on an exclusive target the one instance serves training, AdaBN and the evaluations alike."""
-    torch.set_num_threads(ctx.cfg.torch_threads)  # results depend on it: fixed per stage
-    if (out / FINAL).exists():
-        if source is not None:
-            _check_source(ctx, source, load_policy(source, ctx.device), out)
-        return
-    cfg = ctx.cfg
-    ledger = TargetLedger.resumed(read_json(out / STEPS))
-    env_kwargs = ctx.target_kwargs(ledger)
-    provenance: dict[str, str] = {}
-    if source is None:
-        venv, encoder = policy_env(ctx, ctx.target_id, seed, env_kwargs=env_kwargs)
-        model = build_model(cfg.algo, venv, cfg.algo.pretrain_lr, ctx.device, seed, encoder)
-        _backbone_lr(ctx, model)
-    else:
-        model, venv, encoder, provenance = _transferred(ctx, seed, source, out, env_kwargs)
-    if cfg.exclusive:
-        shared = Borrowed(venv.unwrapped.envs[0])  # type: ignore[attr-defined]
-        make_eval: Callable[[], gym.Env[Any, Any]] = lambda: shared  # noqa: E731
-    else:
-        make_eval = lambda: ctx.make_target(ledger)  # noqa: E731
-    if source is not None:
-        adapt_to_target(ctx, encoder, seed, make_eval, ledger)
-    schedule_eval = EvalSchedule(
-        make_eval,
-        every or cfg.evaluation.every_steps,
-        cfg.evaluation.episodes,
-        ctx.eval_seed(seed),
-        encoder.encode,
-        ledger=ledger,
-        shares_training_env=cfg.exclusive,
-    )
-    log.info("%s seed %d on %s for %d target steps -> %s", variant, seed, ctx.target_id, budget, out)
-    train_stage(
-        model,
-        budget,
-        out,
-        schedule_eval,
-        cfg.checkpoint_every_steps,
-        ctx.progress_bar,
-        on_save=lambda: write_steps(out, ledger),
-    )
-    rms = obs_rms_of(venv)
-    meta = {**_meta(ctx, variant, seed, ctx.target_id, venv), **provenance}
-    save_policy(model, rms, meta, out / POLICY, backbone=encoder.backbone_state())
-    with ledger.doing("evaluation"):
-        result = evaluate(
-            model, make_eval, cfg.evaluation.final_episodes, ctx.eval_seed(seed, True), rms, encoder.encode
-        )
-    venv.close()
-    write_steps(out, ledger)
-    _write_final(out, result)
-    write_hparams(out, stage_hparams(ctx, variant, seed, budget), result)
-
-
-def adapt_to_target(
-    ctx: Context, encoder: Encoder, seed: int, make_env: Callable[[], gym.Env[Any, Any]], ledger: TargetLedger
-) -> None:
-    """AdaBN: re-estimate the frozen backbone's BatchNorm statistics on target frames (random actions).
-
-    The frames are target interaction too, counted as "other" (and reserved with `count_in_budget`)."""
-    perception = ctx.cfg.perception
-    if perception is None or perception.adabn_frames == 0 or encoder.cached is None:
-        return
-    with ledger.doing("other"):
-        env = make_env()
-        env.action_space.seed(seed)
-        frames = [env.reset(seed=ctx.eval_seed(seed) + 500)[0]]
-        while len(frames) < perception.adabn_frames:
-            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            frames.append(env.reset()[0] if terminated or truncated else obs)
-        env.close()
-    layers = encoder.cached.adapt_batchnorm(np.stack(frames))
-    log.info("AdaBN seed %d: %d BatchNorm layers re-estimated on %d target frames", seed, layers, len(frames))
-
-
-def finetune(ctx: Context, source: Path, seed: int) -> None:
-    _target_training(ctx, seed, "finetune", source, ctx.train_budget, ctx.stage_dir("finetune", seed))
-
-
-def scratch(ctx: Context, seed: int) -> None:
-    _target_training(ctx, seed, "scratch", None, ctx.train_budget, ctx.stage_dir("scratch", seed))
-
-
-def reference(ctx: Context, seed: int) -> None:
-    """Scratch on the target for `reference.timesteps`: trained once in the shared reference directory
-    (or found there, from an earlier run on the same target) and its results copied into this run."""
-    assert ctx.cfg.reference_steps is not None, "reference: disabled in this config"
-    algo = ctx.cfg.algo
-    rollout = rollout_steps(algo.name, algo.kwargs, algo.n_envs)
-    steps = max(rollout, ctx.cfg.reference_steps // rollout * rollout)  # whole rollouts, as fine-tuning
-    mine = ctx.stage_dir("reference", seed)
-    if (mine / FINAL).exists():
-        return
-    shared = reference_dir(ctx.cfg) / f"seed{seed}"
-    shared.mkdir(parents=True, exist_ok=True)
-    with _locked(shared / ".lock"):  # another run may be training the same reference right now
-        if not (shared / FINAL).exists():
-            _target_training(ctx, seed, "reference", None, steps, shared, ctx.cfg.reference_every)
-    for name in (CURVE, FINAL, STEPS):
-        if (shared / name).exists():
-            atomic_write_text((shared / name).read_text(), mine / name)
-    atomic_write_text(json.dumps({"source": str(shared), "timesteps": steps}, indent=1), mine / "source.json")
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on `path` for the duration (released when the process dies)."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -31,7 +31,7 @@ from simreal.schema import ConfigError, load_yaml, parse
 from simreal.training.artifacts import atomic_write_text
 from simreal.training.context import Context
 from simreal.training.executors import Submit, executor
-from simreal.training.stages import finetune
+from simreal.training.target import finetune
 
 KINDS = ("log", "float", "int", "choice")
 

@@ -113,6 +113,11 @@ def _heads(model: BaseAlgorithm) -> list[nn.Linear]:
     return out
 
 
+def head_parameters(model: BaseAlgorithm) -> list[nn.Parameter]:
+    """The output layers' parameters (action mean and log-std, value and Q outputs)."""
+    return [p for layer in _heads(model) for p in layer.parameters()]
+
+
 def reinit_heads(model: BaseAlgorithm, seed: int) -> None:
     """Re-initialize the output layers (small orthogonal weights, zero bias), seeded."""
     gen = torch.Generator().manual_seed(seed)
@@ -221,29 +226,57 @@ def _hold_lr_scale(optimizer: torch.optim.Optimizer) -> None:
     optimizer.register_step_pre_hook(hook)
 
 
-def scale_backbone_lr(model: BaseAlgorithm, factor: float) -> int:
-    """Give unfrozen backbone blocks `factor` x the learning rate of the rest; returns their parameter count.
+def _owned_optimizers(model: BaseAlgorithm) -> Iterator[tuple[Any, torch.optim.Optimizer]]:
+    """(owner, optimizer) for the policy's, actor's and critic's optimizers."""
+    policy = model.policy
+    for owner in (policy, getattr(policy, "actor", None), getattr(policy, "critic", None)):
+        opt = getattr(owner, "optimizer", None) if owner is not None else None
+        if isinstance(opt, torch.optim.Optimizer):
+            yield owner, opt
 
-    Every optimizer holding such parameters is rebuilt with two groups (same class and kwargs)."""
-    ids = _backbone_param_ids(model)
-    if not ids or factor == 1.0:
-        return 0
+
+def scale_lrs(model: BaseAlgorithm, scales: dict[int, float]) -> int:
+    """Multiply the learning rate of each parameter in `scales` (by id) by its scale; returns how many
+    parameter tensors changed. Optimizers are rebuilt with one group per scale (same class, kwargs and,
+    for groups already scaled, their scale times the new one), held by `_hold_lr_scale` against SB3's
+    schedule. Call right after `rebuild_optimizers` (optimizer state is not carried over)."""
     policy = model.policy
     cls: Any = policy.optimizer_class
     lr = model.lr_schedule(1.0)
-    count = 0
-    for owner in (policy, getattr(policy, "actor", None), getattr(policy, "critic", None)):
-        opt = getattr(owner, "optimizer", None) if owner is not None else None
-        if not isinstance(opt, torch.optim.Optimizer):
+    changed = 0
+    for owner, opt in list(_owned_optimizers(model)):
+        by_scale: dict[float, list[nn.Parameter]] = {}
+        for group in opt.param_groups:
+            for param in group["params"]:
+                scale = group.get("lr_scale", 1.0) * scales.get(id(param), 1.0)
+                by_scale.setdefault(scale, []).append(param)
+                changed += id(param) in scales
+        if len(by_scale) == 1 and 1.0 in by_scale:
             continue
-        params = [p for g in opt.param_groups for p in g["params"]]
-        backbone = [p for p in params if id(p) in ids]
-        if not backbone:
-            continue
-        rest = [p for p in params if id(p) not in ids]
-        groups = [{"params": rest, "lr_scale": 1.0}, {"params": backbone, "lr_scale": factor}]
+        groups = [{"params": params, "lr_scale": scale} for scale, params in by_scale.items()]
         new = cls(groups, lr=lr, **policy.optimizer_kwargs)
         _hold_lr_scale(new)
-        owner.optimizer = new  # type: ignore[union-attr]
-        count += sum(p.numel() for p in backbone)
-    return count
+        owner.optimizer = new
+    return changed
+
+
+def scale_backbone_lr(model: BaseAlgorithm, factor: float) -> int:
+    """Give unfrozen backbone blocks `factor` x the rate of the rest; returns their parameter count."""
+    ids = _backbone_param_ids(model)
+    if not ids or factor == 1.0:
+        return 0
+    scale_lrs(model, dict.fromkeys(ids, factor))
+    return sum(p.numel() for p in model.policy.parameters() if id(p) in ids)
+
+
+def thaw(model: BaseAlgorithm, layer: nn.Module) -> None:
+    """Make a frozen layer trainable again and add it to the optimizer of the network that owns it."""
+    params = [p for p in layer.parameters() if not p.requires_grad]
+    for param in params:
+        param.requires_grad_(True)
+    mine = {id(p) for p in layer.parameters()}
+    for owner, opt in _owned_optimizers(model):
+        if owner is model.policy or any(id(p) in mine for p in owner.parameters()):
+            base = opt.param_groups[0]
+            opt.add_param_group({"params": params, "lr": base["lr"], "lr_scale": base.get("lr_scale", 1.0)})
+            return

@@ -1,0 +1,183 @@
+"""Fine-tuning guards: critic warm-up, L2-SP, layer-wise LR decay, gradual unfreezing, keep-best."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from tiny import set_args
+
+import simreal  # noqa: F401 - registers the simreal/ ids
+from simreal.cli import main
+from simreal.config import load_config
+from simreal.schema import ConfigError
+from simreal.training import guards
+from simreal.training import transfer as tr
+
+ALGOS = {"PPO": PPO, "SAC": SAC, "TD3": TD3}
+SHORT = {"PPO": {"n_steps": 64, "batch_size": 32, "n_epochs": 2}, "SAC": {}, "TD3": {}}
+
+
+def _model(algo: str) -> BaseAlgorithm:
+    """A small model of `algo` on Gymnasium's pendulum (off-policy ones learn from step 16)."""
+    off_policy = {} if algo == "PPO" else {"learning_starts": 16, "batch_size": 16}
+    return ALGOS[algo](
+        "MlpPolicy",
+        gym.make("Pendulum-v1"),
+        policy_kwargs={"net_arch": [16, 16]},
+        seed=0,
+        device="cpu",
+        **SHORT[algo],
+        **off_policy,
+    )
+
+
+def _snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_critic_warmup_leaves_the_actor_bit_identical_for_its_duration(algo: str) -> None:
+    model = _model(algo)
+    actor = guards.actor_parameters(model)
+    before = _snapshot(actor)
+    critic_before = _snapshot([p for p in model.policy.parameters() if all(p is not a for a in actor)])
+    warmup = guards.CriticWarmup(model, until_step=128)
+    model.learn(128)
+    assert all(torch.equal(a, b) for a, b in zip(before, actor, strict=True)), (
+        "the actor moved during warm-up"
+    )
+    critic_now = [p for p in model.policy.parameters() if all(p is not a for a in actor)]
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, critic_now, strict=True))
+    warmup.update(128)
+    model.learn(128, reset_num_timesteps=False)
+    assert any(not torch.equal(a, b) for a, b in zip(before, actor, strict=True)), "released, it learns"
+
+
+def test_l2sp_adds_the_gradient_of_the_pull_toward_the_pretrained_weights() -> None:
+    model = _model("PPO")
+    l2sp = guards.L2SP(model, strength=0.5)
+    params = [p for p in model.policy.parameters() if p.requires_grad]
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.1)  # moved away from where it was pretrained
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    before = _snapshot(params)
+    opt = model.policy.optimizer
+    l2sp._hook(opt)
+    for p, w in zip(params, before, strict=True):
+        anchor = l2sp.anchors[id(p)][1]
+        torch.testing.assert_close(p.grad, 2 * 0.5 * (w - anchor))  # d/dw 0.5 ||w - w0||^2
+    # a plain optimizer step with only that gradient moves every weight back toward the anchor
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    distance = sum(((p - l2sp.anchors[id(p)][1]) ** 2).sum() for p in params)
+    assert float(distance) < float(
+        sum(((w - l2sp.anchors[id(p)][1]) ** 2).sum() for p, w in zip(params, before, strict=True))
+    )
+    assert float(l2sp.penalty()) > 0
+
+
+def test_layer_lr_decay_scales_lower_layers_and_survives_sb3s_schedule() -> None:
+    model = _model("PPO")
+    tr.rebuild_optimizers(model)
+    guards.layer_lr_decay(model, 0.5)
+    model.learn(64)  # SB3 rewrites every group's rate from its schedule at train()
+    base = model.lr_schedule(1.0)
+    lrs = {g["lr_scale"]: g["lr"] for g in model.policy.optimizer.param_groups}
+    assert lrs[1.0] == pytest.approx(base)  # heads
+    assert lrs[0.5] == pytest.approx(0.5 * base) and lrs[0.25] == pytest.approx(0.25 * base)
+    top = model.policy.mlp_extractor.policy_net[2].weight  # the top hidden layer of the actor
+    group = next(g for g in model.policy.optimizer.param_groups if any(p is top for p in g["params"]))
+    assert group["lr_scale"] == 0.5
+
+
+def test_gradual_unfreezing_thaws_the_top_frozen_layer_first() -> None:
+    model = _model("SAC")
+    tr.freeze_layers(model, 2)
+    tr.rebuild_optimizers(model)
+    thaw = guards.GradualUnfreeze(model, frozen_layers=2, steps=[100, 200])
+    first, second = model.policy.actor.latent_pi[0], model.policy.actor.latent_pi[2]
+    thaw.update(50)
+    assert not first.weight.requires_grad and not second.weight.requires_grad
+    thaw.update(150)
+    assert second.weight.requires_grad and not first.weight.requires_grad  # the top one first
+    in_actor_opt = {id(p) for g in model.policy.actor.optimizer.param_groups for p in g["params"]}
+    assert id(second.weight) in in_actor_opt and id(first.weight) not in in_actor_opt
+    thaw.update(250)
+    assert first.weight.requires_grad and thaw.thawed == 2
+
+
+def test_keep_best_returns_the_best_evaluated_weights_of_a_curve_that_peaks_in_the_middle() -> None:
+    model = _model("PPO")
+    keep = guards.KeepBest(patience=2)
+    weight = model.policy.action_net.weight
+    seen = {}
+    for step, value in ((0, 10.0), (100, 50.0), (200, 30.0), (300, 20.0)):
+        with torch.no_grad():
+            weight.fill_(float(step))
+        seen[step] = weight.detach().clone()
+        keep.observe(step, value, model, None)
+    assert keep.best_step == 100 and keep.stop  # two evaluations without improvement
+    keep.restore(model)
+    assert torch.equal(model.policy.action_net.weight, seen[100])
+
+
+def test_keep_best_and_patience_in_a_run(tmp_path: Path) -> None:
+    guard = ["finetune.keep_best=true", "finetune.patience=1", "finetune.timesteps=512", "finetune.l2sp=0.01"]
+    guard += ["finetune.critic_warmup_steps=128", "finetune.layer_lr_decay=0.8", "finetune.freeze_layers=0"]
+    assert (
+        main(["run", *set_args(tmp_path, *guard, "algo.net_arch=[16, 16]", reference=False), "--seeds", "0"])
+        == 0
+    )
+    stage = tmp_path / "quickstart" / "finetune" / "seed0"
+    final = json.loads((stage / "final.json").read_text())
+    curve = json.loads((stage / "curve.json").read_text())
+    assert [p["step"] for p in curve] == list(range(0, 513, 64))  # the whole grid, as scratch's
+    kept = final["kept_step"]
+    best = max(p["mean_return"] for p in curve if "kept_from" not in p)
+    assert next(p["mean_return"] for p in curve if p["step"] == kept) == best
+    assert curve[0]["mean_return"] <= best  # never below where fine-tuning started
+    if final["stopped_early"]:
+        assert all(p["kept_from"] == kept for p in curve if "kept_from" in p)
+    report = json.loads((tmp_path / "quickstart" / "report.json").read_text())
+    assert report["variants"]["finetune"]["kept_steps"] == [kept]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["finetune.l2sp=-0.1"], "finetune.l2sp: Input should be greater than or equal to 0"),
+        (["finetune.layer_lr_decay=0"], "finetune.layer_lr_decay: Input should be greater than 0"),
+        (
+            ["finetune.freeze_layers=1", "finetune.unfreeze_schedule=[10, 20]"],
+            "2 thaws but only 1 frozen layers",
+        ),
+        (["finetune.patience=3"], "set keep_best: true"),
+    ],
+)
+def test_bad_guard_settings_are_one_line_errors(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(None, overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_frozen_layers_stay_frozen_with_every_guard_on(tmp_path: Path) -> None:
+    guard = ["finetune.freeze_layers=1", "finetune.l2sp=0.1", "finetune.layer_lr_decay=0.5"]
+    assert (
+        main(["run", *set_args(tmp_path, *guard, "algo.net_arch=[16, 16]", reference=False), "--seeds", "0"])
+        == 0
+    )
+    run = tmp_path / "quickstart"
+    src = torch.load(run / "pretrain_randomized/seed0/policy.pt", weights_only=True)["states"]["policy"]
+    ft = torch.load(run / "finetune/seed0/policy.pt", weights_only=True)["states"]["policy"]
+    assert torch.equal(src["mlp_extractor.policy_net.0.weight"], ft["mlp_extractor.policy_net.0.weight"])
+    assert not np.allclose(src["action_net.weight"].numpy(), ft["action_net.weight"].numpy())
