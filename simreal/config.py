@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationInfo, field_serializer, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from agents.algorithms import check_algo_kwargs, default_learning_rate, policy_kwargs_from
 from simreal.schema import OFFLINE, ConfigError, Spec, config_dir, load_yaml, parse
@@ -66,6 +73,35 @@ class PretrainConfig(Spec):
     nominal_baseline: bool = True
 
 
+SEARCHABLE = ("learning_rate", "lr_factor", "freeze_layers", "l2sp", "layer_lr_decay")
+"""Fine-tuning settings `finetune.auto` can choose among."""
+
+
+class AutoConfig(Spec):
+    """Budget-aware choice of fine-tuning settings: successive halving over `candidates` (every
+    combination) on the target, within `budget_fraction` of the target budget; the winner continues from
+    its own weights for the rest. Every candidate's steps count against the budget."""
+
+    candidates: dict[
+        Literal["learning_rate", "lr_factor", "freeze_layers", "l2sp", "layer_lr_decay"], list[float]
+    ]
+    budget_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+    @field_validator("candidates")
+    @classmethod
+    def _some(cls, value: dict[str, list[int | float]]) -> dict[str, list[int | float]]:
+        if not value or any(not v for v in value.values()):
+            raise ValueError(f"give at least one value for at least one of {', '.join(SEARCHABLE)}")
+        return value
+
+    def settings(self) -> list[dict[str, int | float]]:
+        """Every combination of the candidate values, in a fixed order."""
+        combos: list[dict[str, int | float]] = [{}]
+        for key, values in self.candidates.items():
+            combos = [{**c, key: v} for c in combos for v in values]
+        return combos
+
+
 class FinetuneConfig(Spec):
     """How the pretrained policy is transferred and fine-tuned on the target, and what guards it.
 
@@ -92,6 +128,7 @@ class FinetuneConfig(Spec):
     unfreeze_schedule: list[int] = []
     keep_best: bool = False
     patience: int | None = Field(default=None, ge=1)
+    auto: AutoConfig | None = None
 
     @field_validator("unfreeze_schedule")
     @classmethod
@@ -224,6 +261,10 @@ class ExperimentConfig(Spec):
             )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: duplicates in {self.seeds}")
+        if self.finetune.auto is not None:
+            if self.pixels:
+                raise ValueError("finetune.auto: not for pixel policies yet (allowed: state observations)")
+            self._check_candidates(self.finetune.auto)
         if self.exclusive and self.algo.n_envs > 1:
             raise ValueError(
                 f"algo.n_envs: {self.algo.n_envs} target instances at once, but target {self.target} is "
@@ -235,6 +276,26 @@ class ExperimentConfig(Spec):
                 f"{self.finetune.timesteps} (allowed: >= finetune.timesteps; default 10x it)"
             )
         return self
+
+    def _check_candidates(self, auto: AutoConfig) -> None:
+        """Every candidate must be a valid fine-tuning setting for this network."""
+        for setting in auto.settings():
+            data = {**self.finetune.model_dump(exclude={"auto"}), **setting}
+            try:
+                FinetuneConfig.model_validate(data)
+            except ValidationError as err:
+                first = err.errors()[0]
+                key = ".".join(str(p) for p in first["loc"]) or next(iter(setting))
+                message = str(first["msg"]).removeprefix("Value error, ")
+                raise ValueError(
+                    f"finetune.auto.candidates.{key}: {setting.get(key, setting)!r} is not a valid setting "
+                    f"({message})"
+                ) from None
+            if int(setting.get("freeze_layers", 0)) > self.algo.hidden_layers:
+                raise ValueError(
+                    f"finetune.auto.candidates.freeze_layers: {setting['freeze_layers']} exceeds the "
+                    f"{self.algo.hidden_layers} hidden layers of algo.net_arch"
+                )
 
     @property
     def exclusive(self) -> bool:

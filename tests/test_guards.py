@@ -181,3 +181,32 @@ def test_frozen_layers_stay_frozen_with_every_guard_on(tmp_path: Path) -> None:
     ft = torch.load(run / "finetune/seed0/policy.pt", weights_only=True)["states"]["policy"]
     assert torch.equal(src["mlp_extractor.policy_net.0.weight"], ft["mlp_extractor.policy_net.0.weight"])
     assert not np.allclose(src["action_net.weight"].numpy(), ft["action_net.weight"].numpy())
+
+
+def test_auto_choice_spends_its_search_inside_the_target_budget(tmp_path: Path) -> None:
+    grid = "{learning_rate: [3.0e-5, 3.0e-4], freeze_layers: [0, 1]}"
+    auto = f"finetune.auto={{candidates: {grid}, budget_fraction: 0.8}}"
+    args = set_args(tmp_path, auto, "finetune.timesteps=512", "algo.net_arch=[16, 16]", reference=False)
+    assert main(["run", *args, "--seeds", "0"]) == 0
+    stage = tmp_path / "quickstart" / "finetune" / "seed0"
+    search = json.loads((stage / "auto.json").read_text())
+    assert search["rounds"] == [4, 2] and search["steps_per_round"] == 64  # 409 // 6 in 64-step rollouts
+    assert search["exploration_steps"] == 6 * 64
+    steps = json.loads((stage / "target_steps.json").read_text())
+    assert steps["train"] == 512  # the search's 384 steps and the winner's 128, the whole budget
+    curve = json.loads((stage / "curve.json").read_text())
+    scratch = json.loads((tmp_path / "quickstart" / "scratch" / "seed0" / "curve.json").read_text())
+    assert [p["step"] for p in curve] == [p["step"] for p in scratch]  # comparable, step for step
+    assert all(p["mean_return"] == curve[0]["mean_return"] for p in curve if p.get("exploring"))
+    assert search["winner"] in [c["setting"] for c in search["candidates"]]
+    report = json.loads((tmp_path / "quickstart" / "report.json").read_text())
+    assert report["variants"]["finetune"]["auto"][0]["exploration_steps"] == 384
+
+
+def test_auto_budget_that_cannot_hold_one_rollout_per_candidate_round_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    auto = "finetune.auto={candidates: {learning_rate: [3.0e-5, 1.0e-4, 3.0e-4]}, budget_fraction: 0.1}"
+    assert main(["run", *set_args(tmp_path, auto, reference=False)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "finetune.auto.budget_fraction" in err and "one rollout" in err

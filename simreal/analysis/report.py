@@ -101,6 +101,18 @@ def to_markdown(doc: dict[str, Any]) -> str:
                 f"| {label} | {s['train']:,} | {s['evaluation']:,} | {s['other']:,} | {s['total']:,} "
                 f"| {s['max_open']} |"
             )
+    searches = doc["variants"].get("finetune", {}).get("auto")
+    if searches:
+        lines += [
+            "",
+            "Fine-tuning chose its settings on the target (`finetune.auto`, successive halving):",
+            "",
+        ]
+        lines += [
+            f"- seed {i}: {s['winner']} after {s['exploration_steps']:,} exploration steps of the "
+            f"{doc['train_budget']:,}-step budget (the rest: the winner)"
+            for i, s in enumerate(searches)
+        ]
     kept = doc["variants"].get("finetune", {}).get("kept_steps")
     if kept:
         lines += [

@@ -58,6 +58,7 @@ class Gathered:
     sources: dict[str, list[str]] = field(default_factory=dict)  # variant -> the seed folders used
     reference_sources: list[str] = field(default_factory=list)  # where the reference stage was trained
     steps: dict[str, list[dict[str, int]]] = field(default_factory=dict)  # target steps, where recorded
+    auto: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # finetune.auto's search, per seed
 
 
 def _seed_dirs(variant_dir: Path) -> list[tuple[int, Path]]:
@@ -130,6 +131,8 @@ def gather(run_dirs: list[Path]) -> Gathered:
             out.sources.setdefault(variant, []).append(str(stage))
             if (stage / STEPS).is_file():
                 out.steps.setdefault(variant, []).append(json.loads((stage / STEPS).read_text()))
+            if (stage / "auto.json").is_file():
+                out.auto.setdefault(variant, []).append(json.loads((stage / "auto.json").read_text()))
             if variant == "reference" and (stage / "source.json").is_file():
                 source = str(Path(json.loads((stage / "source.json").read_text())["source"]).parent)
                 if source not in out.reference_sources:
@@ -296,6 +299,12 @@ def _variant_row(
     row["target_steps"] = _steps(data.steps.get(variant, []))
     kept = [f["kept_step"] for f in data.finals[variant] if "kept_step" in f]
     row["kept_steps"] = kept or None  # keep_best: the step each seed's deployed policy is from
+    searches = data.auto.get(variant)
+    row["auto"] = (
+        [{"winner": s["winner"], "exploration_steps": s["exploration_steps"]} for s in searches]
+        if searches
+        else None
+    )
     if untrained is not None and reference is not None and reference > untrained:
         row["fraction_of_reference"] = m.fraction_of_reference(float(values.mean()), untrained, reference)
     if variant in LEARNING:

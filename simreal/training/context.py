@@ -93,10 +93,13 @@ class Context:
 
 def evaluation_reserve(cfg: ExperimentConfig, train: int, episode_limit: int) -> int:
     """The most target steps the evaluations of a stage training for `train` steps can take."""
-    ev = cfg.evaluation
-    curve = len(eval_grid(train, ev.every_steps)) * ev.episodes if train >= 1 else 0
+    from simreal.training.auto import selection_evaluations
+
+    ev, auto = cfg.evaluation, cfg.finetune.auto
+    evaluations = len(eval_grid(train, ev.every_steps)) if train >= 1 else 0
+    evaluations += 0 if auto is None else 1 + selection_evaluations(auto)  # the search's, and its start
     other = cfg.perception.adabn_frames if cfg.perception is not None else 0
-    return (curve + ev.final_episodes) * episode_limit + other
+    return (evaluations * ev.episodes + ev.final_episodes) * episode_limit + other
 
 
 def budget_after_reserve(cfg: ExperimentConfig, episode_limit: int) -> int:

@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from agents.algorithms import rollout_steps
 from simreal.config import ExperimentConfig
 from simreal.schema import ConfigError
+from simreal.training import auto
 from simreal.training.artifacts import describe_space, spaces_match
 from simreal.training.context import Context, evaluation_reserve
 from simreal.training.evaluation import evaluate
@@ -129,7 +130,27 @@ def preflight(cfg: ExperimentConfig, device: torch.device) -> int:
     except Exception as err:  # noqa: BLE001 - SB3 raises anything from its constructor
         raise _algo_error(ctx, err) from None
     _check_budget(ctx)
+    _check_search(ctx)
     return _check_success_return(ctx, model, encoder)
+
+
+def _check_search(ctx: Context) -> None:
+    """`finetune.auto` must give every candidate at least one rollout in every round."""
+    search = ctx.cfg.finetune.auto
+    if search is None:
+        return
+    algo = ctx.cfg.algo
+    rollout = rollout_steps(algo.name, algo.kwargs, algo.n_envs)
+    exploration = int(search.budget_fraction * ctx.train_budget)
+    rounds, steps = auto.schedule(len(search.settings()), exploration, rollout)
+    if steps < rollout:
+        need = sum(rounds) * rollout
+        raise ConfigError(
+            f"finetune.auto.budget_fraction: {search.budget_fraction:g} of {ctx.train_budget:,} target steps "
+            f"({exploration:,}) cannot give {len(search.settings())} candidates one rollout "
+            f"({rollout:,} steps) in each of their {sum(rounds)} candidate-rounds (allowed: an exploration "
+            f"of >= {need:,} steps)"
+        )
 
 
 def _check_budget(ctx: Context) -> None:

@@ -20,7 +20,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.algorithms import rollout_steps
 from simreal.simulation.accounting import STEPS, TargetLedger, read_json
-from simreal.training import guards
+from simreal.training import artifacts as art
+from simreal.training import auto, guards
 from simreal.training import transfer as tr
 from simreal.training.artifacts import (
     ArtifactError,
@@ -32,10 +33,20 @@ from simreal.training.artifacts import (
     load_torch_state,
     save_policy,
 )
+from simreal.training.checkpoints import save_checkpoint
 from simreal.training.context import Context
 from simreal.training.evaluation import evaluate
 from simreal.training.loading import build_model
-from simreal.training.loop import CURVE, Borrowed, EvalSchedule, obs_rms_of, train_stage, write_hparams
+from simreal.training.loop import (
+    CHECKPOINT,
+    CURVE,
+    Borrowed,
+    EvalSchedule,
+    curve_point,
+    obs_rms_of,
+    train_stage,
+    write_hparams,
+)
 from simreal.training.perception import Encoder
 from simreal.training.reference import reference_dir
 from simreal.training.schedules import WarmupDecaySchedule
@@ -141,16 +152,37 @@ def _target_training(
         if source is not None:
             _check_source(ctx, source, load_policy(source, ctx.device), out)
         return
-    cfg = ctx.cfg
     ledger = TargetLedger.resumed(read_json(out / STEPS))
     env_kwargs = ctx.target_kwargs(ledger)
     provenance: dict[str, str] = {}
+    found: auto.SearchResult | None = None
+    keep = (
+        guards.KeepBest(ctx.cfg.finetune.patience, path=out / "best.pt")
+        if source and ctx.cfg.finetune.keep_best
+        else None
+    )
+    if source is not None and ctx.cfg.finetune.auto is not None:
+        winner = auto.winner_of(ctx, out)
+        if winner is None:  # search first (its steps are counted in the ledger), then go on with the winner
+            found = auto.search(
+                ctx,
+                seed,
+                lambda c: _transferred(c, seed, source, out, c.target_kwargs(ledger))[:2],
+                ledger,
+                out,
+                keep,
+            )
+            winner = found.ctx
+        ctx = winner
+    cfg = ctx.cfg
     if source is None:
         venv, encoder = policy_env(ctx, ctx.target_id, seed, env_kwargs=env_kwargs)
         model = build_model(cfg.algo, venv, cfg.algo.pretrain_lr, ctx.device, seed, encoder)
         _backbone_lr(ctx, model)
     else:
         model, venv, encoder, provenance = _transferred(ctx, seed, source, out, env_kwargs)
+        if found is not None:
+            _continue_winner(model, found, out, cfg.evaluation.every_steps)
     if cfg.exclusive:
         shared = Borrowed(venv.unwrapped.envs[0])  # type: ignore[attr-defined]
         make_eval: Callable[[], gym.Env[Any, Any]] = lambda: shared  # noqa: E731
@@ -160,11 +192,6 @@ def _target_training(
     if source is not None:
         adapt_to_target(ctx, encoder, seed, make_eval, ledger)
         hooks = _guard_hooks(ctx, model)
-    keep = (
-        guards.KeepBest(cfg.finetune.patience, path=out / "best.pt")
-        if source and cfg.finetune.keep_best
-        else None
-    )
     schedule_eval = EvalSchedule(
         make_eval,
         every or cfg.evaluation.every_steps,
@@ -197,6 +224,27 @@ def _target_training(
     write_steps(out, ledger)
     _write_final(out, result, keep)
     write_hparams(out, stage_hparams(ctx, variant, seed, budget), result)
+
+
+def _continue_winner(model: BaseAlgorithm, found: auto.SearchResult, out: Path, every: int) -> None:
+    """The winner's weights, optimizers and replay buffer in the stage's model, at the step the search
+    reached, checkpointed at once with the curve so far (the source's evaluation over the search)."""
+    states, tensors = art.torch_state(found.model)
+    art.load_torch_state(model, states, tensors, include_optimizers=True)
+    if hasattr(found.model, "replay_buffer") and found.model.replay_buffer is not None:
+        model.replay_buffer = found.model.replay_buffer  # type: ignore[attr-defined]
+    model.num_timesteps = found.spent
+    env = found.model.get_env()  # its observation statistics, where they are re-estimated
+    assert env is not None
+    curve = [
+        {**curve_point(step, found.at_start), "exploring": True} for step in range(0, found.spent + 1, every)
+    ]
+    save_checkpoint(
+        out / CHECKPOINT,
+        model,
+        obs_rms_of(env),
+        {"curve": curve, "next_eval": curve[-1]["step"] + every},
+    )
 
 
 def _guard_hooks(ctx: Context, model: BaseAlgorithm) -> list[Callable[[int], None]]:
