@@ -22,13 +22,16 @@ vocabulary `envs.params.PHYSICS`, or `module:attr` references to `CustomParam`s.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
-from pydantic import Field, ValidationInfo, field_validator
+import numpy as np
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from envs.params import PHYSICS
 from simreal.schema import Spec, offline
+from simreal.simulation.adr import AdrSpec, AdrState
 from simreal.simulation.distributions import ParamEntry
 from simreal.simulation.physics import PhysicsSpace, custom_param
 from simreal.simulation.references import is_reference
@@ -54,10 +57,32 @@ class ParamSpec(ParamEntry):
 
 
 class RandomizationSpec(Spec):
-    """Which parameters vary and how often they are resampled."""
+    """Which parameters vary and how often they are resampled (with `adr`: ranges that grow, see `adr`)."""
 
     params: tuple[ParamSpec, ...] = ()
     resample_every_steps: int | None = Field(default=None, ge=1)
+    adr: AdrSpec | None = None
+
+    @model_validator(mode="after")
+    def _adr_needs_ranges(self) -> RandomizationSpec:
+        if self.adr is not None and not any(p.dist in ("uniform", "log_uniform") for p in self.params):
+            raise ValueError("adr: needs uniform or log_uniform params to grow (allowed: add one)")
+        return self
+
+
+@dataclass(frozen=True)
+class _AdrDraw:
+    """A YAML entry whose draws come from its ADR dimension (its declared range bounds them)."""
+
+    entry: ParamSpec
+    state: AdrState
+    index: int
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.entry, name)
+
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self.state.draw(self.index, rng, size)
 
 
 def physics_space(env: gym.Env[Any, Any], specs: tuple[ParamSpec, ...]) -> PhysicsSpace:
@@ -76,22 +101,46 @@ class RandomizeDynamics(ParamWrapper):
     info_key = "dynamics"
 
     def __init__(
-        self, env: gym.Env[Any, Any], spec: RandomizationSpec, where: str = "randomization.params"
+        self,
+        env: gym.Env[Any, Any],
+        spec: RandomizationSpec,
+        where: str = "randomization.params",
+        adr: AdrState | None = None,
     ) -> None:
-        """`where`: the key path of the params list, for error messages (`<where>.<i>.names: ...`)."""
+        """`where`: the key path of the params list, for error messages (`<where>.<i>.names: ...`).
+        `adr`: the ADR state to draw from and report to (shared by a run's envs); made here when the
+        spec asks for ADR and none is given."""
         super().__init__(env, physics_space(env, spec.params), spec.params, where)
         self._every = spec.resample_every_steps
         self._steps = 0
+        self._new_episode = False
+        self.adr = adr if adr is not None or spec.adr is None else AdrState.for_entries(spec.adr, spec.params)
+        if self.adr is not None:
+            dims = self.adr.dimension_of(spec.params)
+            for i, bound in enumerate(self._params.bound):
+                if i in dims:
+                    self._params.bound[i] = replace(bound, spec=_AdrDraw(spec.params[i], self.adr, dims[i]))
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
         self._steps = 0
+        self._new_episode = True
         return super().reset(seed=seed, options=options)
+
+    def resample(self) -> dict[str, float]:
+        if self.adr is not None and self._new_episode:  # ADR decides the episode's edge before the draw
+            self.adr.begin_episode(self.np_random)
+        self._new_episode = False
+        return super().resample()
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._steps += 1
+        if self.adr is not None:
+            self.adr.episode_return += float(reward)
+            if terminated or truncated:
+                self.adr.end_episode()
         if self._enabled and self._every is not None and self._steps % self._every == 0:
             self.resample()
         info["dynamics"] = dict(self._params.values)

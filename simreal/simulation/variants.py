@@ -22,6 +22,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from simreal.schema import ConfigError
 from simreal.simulation.accounting import CountSteps, TargetLedger
+from simreal.simulation.adr import AdrState
 from simreal.simulation.effects import SENSOR_EFFECTS, EffectSpec, Scalar, apply_effects
 from simreal.simulation.pixels import ImageNoise, PixelObservation, StackFrames
 from simreal.simulation.randomization import RandomizationSpec, RandomizeDynamics
@@ -30,11 +31,13 @@ from simreal.simulation.tasks import PixelSpec
 from simreal.simulation.visuals import RandomizeVisuals, VisualRandomizationSpec
 
 
-def make_randomized(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
-    """The randomized source sim of `task`: physics and sensing resampled per episode."""
+def make_randomized(task: str, adr: AdrState | None = None, **kwargs: Any) -> gym.Env[Any, Any]:
+    """The randomized source sim of `task`: physics and sensing resampled per episode (with `adr`, the
+    ADR state a training run's envs share)."""
     t = get_task(task)
     env = gym.make(t.nominal_id, **kwargs)
-    env = RandomizeDynamics(env, t.spec.randomization, where=f"{t.source}: randomization.params")
+    where = f"{t.source}: randomization.params"
+    env = RandomizeDynamics(env, t.spec.randomization, where=where, adr=adr)
     return apply_effects(env, t.spec.source_effects)
 
 
@@ -59,12 +62,13 @@ def make_pixel_nominal(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
     return _observe(_rendering(t.env, pixels, kwargs), pixels, noise_std=0.0)
 
 
-def make_pixel_randomized(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
+def make_pixel_randomized(task: str, adr: AdrState | None = None, **kwargs: Any) -> gym.Env[Any, Any]:
     """The randomized source sim of `task` seen through its camera: physics, look and effects per episode."""
     t = get_task(task)
     pixels = _pixels(t)
+    where = f"{t.source}: randomization.params"
     env: gym.Env[Any, Any] = RandomizeDynamics(
-        _rendering(t.env, pixels, kwargs), t.spec.randomization, where=f"{t.source}: randomization.params"
+        _rendering(t.env, pixels, kwargs), t.spec.randomization, where=where, adr=adr
     )
     env = RandomizeVisuals(env, pixels.randomization, where=f"{t.source}: pixels.randomization.params")
     env = apply_effects(env, effects_under_camera(t.spec.source_effects, pixels.proprio))

@@ -27,6 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch.utils.tensorboard import SummaryWriter
 
 from simreal.simulation.accounting import TargetLedger
+from simreal.simulation.adr import AdrState
 from simreal.training.artifacts import atomic_write_text
 from simreal.training.checkpoints import checkpoint_steps, load_checkpoint, save_checkpoint
 from simreal.training.evaluation import EvalResult, evaluate
@@ -161,10 +162,12 @@ class _StageCallback(BaseCallback):
         log_dynamics: bool,
         on_save: Callable[[], None] | None = None,
         hooks: Sequence[Callable[[int], None]] = (),
+        adr: AdrState | None = None,
     ) -> None:
         super().__init__()
         self.on_save = on_save
         self.hooks = list(hooks)
+        self.adr = adr
         self.stage_dir = stage_dir
         self.schedule = schedule
         self.checkpoint_every = checkpoint_every
@@ -209,6 +212,10 @@ class _StageCallback(BaseCallback):
         if self.model.num_timesteps >= self.next_checkpoint:  # after it, so the checkpoint holds it
             self.save()
             self.next_checkpoint += self.checkpoint_every
+        if self.adr is not None:
+            for label, (low, high) in self.adr.ranges().items():
+                self.logger.record(f"adr/{label}/low", low)
+                self.logger.record(f"adr/{label}/high", high)
         if self.dynamics:
             for key, values in self.dynamics.items():
                 self.logger.record(
@@ -217,7 +224,12 @@ class _StageCallback(BaseCallback):
             self.dynamics = {}
 
     def save(self) -> None:
-        extra = {"curve": self.schedule.curve if self.schedule else [], "next_eval": self.next_eval}
+        extra: dict[str, Any] = {
+            "curve": self.schedule.curve if self.schedule else [],
+            "next_eval": self.next_eval,
+        }
+        if self.adr is not None:
+            extra["adr"] = self.adr.as_dict()
         save_checkpoint(self.stage_dir / CHECKPOINT, self.model, self._obs_rms(), extra)
         if self.on_save is not None:
             self.on_save()
@@ -233,6 +245,7 @@ def train_stage(
     log_dynamics: bool = False,
     on_save: Callable[[], None] | None = None,
     hooks: Sequence[Callable[[int], None]] = (),
+    adr: AdrState | None = None,
 ) -> BaseAlgorithm:
     """Train `model` to `budget` total env steps, resuming from `stage_dir/checkpoint.pt` if present.
 
@@ -250,13 +263,15 @@ def train_stage(
         env = model.get_env()
         if obs_rms is not None and isinstance(env, VecNormalize):
             env.obs_rms = obs_rms  # type: ignore[assignment]
+        if adr is not None and "adr" in extra:
+            adr.load(extra["adr"])
         if schedule is not None:
             schedule.curve = list(extra["curve"])
             if schedule.keep is not None:
                 schedule.keep.resume(schedule.curve)
         purge = model.num_timesteps + 1
     model.set_logger(stage_logger(stage_dir, purge))
-    callback = _StageCallback(stage_dir, schedule, checkpoint_every, log_dynamics, on_save, hooks)
+    callback = _StageCallback(stage_dir, schedule, checkpoint_every, log_dynamics, on_save, hooks, adr)
     remaining = budget - model.num_timesteps
     if remaining > 0 and not (schedule is not None and schedule.keep is not None and schedule.keep.stop):
         model.learn(

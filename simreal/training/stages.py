@@ -23,6 +23,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from simreal.simulation.accounting import STEPS, TargetLedger
+from simreal.simulation.adr import AdrState
 from simreal.training import guards
 from simreal.training import transfer as tr
 from simreal.training.artifacts import (
@@ -127,7 +128,9 @@ def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
         return out / POLICY
     env_id = ctx.source_id(randomized)
     algo = ctx.cfg.algo
-    venv, encoder = policy_env(ctx, env_id, seed)
+    spec = ctx.cfg.task.randomization
+    adr = AdrState.for_entries(spec.adr, spec.params) if randomized and spec.adr is not None else None
+    venv, encoder = policy_env(ctx, env_id, seed, env_kwargs=None if adr is None else {"adr": adr})
     model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed, encoder)
     _backbone_lr(ctx, model)
     log.info(
@@ -141,8 +144,9 @@ def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
         ctx.cfg.checkpoint_every_steps,
         ctx.progress_bar,
         log_dynamics=randomized,
+        adr=adr,
     )
-    meta = _meta(ctx, variant, seed, env_id, venv)
+    meta = {**_meta(ctx, variant, seed, env_id, venv), "adr": None if adr is None else adr.as_dict()}
     save_policy(model, obs_rms_of(venv), meta, out / POLICY, backbone=encoder.backbone_state())
     venv.close()
     return out / POLICY
