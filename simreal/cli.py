@@ -79,6 +79,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", dest="json_path", help="write the results to this JSON file")
     ev.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    dg = sub.add_parser(
+        "diagnose", help="measure a target's gap to a policy's source with a few target episodes"
+    )
+    dg.add_argument("model", help="a pretrained policy.pt artifact")
+    dg.add_argument(
+        "--target", required=True, help="the target's env id, e.g. simreal/KukaReach-Target-Mujoco-v0"
+    )
+    dg.add_argument("--episodes", type=int, default=5, help="episodes on the source and on the target")
+    dg.add_argument("--seed", type=int, default=0)
+    dg.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the target")
+    dg.add_argument("--out", help="where diagnose.json/.md go (default: beside MODEL)")
+    dg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     rep = sub.add_parser("report", help="rewrite report.json/report.md/curves.png of a run directory")
     rep.add_argument("run_dir")
     sw = sub.add_parser("sweep", help="search fine-tuning settings over a run's pretrained policies (Optuna)")
@@ -278,6 +290,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         atomic_write_text(json.dumps(out, indent=1), args.json_path)
 
 
+def cmd_diagnose(args: argparse.Namespace) -> None:
+    import gymnasium as gym
+
+    from simreal.analysis.diagnose import diagnose, to_markdown, write
+
+    if args.episodes < 2:
+        raise ConfigError(f"--episodes: need >= 2 for held-out estimates, got {args.episodes}")
+    if args.target not in gym.registry:
+        raise ConfigError(f"--target {args.target}: not a registered env id (see `simreal envs`)")
+    try:
+        kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--env-kwargs: not JSON ({err.msg})") from None
+    model = Path(args.model)
+    result = diagnose(model, args.target, args.episodes, args.seed, resolve_device(args.device), kwargs)
+    out = Path(args.out) if args.out else model.parent
+    write(result, out)
+    print(to_markdown(result), end="")
+    print(f"written: {out / 'diagnose.json'}  {out / 'diagnose.md'}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from simreal.analysis.report import write_report
 
@@ -344,6 +377,7 @@ COMMANDS = {
     "finetune": cmd_finetune,
     "evaluate": cmd_evaluate,
     "report": cmd_report,
+    "diagnose": cmd_diagnose,
     "envs": cmd_envs,
     "sweep": cmd_sweep,
     "compare": cmd_compare,
