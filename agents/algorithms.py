@@ -127,8 +127,12 @@ def policy_kwargs_from(
     activation: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """SB3 `policy_kwargs` from plain config values (activation by name, never by eval)."""
-    kwargs: dict[str, Any] = dict(extra or {})
+    """SB3 `policy_kwargs` from plain config values (activation by name, never by eval; a class such as
+    `features_extractor_class` as a `"module:Class"` string, imported here)."""
+    kwargs: dict[str, Any] = {
+        key: resolve_class(key, value) if key.endswith("_class") and isinstance(value, str) else value
+        for key, value in (extra or {}).items()
+    }
     if net_arch is not None:
         kwargs["net_arch"] = net_arch if isinstance(net_arch, list) else dict(net_arch)
     if activation is not None:
@@ -136,6 +140,17 @@ def policy_kwargs_from(
             raise ValueError(f"algo.activation: unknown {activation!r} (allowed: {', '.join(ACTIVATIONS)})")
         kwargs["activation_fn"] = ACTIVATIONS[activation]
     return kwargs
+
+
+def resolve_class(key: str, value: str) -> Any:
+    """The class a `"module:Class"` string names (policy_extra.<key>)."""
+    module_name, _, attr = value.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(
+            f"algo.policy_extra.{key}: cannot import {value!r} (allowed: 'module:Class'; {err})"
+        ) from None
 
 
 def rollout_steps(name: str, kwargs: dict[str, Any], n_envs: int) -> int:

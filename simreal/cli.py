@@ -1,4 +1,4 @@
-"""`simreal` command line: run, pretrain, finetune, evaluate, report, envs, compare, export.
+"""`simreal` command line: run, pretrain, finetune, distill, evaluate, report, envs, compare, export.
 
 Every config problem is reported as one line naming the key path, before any training starts.
 """
@@ -15,16 +15,18 @@ from typing import Any
 
 from simreal.config import ExperimentConfig, load_config
 from simreal.schema import ConfigError
-from simreal.training.artifacts import ArtifactError
+from simreal.training.artifacts import ArtifactError, load_policy
 from simreal.training.device import resolve_device
 
 log = logging.getLogger("simreal")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "config", nargs="?", default=None, help="experiment YAML (default: the packaged quickstart)"
-    )
+def _common(p: argparse.ArgumentParser, positional: bool = True) -> None:
+    help_ = "experiment YAML (default: the packaged quickstart)"
+    if positional:
+        p.add_argument("config", nargs="?", default=None, help=help_)
+    else:
+        p.add_argument("--config", default=None, help=help_)
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (overrides the config)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
     p.add_argument(
@@ -57,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fine-tune a policy pretrained on another task whose spaces happen to match",
     )
+    dist = sub.add_parser(
+        "distill",
+        help="distill a privileged teacher artifact into a history-based student (the distill: block)",
+    )
+    dist.add_argument("teacher", help="a teacher's policy.pt (e.g. RUN/pretrain_teacher/seed0/policy.pt)")
+    _common(dist, positional=False)
     ev = sub.add_parser("evaluate", help="evaluate a policy artifact on an env")
     ev.add_argument("model", help="a policy.pt artifact")
     ev.add_argument(
@@ -219,9 +227,31 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     if not source.is_file():
         raise ArtifactError(f"--from {source}: file not found")
     ctx = _context(cfg, args, resume=True)
+    if load_policy(source).meta.get("observation", {}).get("history_window"):
+        from simreal.training.distill import student_context
+
+        ctx = student_context(ctx, source)  # a distilled student fine-tunes with its own view and network
     for seed in cfg.seeds:
         finetune(ctx, source, seed)
         print(ctx.stage_dir("finetune", seed) / "policy.pt")
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from simreal.training.distill import STUDENT, check_teacher, distill_student
+
+    cfg = _config(args)
+    teacher = Path(args.teacher)
+    if cfg.distill is None:
+        raise ConfigError(
+            f"{args.config or 'the default config'}: no distill: block (allowed: a config with distill: "
+            "{steps: N, ...})"
+        )
+    if not teacher.is_file():
+        raise ArtifactError(f"{teacher}: file not found (allowed: a teacher's policy.pt)")
+    check_teacher(cfg, teacher)  # before anything is written
+    ctx = _context(cfg, args, resume=True)
+    for seed in cfg.seeds:
+        print(distill_student(ctx, teacher, seed, ctx.stage_dir(STUDENT, seed)))
 
 
 def _evaluation_env(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
@@ -375,6 +405,7 @@ COMMANDS = {
     "run": cmd_run,
     "pretrain": cmd_pretrain,
     "finetune": cmd_finetune,
+    "distill": cmd_distill,
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "diagnose": cmd_diagnose,

@@ -24,6 +24,7 @@ from agents.algorithms import check_algo_kwargs, default_learning_rate, policy_k
 from simreal.schema import OFFLINE, ConfigError, Spec, config_dir, load_yaml, parse
 from simreal.simulation.observation import ObservationConfig
 from simreal.simulation.tasks import TaskSpec, load_task
+from simreal.training.distill_config import DistillConfig
 from simreal.training.perception import PerceptionConfig
 
 
@@ -205,6 +206,7 @@ class ExperimentConfig(Spec):
     finetune: FinetuneConfig
     evaluation: EvalConfig = EvalConfig()
     reference: ReferenceConfig | Literal[False] | None = None
+    distill: DistillConfig | None = None
 
     @field_validator("reference", mode="before")
     @classmethod
@@ -270,12 +272,44 @@ class ExperimentConfig(Spec):
                 f"algo.n_envs: {self.algo.n_envs} target instances at once, but target {self.target} is "
                 "exclusive (allowed: 1 - an exclusive target, e.g. a robot, has one instance at a time)"
             )
+        if self.distill is not None:
+            self._check_distill(self.distill)
         if self.reference_steps is not None and self.reference_steps < self.finetune.timesteps:
             raise ValueError(
                 f"reference.timesteps: {self.reference_steps} is below the fine-tuning budget "
                 f"{self.finetune.timesteps} (allowed: >= finetune.timesteps; default 10x it)"
             )
         return self
+
+    def _check_distill(self, distill: DistillConfig) -> None:
+        """What distillation needs of the rest of the experiment (the env's privileged values are
+        checked by preflight, which builds it)."""
+        allowed = ("PPO", "A2C", "SAC")
+        if self.algo.name not in allowed:
+            raise ValueError(
+                f"distill: not for algo.name {self.algo.name} yet (allowed: {', '.join(allowed)})"
+            )
+        if self.pixels:
+            raise ValueError("distill: not for image observations yet (allowed: pixels: false)")
+        if self.algo.policy != "MlpPolicy":
+            raise ValueError(f"distill: algo.policy {self.algo.policy} (allowed: MlpPolicy)")
+        if "features_extractor_class" in self.algo.policy_extra:
+            raise ValueError(
+                "distill: algo.policy_extra.features_extractor_class is set, but teacher and student bring "
+                "their own extractors (allowed: leave it unset)"
+            )
+        if self.observation.privileged or self.observation.history_window:
+            raise ValueError(
+                "observation.privileged / history_window: set by distill for its teacher and student "
+                "(allowed: leave them unset)"
+            )
+        if distill.student.net_arch is not None:
+            depth = AlgoConfig(name=self.algo.name, net_arch=distill.student.net_arch).hidden_layers
+            if self.finetune.freeze_layers > depth:
+                raise ValueError(
+                    f"distill.student.net_arch: {depth} hidden layers, but finetune.freeze_layers is "
+                    f"{self.finetune.freeze_layers} (allowed: at least freeze_layers layers)"
+                )
 
     def _check_candidates(self, auto: AutoConfig) -> None:
         """Every candidate must be a valid fine-tuning setting for this network."""

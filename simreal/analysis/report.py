@@ -78,7 +78,7 @@ def to_markdown(doc: dict[str, Any]) -> str:
         lines.append(f"- No threshold, so no sample-efficiency ratio: {doc['threshold_note']}.")
     lines.append(f"- Sample efficiency: {doc['sample_efficiency_ratio']['text']}.")
     variants = doc["variants"]
-    for name in ("zeroshot_randomized", "zeroshot_nominal", "finetune", "scratch"):
+    for name in ("zeroshot_randomized", "zeroshot_nominal", "zeroshot_student", "finetune", "scratch"):
         if name in variants and variants[name]["fraction_of_reference"] is not None:
             lines.append(
                 f"- {LABELS[name].capitalize()} keeps {_pct(variants[name]['fraction_of_reference'])} "
@@ -135,7 +135,33 @@ def to_markdown(doc: dict[str, Any]) -> str:
             f"- The randomized policy's zero-shot return {verdict} the nominal policy's "
             f"(P = {c['p_randomized_beats_nominal_zeroshot']:.2f})."
         )
+    if "student_beats_randomized_zeroshot" in c:
+        verdict = "beats" if c["student_beats_randomized_zeroshot"] else "does NOT beat"
+        lines.append(
+            f"- The distilled student's zero-shot return {verdict} the plain randomized policy's "
+            f"(P = {c['p_student_beats_randomized_zeroshot']:.2f})."
+        )
+    lines += _distillation_lines(doc.get("distillation"))
     return "\n".join(lines) + "\n"
+
+
+def _distillation_lines(d: dict[str, Any] | None) -> list[str]:
+    if d is None:
+        return []
+    return [
+        "",
+        "## Distillation",
+        "",
+        "The privileged teacher and the history-based student in the randomized sim (the final "
+        f"evaluation seeds), mean over {len(d['seeds'])} seeds: no target steps are spent here.",
+        "",
+        "| teacher return | student return | student / teacher | distillation steps | wall time "
+        "| teacher parameters | student parameters |",
+        "|---|---|---|---|---|---|---|",
+        f"| {d['teacher_source_return']:.1f} | {d['student_source_return']:.1f} "
+        f"| {_pct(d['student_fraction_of_teacher'])} | {d['steps']:,} | {d['wall_s']:.0f} s "
+        f"| {d['teacher_params']:,} | {d['student_params']:,} |",
+    ]
 
 
 def write_results(

@@ -40,8 +40,10 @@ LABELS = {
     "zeroshot_randomized": "zero-shot randomized",
     "zeroshot_nominal": "zero-shot nominal",
     "reference": "reference (scratch, long)",
+    "zeroshot_student": "zero-shot student (distilled)",
+    "finetune_student": "fine-tune student (distilled -> target)",
 }
-LEARNING = ("finetune", "scratch", "reference")  # trained on the target: drawn as curves
+LEARNING = ("finetune", "scratch", "reference", "finetune_student")  # trained on the target: curves
 CONFIDENCE = 0.95
 _SEED_DIR = re.compile(r"seed(\d+)")
 
@@ -59,6 +61,7 @@ class Gathered:
     reference_sources: list[str] = field(default_factory=list)  # where the reference stage was trained
     steps: dict[str, list[dict[str, int]]] = field(default_factory=dict)  # target steps, where recorded
     auto: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # finetune.auto's search, per seed
+    distill: list[dict[str, Any]] = field(default_factory=list)  # distill.json of each student, seed order
 
 
 def _seed_dirs(variant_dir: Path) -> list[tuple[int, Path]]:
@@ -137,6 +140,11 @@ def gather(run_dirs: list[Path]) -> Gathered:
                 source = str(Path(json.loads((stage / "source.json").read_text())["source"]).parent)
                 if source not in out.reference_sources:
                     out.reference_sources.append(source)
+    for run_dir in run_dirs:
+        student = run_dir / "student"
+        for seed, stage in _seed_dirs(student) if student.is_dir() else []:
+            if (stage / "distill.json").is_file():
+                out.distill.append({"seed": seed, **json.loads((stage / "distill.json").read_text())})
     if not out.finals:
         raise ValueError(f"compare: no finished seeds under {', '.join(map(str, run_dirs))}")
     for variant, curves in out.curves.items():
@@ -270,7 +278,28 @@ def build_results(
                 data, variant, finals, threshold, untrained, ref_return, statistic
             )
     doc["comparisons"] = _comparisons(finals)
+    doc["distillation"] = _distillation(data.distill)
     return doc
+
+
+def _distillation(per_seed: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What distillation cost (sim steps, wall time) and kept (the student's return in the randomized
+    sim as a fraction of the teacher's), over the seeds."""
+    if not per_seed:
+        return None
+    teacher = np.array([d["teacher_source_return"] for d in per_seed])
+    student = np.array([d["student_source_return"] for d in per_seed])
+    return {
+        "seeds": [d["seed"] for d in per_seed],
+        "steps": int(np.mean([d["steps"] for d in per_seed])),
+        "wall_s": float(np.mean([d["wall_s"] for d in per_seed])),
+        "teacher_source_return": float(teacher.mean()),
+        "student_source_return": float(student.mean()),
+        "student_fraction_of_teacher": float(student.mean() / teacher.mean()) if teacher.mean() else None,
+        "teacher_params": per_seed[0]["teacher_params"],
+        "student_params": per_seed[0]["student_params"],
+        "per_seed": per_seed,
+    }
 
 
 def _variant_row(
@@ -342,6 +371,8 @@ def _comparisons(finals: dict[str, np.ndarray]) -> dict[str, Any]:
     for a, b, key in (
         ("finetune", "scratch", "finetune_beats_scratch"),
         ("zeroshot_randomized", "zeroshot_nominal", "randomized_beats_nominal_zeroshot"),
+        ("zeroshot_student", "zeroshot_randomized", "student_beats_randomized_zeroshot"),
+        ("finetune_student", "finetune", "student_finetune_beats_finetune"),
     ):
         if a in finals and b in finals:
             out[f"p_{key}"] = stats.probability_of_improvement(finals[a], finals[b])

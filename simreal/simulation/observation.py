@@ -13,7 +13,7 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from simreal.schema import Spec
 
@@ -22,6 +22,16 @@ class ObservationConfig(Spec):
     """Observation augmentations applied to every env of an experiment."""
 
     action_history: int = Field(default=0, ge=0, le=64)
+    privileged: bool = False
+    """A privileged teacher's view: the sampled physics and effects appended (`privileged.Privileged`)."""
+    history_window: int = Field(default=0, ge=0, le=256)
+    """A student's view: the last k (observation, action) pairs appended (`privileged.History`)."""
+
+    @model_validator(mode="after")
+    def _one_view(self) -> ObservationConfig:
+        if self.privileged and self.history_window:
+            raise ValueError("privileged and history_window: a policy is a teacher or a student, not both")
+        return self
 
 
 class ActionHistory(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
@@ -64,12 +74,20 @@ class ActionHistory(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray])
 
 
 def observation_wrapper(cfg: ObservationConfig) -> Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None:
-    """The wrapper function for `cfg` (None when nothing is added), usable as SB3's `wrapper_class`."""
-    if cfg.action_history == 0:
+    """The wrapper function for `cfg` (None when nothing is added), usable as SB3's `wrapper_class`:
+    the action history, then the teacher's privileged values or the student's history window."""
+    if cfg.action_history == 0 and not cfg.privileged and cfg.history_window == 0:
         return None
-    steps = cfg.action_history
 
     def wrap(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
-        return ActionHistory(env, steps)
+        from simreal.simulation.privileged import History, Privileged
+
+        if cfg.action_history:
+            env = ActionHistory(env, cfg.action_history)
+        if cfg.privileged:
+            env = Privileged(env)
+        if cfg.history_window:
+            env = History(env, cfg.history_window)
+        return env
 
     return wrap

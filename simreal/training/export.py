@@ -135,6 +135,24 @@ class DeterministicPolicy(nn.Module):
         return torch.minimum(torch.maximum(action, self.low), self.high)
 
 
+class WithHistory(nn.Module):
+    """A distilled student's policy with the history window as its own input: `(obs, history) -> action`,
+    `history` of shape (batch, steps, observation + action), oldest first (see the sidecar)."""
+
+    def __init__(self, policy: DeterministicPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, obs: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return self.policy(torch.cat([obs, history.flatten(1)], dim=1))
+
+
+def _history(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The student's history layout (None for other policies)."""
+    layout = meta.get("history")
+    return layout if isinstance(layout, dict) and layout.get("history_steps") else None
+
+
 def space_from(desc: dict[str, Any]) -> gym.spaces.Box:
     """Rebuild a Box from `artifacts.describe_space`'s JSON (other spaces are not exportable)."""
     if desc.get("type") != "Box":
@@ -177,9 +195,15 @@ def _observation(meta: dict[str, Any]) -> dict[str, Any]:
     """The `observation` config, and with an action history how the deployer assembles the input."""
     cfg = dict(meta.get("observation", {}))
     history, act = int(cfg.get("action_history", 0)), meta["action_space"]
+    window = _history(meta)
+    if window is not None:
+        cfg["history"] = window
     if history:
         act_dim = int(np.prod(act["shape"]))
-        cfg["env_obs_dim"] = int(np.prod(meta["observation_space"]["shape"])) - history * act_dim
+        obs_dim = (
+            window["current_observation"][1] if window else int(np.prod(meta["observation_space"]["shape"]))
+        )
+        cfg["env_obs_dim"] = obs_dim - history * act_dim
         cfg["layout"] = "[env observation, a(t-k), ..., a(t-1)], k = action_history, oldest action first"
         cfg["neutral_action"] = np.clip(np.zeros(act_dim), act["low"], act["high"]).tolist()
         cfg["before_first_action"] = "every history slot holds neutral_action"
@@ -202,12 +226,29 @@ def describe_export(
             "formula": "clip((obs - mean) / sqrt(var + epsilon), -clip, clip), in float64, then float32",
             "in_graph": fmt == "onnx",
         }
+    window = _history(meta) if fmt == "onnx" else None
+    inputs: dict[str, Any] = {
+        "name": "obs",
+        "shape": ["batch", *obs_shape],
+        "dtype": "float32",
+        "raw": fmt == "onnx",
+    }
+    if window is not None:  # the student's graph takes the current observation and its history apart
+        steps, per = window["history_steps"], window["per_step"]
+        inputs["shape"] = ["batch", window["current_observation"][1]]
+        inputs["history"] = {
+            "name": "history",
+            "shape": ["batch", steps, per["observation"] + per["action"]],
+            "dtype": "float32",
+            "raw": True,
+            "fill": window,
+        }
     return {
         "format": EXPORT_FORMAT,
         "export": fmt,
         "file": out.name,
         "policy": "deterministic",
-        "input": {"name": "obs", "shape": ["batch", *obs_shape], "dtype": "float32", "raw": fmt == "onnx"},
+        "input": inputs,
         "output": {"name": "action", "shape": ["batch", *act["shape"]], "dtype": "float32"},
         "action_postprocess": "rescale [-1, 1] to [low, high]" if module.rescale else "clip to [low, high]",
         "observation_space": meta["observation_space"],
@@ -245,8 +286,11 @@ def _temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
-def _verify_onnx(path: Path, model: BaseAlgorithm, rms: RunningMeanStd | None, n: int = 64) -> float:
-    """Max |onnxruntime - SB3 predict(deterministic=True)| on `n` random raw observations."""
+def _verify_onnx(
+    path: Path, model: BaseAlgorithm, rms: RunningMeanStd | None, window: dict[str, Any] | None, n: int = 64
+) -> float:
+    """Max |onnxruntime - SB3 predict(deterministic=True)| on `n` random raw observations (a student's
+    split into the current observation and its history window, as its graph takes them)."""
     ort = _require("onnxruntime", "ONNX export")
     shape = model.observation_space.shape or ()
     rng = np.random.default_rng(0)
@@ -254,7 +298,12 @@ def _verify_onnx(path: Path, model: BaseAlgorithm, rms: RunningMeanStd | None, n
     scale = np.ones(shape) if rms is None else np.sqrt(rms.var + EPSILON)
     obs = (center + scale * rng.normal(0.0, 2.0, size=(n, *shape))).astype(np.float32)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"obs": obs})[0]
+    if window is None:
+        got = session.run(None, {"obs": obs})[0]
+    else:
+        current = window["current_observation"][1]
+        history = obs[:, current:].reshape(n, window["history_steps"], -1)
+        got = session.run(None, {"obs": obs[:, :current], "history": history})[0]
     want, _ = model.predict(normalize(obs, rms), deterministic=True)
     return float(np.max(np.abs(got - want)))
 
@@ -264,25 +313,37 @@ def export_onnx(model_path: str | Path, out: str | Path) -> tuple[Path, float]:
     _require("onnx", "ONNX export")
     model, rms, meta = rebuild(model_path)
     module = DeterministicPolicy(meta["algo"]["name"], model.policy, rms).eval()
+    window = _history(meta)
     out = Path(out)
     tmp = _temp_beside(out)
     try:
         dummy = torch.zeros((1, *(model.observation_space.shape or ())), dtype=torch.float32)
+        graph: nn.Module = module
+        args: tuple[torch.Tensor, ...] = (dummy,)
+        names, axes = ["obs"], {"obs": {0: "batch"}, "action": {0: "batch"}}
+        if window is not None:
+            current = window["current_observation"][1]
+            graph = WithHistory(module).eval()
+            args = (dummy[:, :current], dummy[:, current:].reshape(1, window["history_steps"], -1))
+            names, axes = ["obs", "history"], {**axes, "history": {0: "batch"}}
         with torch.no_grad(), warnings.catch_warnings():
             # Only the notices that the TorchScript exporter is legacy; any other warning still shows.
             warnings.filterwarnings("ignore", ".*legacy TorchScript-based ONNX export", DeprecationWarning)
             warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning)
+            # A student's GRU: traced at batch 1, verified below at batch 64 (the warnings say to check that).
+            warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size other than 1")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(
-                module,
-                (dummy,),
+                graph,
+                args,
                 str(tmp),
                 dynamo=False,  # the dynamo exporter needs onnxscript; the TorchScript one is enough here
-                input_names=["obs"],
+                input_names=names,
                 output_names=["action"],
-                dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+                dynamic_axes=axes,
                 opset_version=OPSET,
             )
-        error = _verify_onnx(tmp, model, rms)
+        error = _verify_onnx(tmp, model, rms, window)
         if not error <= VERIFY_TOLERANCE:
             raise ExportError(f"{out}: ONNX output differs from SB3's predict by {error:.2e}")
         os.replace(tmp, out)

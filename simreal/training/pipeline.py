@@ -22,6 +22,7 @@ from tqdm import tqdm
 from simreal.config import ExperimentConfig, dump_config
 from simreal.training.artifacts import atomic_write_text
 from simreal.training.context import Context
+from simreal.training.distill import distill_seed, distill_student, pretrain_teacher, transfer_student
 from simreal.training.executors import Submit, executor
 from simreal.training.stages import pretrain, zero_shot
 from simreal.training.target import finetune, reference, scratch
@@ -72,6 +73,8 @@ def run_seed(ctx: Context, seed: int) -> None:
         scratch(ctx, seed)
     if cfg.reference_steps is not None:
         reference(ctx, seed)
+    if cfg.distill is not None:
+        distill_seed(ctx, seed)
 
 
 def _transfer_from(ctx: Context, source: Path, seed: int) -> None:
@@ -86,7 +89,7 @@ def worker_count(ctx: Context) -> int:
     return max(1, min(wanted, 3 * len(ctx.cfg.seeds)))
 
 
-TARGET_STAGES = frozenset({"reference", "scratch", "transfer", "zeroshot"})
+TARGET_STAGES = frozenset({"reference", "scratch", "transfer", "zeroshot", "student_transfer"})
 """Job kinds that act on the target (the others train in simulation)."""
 
 
@@ -123,8 +126,11 @@ class _Jobs:
         for seed in cfg.seeds:
             if cfg.run_scratch:
                 self.launch("scratch", seed, scratch, seed)
+        for seed in cfg.seeds:
+            if cfg.distill is not None:
+                self.launch("teacher", seed, pretrain_teacher, seed)
         stages = len(cfg.seeds) * (2 + 2 * cfg.pretrain.nominal_baseline + cfg.run_scratch)
-        stages += len(cfg.seeds) * (cfg.reference_steps is not None)
+        stages += len(cfg.seeds) * ((cfg.reference_steps is not None) + 3 * (cfg.distill is not None))
         bar = tqdm(total=stages, desc="stages", unit="stage", disable=not self.ctx.progress_bar)
         while self.running:
             done, _ = wait(self.running, return_when=FIRST_COMPLETED)
@@ -136,6 +142,10 @@ class _Jobs:
                     self.launch("transfer", seed, _transfer_from, result, seed)
                 elif kind == "nominal":
                     self.launch("zeroshot", seed, zero_shot, result, seed, "zeroshot_nominal")
+                elif kind == "teacher":
+                    self.launch("distill", seed, distill_student, result, seed)
+                elif kind == "distill":
+                    self.launch("student_transfer", seed, transfer_student, result, seed)
             while self.waiting and not self._target_busy():
                 kind, seed, fn, args = self.waiting.popleft()
                 self.launch(kind, seed, fn, *args)

@@ -131,7 +131,28 @@ def preflight(cfg: ExperimentConfig, device: torch.device) -> int:
         raise _algo_error(ctx, err) from None
     _check_budget(ctx)
     _check_search(ctx)
+    _check_distill(ctx)
     return _check_success_return(ctx, model, encoder)
+
+
+def _check_distill(ctx: Context) -> None:
+    """With `distill:`, the randomized sim must report something privileged, and teacher and student
+    must build (on the source's spaces; no env is stepped)."""
+    if ctx.cfg.distill is None:
+        return
+    from simreal.training.distill import context_for, student_config, teacher_config
+
+    try:
+        tcfg = teacher_config(ctx.cfg)
+        scfg = student_config(ctx.cfg)
+    except ValueError as err:
+        raise ConfigError(f"{ctx.cfg.task.source}: {err}") from None
+    for who, cfg in (("distill.teacher", tcfg), ("distill.student", scfg)):
+        try:
+            _dry_run(context_for(ctx, cfg), cfg.algo)
+        except Exception as err:  # noqa: BLE001 - SB3 raises anything from its constructor
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"{who}: the {cfg.algo.name} model cannot be built ({first})") from None
 
 
 def _check_search(ctx: Context) -> None:

@@ -50,7 +50,15 @@ log = logging.getLogger("simreal")
 
 POLICY = "policy.pt"
 FINAL = "final.json"
-VARIANTS = ("finetune", "scratch", "zeroshot_randomized", "zeroshot_nominal", "reference")
+VARIANTS = (
+    "finetune",
+    "scratch",
+    "zeroshot_randomized",
+    "zeroshot_nominal",
+    "reference",
+    "zeroshot_student",
+    "finetune_student",
+)
 
 
 def stage_hparams(ctx: Context, variant: str, seed: int, budget: int) -> dict[str, Any]:
@@ -65,9 +73,9 @@ def stage_hparams(ctx: Context, variant: str, seed: int, budget: int) -> dict[st
         "net_arch": str(cfg.algo.net_arch),
         "target_steps": budget,
         "pretrain_steps": cfg.pretrain.timesteps,
-        "learning_rate": cfg.finetune_lr if variant == "finetune" else cfg.algo.pretrain_lr,
+        "learning_rate": cfg.finetune_lr if variant.startswith("finetune") else cfg.algo.pretrain_lr,
     }
-    if variant == "finetune":
+    if variant.startswith("finetune"):
         hparams.update(
             lr_factor=ft.lr_factor,
             lr_schedule=ft.lr_schedule,
@@ -119,10 +127,11 @@ def _meta(ctx: Context, variant: str, seed: int, env_id: str, venv: VecEnv) -> d
     }
 
 
-def pretrain(ctx: Context, seed: int, randomized: bool) -> Path:
-    """Train on the randomized (or nominal) source sim; returns the policy artifact path."""
+def pretrain(ctx: Context, seed: int, randomized: bool, variant: str | None = None) -> Path:
+    """Train on the randomized (or nominal) source sim; returns the policy artifact path. `variant`
+    names the stage directory (default `pretrain_randomized` / `pretrain_nominal`)."""
     torch.set_num_threads(ctx.cfg.torch_threads)  # results depend on it: fixed per stage
-    variant = "pretrain_randomized" if randomized else "pretrain_nominal"
+    variant = variant or ("pretrain_randomized" if randomized else "pretrain_nominal")
     out = ctx.stage_dir(variant, seed)
     if (out / POLICY).exists():
         return out / POLICY

@@ -279,8 +279,8 @@ def adapt_to_target(
     log.info("AdaBN seed %d: %d BatchNorm layers re-estimated on %d target frames", seed, layers, len(frames))
 
 
-def finetune(ctx: Context, source: Path, seed: int) -> None:
-    _target_training(ctx, seed, "finetune", source, ctx.train_budget, ctx.stage_dir("finetune", seed))
+def finetune(ctx: Context, source: Path, seed: int, variant: str = "finetune") -> None:
+    _target_training(ctx, seed, variant, source, ctx.train_budget, ctx.stage_dir(variant, seed))
 
 
 def scratch(ctx: Context, seed: int) -> None:
