@@ -79,7 +79,12 @@ def main() -> None:
         int(base["algo"].get("kwargs", {}).get("n_steps", 1)),
     )
     reference = args.reference_steps or 10 * budget
-    common = [f"evaluation.episodes={args.episodes}", f"reference.timesteps={reference}"]
+    reference_every = 4 * max(rollout, budget // args.evaluations // rollout * rollout)
+    common = [
+        f"evaluation.episodes={args.episodes}",
+        f"reference.timesteps={reference}",
+        f"reference.every_steps={reference_every}",  # one reference stage (cache key) for every budget
+    ]
     _run(config, out, "pretrained", args.seeds, common, command="pretrain")
     table: dict[int, dict[str, Any]] = {}
     for multiple in (int(m) for m in args.budgets.split(",")):

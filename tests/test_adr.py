@@ -68,6 +68,21 @@ def test_draws_stay_in_the_current_range_and_edges_are_pinned() -> None:
     assert any(np.isclose(s, low) or np.isclose(s, high) for s in seen)  # boundary episodes happened
 
 
+def test_frozen_ranges_are_the_reached_ones_and_never_move() -> None:
+    grown = _state()
+    _episodes(grown, 150.0, 2, "high")  # the high edge grew once
+    entries = parse(RandomizationSpec, {"params": PARAMS}, "t").params
+    frozen = AdrState.frozen_at(grown.spec, entries, grown.as_dict())
+    assert frozen.ranges() == grown.ranges() != _state().ranges()
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # boundary_prob is 1.0, yet nothing is pinned and nothing moves
+        frozen.begin_episode(rng)
+        assert frozen.pinned is None
+        frozen.episode_return = 1e6
+        frozen.end_episode()
+    assert frozen.ranges() == grown.ranges() and frozen.updates == 0
+
+
 def test_bad_adr_settings_are_one_line_errors() -> None:
     with pytest.raises(ConfigError, match="shrink_below: 9 is above expand_above 5"):
         parse(RandomizationSpec, {"params": PARAMS, "adr": {"expand_above": 5, "shrink_below": 9}}, "t.yaml")

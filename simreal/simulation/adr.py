@@ -96,6 +96,7 @@ class AdrState:
     pinned: tuple[int, str] | None = None
     episode_return: float = 0.0
     updates: int = 0
+    frozen: bool = False  # draw inside the current ranges only: no pinned edges, no updates
 
     @classmethod
     def for_entries(cls, spec: AdrSpec, entries: Any) -> AdrState:
@@ -125,6 +126,14 @@ class AdrState:
                 }
 
     @classmethod
+    def frozen_at(cls, spec: AdrSpec, entries: Any, saved: dict[str, Any]) -> AdrState:
+        """The ranges a pretraining reached (`as_dict`), fixed: e.g. to distill a policy where it learned."""
+        state = cls.for_entries(spec, entries)
+        state.load(saved)
+        state.frozen = True
+        return state
+
+    @classmethod
     def start(cls, spec: AdrSpec, entries: list[tuple[str, str, float, float, bool]]) -> AdrState:
         """`entries`: (label, mode, low, high, log-uniform) of each ADR dimension, in YAML order."""
         dims = []
@@ -138,7 +147,7 @@ class AdrState:
         """Decide whether this episode pins an edge, and which."""
         self.episode_return = 0.0
         self.pinned = None
-        if self.dims and rng.random() < self.spec.boundary_prob:
+        if self.dims and not self.frozen and rng.random() < self.spec.boundary_prob:
             self.pinned = (int(rng.integers(len(self.dims))), "low" if rng.random() < 0.5 else "high")
 
     def draw(self, index: int, rng: np.random.Generator, size: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from agents.students import LatentExtractor
 from simreal.config import AlgoConfig, ExperimentConfig, PretrainConfig
+from simreal.simulation.adr import AdrState
 from simreal.simulation.observation import ObservationConfig, observation_wrapper
 from simreal.simulation.privileged import Window
 from simreal.training import artifacts as art
@@ -230,6 +232,17 @@ class _Buffer:
         return self.student[idx], self.teacher[idx]
 
 
+def source_maker(ctx: Context, teacher_meta: dict[str, Any]) -> Callable[[], gym.Env[Any, Any]]:
+    """The randomized sim as the teacher ended its pretraining: with ADR, at the ranges it reached
+    (fixed), not ADR's small starting ranges."""
+    spec = ctx.cfg.task.randomization
+    source_id = ctx.task.randomized_id
+    if spec.adr is None or not teacher_meta.get("adr"):
+        return lambda: gym.make(source_id)
+    adr = AdrState.frozen_at(spec.adr, spec.params, teacher_meta["adr"])
+    return lambda: gym.make(source_id, adr=adr)
+
+
 def check_teacher(cfg: ExperimentConfig, teacher: Path) -> dict[str, Any]:
     """The teacher artifact's metadata, refused (one line) when it cannot teach this experiment's student:
     another algorithm, or spaces that do not match the task's (privileged) source env."""
@@ -269,8 +282,9 @@ def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = N
     d = cfg.distill
     teacher_meta = check_teacher(cfg, teacher)
     scfg = student_config(cfg, teacher_meta)
+    make_source = source_maker(ctx, teacher_meta)
     source_id = ctx.task.randomized_id
-    loaded = load_for_env(teacher, lambda: gym.make(source_id), ctx.device, seed)
+    loaded = load_for_env(teacher, make_source, ctx.device, seed)
     teacher_model, teacher_rms = loaded.model, loaded.obs_rms
     teacher_model.policy.set_training_mode(False)
     envs = [loaded.make_env() for _ in range(d.n_envs)]
@@ -314,7 +328,7 @@ def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = N
         "distill": d.model_dump(mode="json"),
     }
     save_policy(student, srms, meta, policy_path)
-    summary = _summarize(ctx, seed, teacher, policy_path, d.steps, wall, losses, copied)
+    summary = _summarize(ctx, seed, teacher, policy_path, make_source, d.steps, wall, losses, copied)
     atomic_write_text(json.dumps(summary, indent=1), out / SUMMARY)
     writer.add_scalar("distill/teacher_source_return", summary["teacher_source_return"], d.steps)
     writer.add_scalar("distill/student_source_return", summary["student_source_return"], d.steps)
@@ -455,6 +469,7 @@ def _summarize(
     seed: int,
     teacher: Path,
     student: Path,
+    make_source: Callable[[], gym.Env[Any, Any]],
     steps: int,
     wall: float,
     losses: dict[str, float],
@@ -466,7 +481,7 @@ def _summarize(
     returns = {}
     params = {}
     for name, path in (("teacher", teacher), ("student", student)):
-        loaded = load_for_env(path, lambda: gym.make(ctx.task.randomized_id), ctx.device, seed)
+        loaded = load_for_env(path, make_source, ctx.device, seed)
         result = evaluate(loaded.model, loaded.make_env, episodes, eval_seed, loaded.obs_rms)
         returns[name] = result.mean_return
         params[name] = sum(p.numel() for p in loaded.model.policy.parameters())
