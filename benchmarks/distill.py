@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,13 @@ SMALL = [
 ]
 
 
+def _reuse(source: Path, run: Path) -> None:
+    """Copy the pretrained stages of an earlier run of the same config and seeds (they are skipped)."""
+    for variant in ("pretrain_randomized", "pretrain_nominal"):
+        if (source / variant).is_dir() and not (run / variant).exists():
+            shutil.copytree(source / variant, run / variant)
+
+
 def _run(config: Path, out: Path, name: str, seeds: str, overrides: list[str]) -> dict[str, Any]:
     report = out / name / "report.json"
     if not report.exists():
@@ -61,6 +69,53 @@ def _run(config: Path, out: Path, name: str, seeds: str, overrides: list[str]) -
     return json.loads(report.read_text())
 
 
+def oracle_return(run: Path, seed: int, episodes: int) -> float:
+    """The privileged teacher on the (sim) target, told the target's true physics and effect values
+    (`Privileged` with the source's layout over the target's own `info`): what a perfect adaptation
+    module would give the student. Final evaluation seeds."""
+    import gymnasium as gym
+
+    from simreal.config import load_config
+    from simreal.simulation.observation import ObservationConfig, observation_wrapper
+    from simreal.simulation.privileged import Privileged, PrivilegedView
+    from simreal.simulation.registry import ensure
+    from simreal.training.artifacts import load_policy
+    from simreal.training.evaluation import evaluate
+    from simreal.training.loading import load_for_env
+
+    cfg = load_config(run / "config.yaml")
+    task = ensure(cfg.task)
+    teacher = run / "pretrain_teacher" / f"seed{seed}" / "policy.pt"
+    seen = ObservationConfig.model_validate(load_policy(teacher).meta["observation"])
+    wrap = observation_wrapper(seen.model_copy(update={"privileged": False}))
+
+    def base(env_id: str) -> gym.Env[Any, Any]:
+        env = gym.make(env_id)
+        return wrap(env) if wrap else env
+
+    view = PrivilegedView(base(task.randomized_id))
+    loaded = load_for_env(teacher, lambda: gym.make(task.randomized_id), torch.device("cpu"), seed)
+    result = evaluate(
+        loaded.model,
+        lambda: Privileged(base(task.target_id(cfg.target)), view),
+        episodes,
+        200_000 + 1_000 * seed,
+        loaded.obs_rms,
+    )
+    return result.mean_return
+
+
+def _oracle(doc: dict[str, Any], run: Path) -> str:
+    seeds = doc["distillation"]["seeds"] if doc.get("distillation") else []
+    if not seeds:
+        return "-"
+    value = float(np.mean([oracle_return(run, seed, 10) for seed in seeds]))
+    untrained, ref = doc["untrained_return"], doc["reference_return"]
+    if untrained is None or ref is None:
+        return f"{value:.1f}"
+    return f"{100 * (value - untrained) / (ref - untrained):.0f}% ({value:.1f})"
+
+
 def _frac(doc: dict[str, Any], variant: str) -> str:
     row = doc["variants"].get(variant)
     if row is None or row["fraction_of_reference"] is None:
@@ -68,7 +123,7 @@ def _frac(doc: dict[str, Any], variant: str) -> str:
     return f"{100 * row['fraction_of_reference']:.0f}% ({row['final_return']['mean']:.1f})"
 
 
-def transfer_table(docs: dict[str, dict[str, Any]], command: str) -> str:
+def transfer_table(docs: dict[str, dict[str, Any]], command: str, out: Path) -> str:
     lines = [
         f"Command: `{command}`",
         "",
@@ -76,9 +131,10 @@ def transfer_table(docs: dict[str, dict[str, Any]], command: str) -> str:
         "(final return in brackets; means over seeds):",
         "",
         "| task | seeds | reference | zero-shot student | zero-shot randomized | zero-shot nominal "
-        "| P(student > randomized) | fine-tuned student | fine-tuned randomized | distillation: sim steps, "
-        "wall time per seed | student / teacher in the randomized sim |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| P(student > randomized) | oracle teacher (told the target's values) | fine-tuned student "
+        "| fine-tuned randomized | distillation: sim steps, wall time per seed "
+        "| student / teacher in the randomized sim |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, doc in docs.items():
         d, c = doc["distillation"] or {}, doc["comparisons"]
@@ -87,6 +143,7 @@ def transfer_table(docs: dict[str, dict[str, Any]], command: str) -> str:
             f"| {task} | {len(d.get('seeds', []))} | {doc['reference_return']:.1f} "
             f"| {_frac(doc, 'zeroshot_student')} | {_frac(doc, 'zeroshot_randomized')} "
             f"| {_frac(doc, 'zeroshot_nominal')} | {'-' if p is None else f'{p:.2f}'} "
+            f"| {_oracle(doc, out / task)} "
             f"| {_frac(doc, 'finetune_student')} | {_frac(doc, 'finetune')} "
             f"| {d.get('steps', 0):,}, {d.get('wall_s', 0):.0f} s "
             f"| {100 * (d.get('student_fraction_of_teacher') or 0):.0f}% |"
@@ -184,16 +241,26 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "runs" / "distill_bench"))
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra overrides")
+    parser.add_argument(
+        "--reuse",
+        action="append",
+        default=[],
+        metavar="TASK=RUN_DIR",
+        help="take pretrain_randomized/_nominal from an earlier run of the same config and seeds",
+    )
     args = parser.parse_args()
     out, markdown = Path(args.out), Path(args.markdown)
     command = "python benchmarks/distill.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("tasks", args.tasks), ("seeds", args.seeds))
     )
+    reuse = dict(item.split("=", 1) for item in args.reuse)
     docs = {}
     for task in [t for t in args.tasks.split(",") if t]:
         config, overrides = TASKS[task]
+        if task in reuse:
+            _reuse(Path(reuse[task]), out / task)
         docs[task] = _run(ROOT / "configs" / config, out, task, args.seeds, [*overrides, *args.overrides])
-        write_section(markdown, START, END, transfer_table(docs, command))
+        write_section(markdown, START, END, transfer_table(docs, command, out))
     if not args.no_small:
         config = ROOT / "configs" / "quickstart.yaml"
         doc = _run(config, out, "small_policy", args.small_seeds, ["distill={}", *SMALL, "reference=false"])

@@ -315,3 +315,15 @@ def _events(folder: Path, tag: str) -> list[Any]:
     events = EventAccumulator(str(folder))
     events.Reload()
     return list(events.Scalars(tag))
+
+
+def test_an_oracle_view_reads_a_sim_targets_true_values(tmp_path: Path) -> None:
+    """The source's layout over the target: the target's mass (1.8 x nominal) where the source's is."""
+    from simreal.simulation.privileged import PrivilegedView
+
+    ctx = _ctx(tmp_path)
+    view = PrivilegedView(gym.make(ctx.task.randomized_id))
+    oracle = Privileged(gym.make(ctx.target_id), view)
+    obs, _ = oracle.reset(seed=0)
+    assert oracle.unwrapped.mass == pytest.approx(1.8)
+    np.testing.assert_allclose(obs[2:], [0.8, 0.0, 0.0], atol=1e-6)  # mass +80%, gain nominal, no slip

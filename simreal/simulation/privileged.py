@@ -91,13 +91,17 @@ def nothing_privileged(where: str) -> ValueError:
 
 
 class Privileged(gym.Wrapper[np.ndarray, Any, Any, Any]):
-    """Observation = `[obs, priv]` (flat float32): the env's observation and the step's privileged vector."""
+    """Observation = `[obs, priv]` (flat float32): the env's observation and the step's privileged vector.
 
-    def __init__(self, env: gym.Env[Any, Any]) -> None:
+    `view`: the layout of another env stack, e.g. the randomized source's over a sim target, which reports
+    its own shifted physics in `info["dynamics"]` and its effects in `info["effects"]`: an oracle that
+    tells the teacher the target's true values (what a perfect adaptation module could give a student)."""
+
+    def __init__(self, env: gym.Env[Any, Any], view: PrivilegedView | None = None) -> None:
         super().__init__(env)
         if not isinstance(env.observation_space, spaces.Box):
             raise ValueError(f"distill: the teacher needs a Box observation, got {env.observation_space}")
-        self.view = PrivilegedView(env)
+        self.view = view if view is not None else PrivilegedView(env)
         if not len(self.view):
             raise nothing_privileged("distill")
         self.labels = self.view.labels
