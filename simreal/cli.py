@@ -227,13 +227,15 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     if not source.is_file():
         raise ArtifactError(f"--from {source}: file not found")
     ctx = _context(cfg, args, resume=True)
+    variant = "finetune"
     if load_policy(source).meta.get("observation", {}).get("history_window"):
         from simreal.training.distill import student_context
 
         ctx = student_context(ctx, source)  # a distilled student fine-tunes with its own view and network
+        variant = "finetune_student"
     for seed in cfg.seeds:
-        finetune(ctx, source, seed)
-        print(ctx.stage_dir("finetune", seed) / "policy.pt")
+        finetune(ctx, source, seed, variant)
+        print(ctx.stage_dir(variant, seed) / "policy.pt")
 
 
 def cmd_distill(args: argparse.Namespace) -> None:

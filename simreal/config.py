@@ -303,13 +303,18 @@ class ExperimentConfig(Spec):
                 "observation.privileged / history_window: set by distill for its teacher and student "
                 "(allowed: leave them unset)"
             )
-        if distill.student.net_arch is not None:
-            depth = AlgoConfig(name=self.algo.name, net_arch=distill.student.net_arch).hidden_layers
-            if self.finetune.freeze_layers > depth:
-                raise ValueError(
-                    f"distill.student.net_arch: {depth} hidden layers, but finetune.freeze_layers is "
-                    f"{self.finetune.freeze_layers} (allowed: at least freeze_layers layers)"
-                )
+        if "squash_output" in self.algo.policy_extra:
+            raise ValueError("distill: algo.policy_extra.squash_output is not supported (allowed: unset)")
+        head = distill.student.net_arch or distill.teacher.net_arch or self.algo.net_arch
+        depth = AlgoConfig(name=self.algo.name, net_arch=head).hidden_layers
+        frozen = [self.finetune.freeze_layers]
+        if self.finetune.auto is not None:
+            frozen += [int(v) for v in self.finetune.auto.candidates.get("freeze_layers", [])]
+        if max(frozen) > depth:
+            raise ValueError(
+                f"distill: the student's policy head has {depth} hidden layers, but fine-tuning may freeze "
+                f"{max(frozen)} (finetune.freeze_layers / auto candidates) (allowed: at most {depth})"
+            )
 
     def _check_candidates(self, auto: AutoConfig) -> None:
         """Every candidate must be a valid fine-tuning setting for this network."""

@@ -153,14 +153,15 @@ def _distillation_lines(d: dict[str, Any] | None) -> list[str]:
         "## Distillation",
         "",
         "The privileged teacher and the history-based student in the randomized sim (the final "
-        f"evaluation seeds), mean over {len(d['seeds'])} seeds: no target steps are spent here.",
+        f"evaluation seeds), mean over {len(d['seeds'])} seeds: no target steps are spent here. Kept: the "
+        "share of the way from an untrained student to the teacher. Parameters: the deployed actor's.",
         "",
-        "| teacher return | student return | student / teacher | distillation steps | wall time "
+        "| untrained | teacher return | student return | kept | distillation steps | wall time "
         "| teacher parameters | student parameters |",
-        "|---|---|---|---|---|---|---|",
-        f"| {d['teacher_source_return']:.1f} | {d['student_source_return']:.1f} "
-        f"| {_pct(d['student_fraction_of_teacher'])} | {d['steps']:,} | {d['wall_s']:.0f} s "
-        f"| {d['teacher_params']:,} | {d['student_params']:,} |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {_num(d['untrained_source_return'])} | {d['teacher_source_return']:.1f} "
+        f"| {d['student_source_return']:.1f} | {_pct(d['student_fraction_of_teacher'])} | {d['steps']:,} "
+        f"| {d['wall_s']:.0f} s | {d['teacher_params']:,} | {d['student_params']:,} |",
     ]
 
 

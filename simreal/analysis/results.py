@@ -289,13 +289,18 @@ def _distillation(per_seed: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     teacher = np.array([d["teacher_source_return"] for d in per_seed])
     student = np.array([d["student_source_return"] for d in per_seed])
+    untrained = np.array([d.get("untrained_source_return", np.nan) for d in per_seed], dtype=float)
+    kept = None  # of the way from an untrained student to the teacher, as fractions of the reference are
+    if np.all(np.isfinite(untrained)) and teacher.mean() > untrained.mean():
+        kept = float((student.mean() - untrained.mean()) / (teacher.mean() - untrained.mean()))
     return {
         "seeds": [d["seed"] for d in per_seed],
         "steps": int(np.mean([d["steps"] for d in per_seed])),
         "wall_s": float(np.mean([d["wall_s"] for d in per_seed])),
         "teacher_source_return": float(teacher.mean()),
         "student_source_return": float(student.mean()),
-        "student_fraction_of_teacher": float(student.mean() / teacher.mean()) if teacher.mean() else None,
+        "untrained_source_return": float(untrained.mean()) if np.all(np.isfinite(untrained)) else None,
+        "student_fraction_of_teacher": kept,
         "teacher_params": per_seed[0]["teacher_params"],
         "student_params": per_seed[0]["student_params"],
         "per_seed": per_seed,

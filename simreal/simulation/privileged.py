@@ -60,18 +60,13 @@ class PrivilegedView:
                         label = f"{prefix}.{param}"
                         self.labels.append(label)
                         self._scale[label] = max(abs(rng.high), abs(rng.low), 1e-8)
-        self._effects: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def at_reset(self, info: dict[str, Any]) -> np.ndarray:
-        """The vector at the start of an episode (remembers the episode's effect values)."""
-        self._effects = dict(info.get("effects", {}))
-        return self.at_step(info)
-
-    def at_step(self, info: dict[str, Any]) -> np.ndarray:
-        """The vector of a step: its physics, and this episode's effects."""
+    def vector(self, info: dict[str, Any], effects: dict[str, float]) -> np.ndarray:
+        """The normalized vector of a step whose info is `info`, in an episode with these effect values
+        (the reset's `info["effects"]`). Stateless: one view may serve several envs."""
         dynamics = info.get("dynamics", {})
         out = np.zeros(len(self.labels), dtype=np.float32)
         for i, label in enumerate(self.labels):
@@ -79,7 +74,7 @@ class PrivilegedView:
                 value, base = float(dynamics.get(label, self._nominal[label])), self._nominal[label]
                 out[i] = value / base - 1.0 if base != 0 else value - base
             else:
-                out[i] = self._effects.get(label, 0.0) / self._scale[label]
+                out[i] = effects.get(label, 0.0) / self._scale[label]
         return out
 
 
@@ -105,6 +100,7 @@ class Privileged(gym.Wrapper[np.ndarray, Any, Any, Any]):
         if not len(self.view):
             raise nothing_privileged("distill")
         self.labels = self.view.labels
+        self._effects: dict[str, float] = {}
         self.obs_dim = int(np.prod(env.observation_space.shape))
         inf = np.full(len(self.labels), np.inf, dtype=np.float32)
         low = np.concatenate([env.observation_space.low.ravel().astype(np.float32), -inf])
@@ -118,11 +114,12 @@ class Privileged(gym.Wrapper[np.ndarray, Any, Any, Any]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
-        return self._observe(obs, self.view.at_reset(info)), info
+        self._effects = dict(info.get("effects", {}))  # this episode's
+        return self._observe(obs, self.view.vector(info, self._effects)), info
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return self._observe(obs, self.view.at_step(info)), reward, terminated, truncated, info
+        return self._observe(obs, self.view.vector(info, self._effects)), reward, terminated, truncated, info
 
 
 class Window:
@@ -170,6 +167,16 @@ class Window:
         self._window[-1] = np.r_[self._last, np.asarray(action, dtype=np.float32).ravel()]
         self._last = np.asarray(obs, dtype=np.float32).ravel()
         return self.observe(self._last)
+
+
+def history_layout(observation_space: spaces.Box, action_space: spaces.Box, k: int) -> dict[str, Any]:
+    """The layout of a student's observation of shape `observation_space` (`[obs, k x (obs, action)]`),
+    as `Window.layout` gives it (for artifacts made by fine-tuning a student)."""
+    act_dim = int(np.prod(action_space.shape))
+    total = int(np.prod(observation_space.shape))
+    obs_dim = (total - k * act_dim) // (k + 1)
+    low, high = observation_space.low.ravel()[:obs_dim], observation_space.high.ravel()[:obs_dim]
+    return Window(spaces.Box(low, high, dtype=np.float32), action_space, k).layout()
 
 
 class History(gym.Wrapper[np.ndarray, np.ndarray, Any, np.ndarray]):

@@ -168,9 +168,17 @@ def _outputs(model: BaseAlgorithm, obs: torch.Tensor, value: bool = True) -> _Ou
     return _Outputs(action, latent, v)
 
 
+def _critic_latent(critic: Any, obs: torch.Tensor) -> torch.Tensor | None:
+    extractor = critic.features_extractor
+    return extractor.latent(obs) if isinstance(extractor, LatentExtractor) else None
+
+
 def _copy_head(teacher: BaseAlgorithm, student: BaseAlgorithm) -> str:
     """Start the student from the teacher's policy head (everything but the features extractors) when
-    the shapes agree; else only the action noise (PPO's log_std). Returns what was copied."""
+    the shapes agree; else only the action noise (PPO's log_std). SAC's entropy coefficient is the
+    teacher's either way. Returns what was copied."""
+    _, tensors = art.torch_state(teacher)  # e.g. SAC's log_ent_coef: outside the policy's state dict
+    art.load_torch_state(student, {}, tensors)
     mine = student.policy.state_dict()
     theirs = {k: v for k, v in teacher.policy.state_dict().items() if "features_extractor" not in k}
     if all(k in mine and mine[k].shape == v.shape for k, v in theirs.items()):
@@ -182,17 +190,23 @@ def _copy_head(teacher: BaseAlgorithm, student: BaseAlgorithm) -> str:
     return "nothing"
 
 
-def _share_encoder(student: BaseAlgorithm) -> None:
-    """SAC's critics have their own features extractors, which distillation does not train: they take
-    the actor's trained history encoder."""
-    policy = student.policy
-    if isinstance(policy, ActorCriticPolicy):
+def _critics(model: BaseAlgorithm) -> Any:
+    """SAC's critic (its own features extractor), or None for actor-critic policies."""
+    return None if isinstance(model.policy, ActorCriticPolicy) else getattr(model.policy, "critic", None)
+
+
+def _finish_critics(student: BaseAlgorithm, critic_trained: bool) -> None:
+    """SAC: where distillation did not train the critic's own history encoder (a teacher without a
+    latent), it takes the actor's; the target critic starts equal to the critic, as in SB3."""
+    critic = _critics(student)
+    if critic is None:
         return
-    actor: Any = getattr(policy, "actor")  # noqa: B009 - SACPolicy's, untyped on BasePolicy
-    for name in ("critic", "critic_target"):
-        critic: Any = getattr(policy, name, None)
-        if critic is not None and critic.features_extractor is not actor.features_extractor:
-            critic.features_extractor.load_state_dict(actor.features_extractor.state_dict())
+    actor: Any = getattr(student.policy, "actor")  # noqa: B009 - SACPolicy's, untyped on BasePolicy
+    if not critic_trained and critic.features_extractor is not actor.features_extractor:
+        critic.features_extractor.load_state_dict(actor.features_extractor.state_dict())
+    target: Any = getattr(student.policy, "critic_target", None)
+    if target is not None:
+        target.load_state_dict(critic.state_dict())
 
 
 def student_rms(
@@ -204,8 +218,11 @@ def student_rms(
         return None
     mean_o, var_o = teacher.mean[: window.obs_dim], teacher.var[: window.obs_dim]
     low, high = act_space.low.ravel().astype(np.float64), act_space.high.ravel().astype(np.float64)
-    step_mean = np.r_[mean_o, (low + high) / 2]
-    step_var = np.r_[var_o, (high - low) ** 2 / 12]
+    bounded = np.isfinite(low) & np.isfinite(high)
+    act_mean = np.where(bounded, (low + high) / 2, 0.0)  # unbounded actions: standard statistics
+    act_var = np.where(bounded, (high - low) ** 2 / 12, 1.0)
+    step_mean = np.r_[mean_o, act_mean]
+    step_var = np.r_[var_o, act_var]
     rms = RunningMeanStd(shape=window.space.shape)
     rms.mean = np.r_[mean_o, np.tile(step_mean, window.k)]
     rms.var = np.r_[var_o, np.tile(step_var, window.k)]
@@ -268,22 +285,49 @@ def check_teacher(cfg: ExperimentConfig, teacher: Path) -> dict[str, Any]:
     return meta
 
 
+def _provenance(out: Path, teacher: Path, d: DistillConfig) -> dict[str, Any]:
+    """The teacher (path, content hash) and the distill settings a student stage is made from, in
+    `out/source.json`; a stage directory made from another teacher or other settings is refused."""
+    record = {
+        "teacher_policy": str(teacher),
+        "teacher_sha256": file_sha256(teacher),
+        "distill": d.model_dump(),
+    }
+    path = out / "source.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        if (
+            before.get("teacher_sha256") != record["teacher_sha256"]
+            or before.get("distill") != record["distill"]
+        ):
+            what = (
+                "teacher" if before.get("teacher_sha256") != record["teacher_sha256"] else "distill settings"
+            )
+            raise ArtifactError(
+                f"{out}: a student distilled from {before.get('teacher_policy')} with other {what} than now "
+                f"({teacher}) (allowed: another experiment name or output folder, or remove it)"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json.dumps(record, indent=1), path)
+    return record
+
+
 def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = None) -> Path:
     """Distill the teacher artifact into a history-based student in the randomized sim; returns the
     student's policy artifact (skipped when it exists; continues from its checkpoint after a crash)."""
     torch.set_num_threads(ctx.cfg.torch_threads)
     out = out or ctx.stage_dir(STUDENT, seed)
     policy_path = out / "policy.pt"
-    if policy_path.exists():
-        return policy_path
-    out.mkdir(parents=True, exist_ok=True)
     cfg = ctx.cfg
     assert cfg.distill is not None
     d = cfg.distill
+    _provenance(out, teacher, d)
+    if policy_path.exists():
+        return policy_path
     teacher_meta = check_teacher(cfg, teacher)
     scfg = student_config(cfg, teacher_meta)
     make_source = source_maker(ctx, teacher_meta)
-    source_id = ctx.task.randomized_id
     loaded = load_for_env(teacher, make_source, ctx.device, seed)
     teacher_model, teacher_rms = loaded.model, loaded.obs_rms
     teacher_model.policy.set_training_mode(False)
@@ -297,6 +341,7 @@ def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = N
     srms = student_rms(teacher_rms, windows[0], act_space)
     spaces_venv = DummyVecEnv([lambda: SpacesEnv(windows[0].space, act_space)])
     student = build_model(scfg.algo, spaces_venv, scfg.algo.pretrain_lr, ctx.device, seed)
+    untrained = _source_return(ctx, seed, student, srms, scfg, make_source)
     copied = _copy_head(teacher_model, student)
     optimizer = torch.optim.Adam(student.policy.parameters(), lr=d.learning_rate)
     step = _resume(out / CHECKPOINT, student, optimizer)
@@ -310,31 +355,72 @@ def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = N
         d.steps,
         out,
     )
-    writer = SummaryWriter(str(out), purge_step=step or None)
+    writer = SummaryWriter(str(out), purge_step=step + 1 if step else None)
     started = time.perf_counter()
-    losses = _distill_loop(
+    losses, step = _distill_loop(
         ctx, seed, step, teacher_model, teacher_rms, student, srms, optimizer, envs, windows, out, writer
     )
     wall = time.perf_counter() - started
     for env in envs:
         env.close()
-    _share_encoder(student)
-    student.num_timesteps = d.steps
-    scfg_ctx = context_for(ctx, scfg)
+    _finish_critics(student, critic_trained="critic_latent_loss" in losses)
+    student.num_timesteps = step
+    summary = {
+        "teacher_policy": str(teacher),
+        "steps": step,
+        "wall_s": round(wall, 2),
+        "started_from_teacher": copied,
+        "untrained_source_return": untrained,
+        "teacher_source_return": _source_return(ctx, seed, teacher_model, teacher_rms, None, loaded.make_env),
+        "student_source_return": _source_return(ctx, seed, student, srms, scfg, make_source),
+        "teacher_params": _actor_params(teacher_model),
+        "student_params": _actor_params(student),
+        "final_losses": losses,
+    }
+    atomic_write_text(
+        json.dumps(summary, indent=1), out / SUMMARY
+    )  # before the artifact: a rerun redoes both
     meta = {
-        **_meta(scfg_ctx, STUDENT, seed, source_id, spaces_venv),
+        **_meta(context_for(ctx, scfg), STUDENT, seed, ctx.task.randomized_id, spaces_venv),
         "teacher": {"policy": str(teacher), "sha256": file_sha256(teacher)},
-        "history": windows[0].layout(),
         "distill": d.model_dump(mode="json"),
     }
     save_policy(student, srms, meta, policy_path)
-    summary = _summarize(ctx, seed, teacher, policy_path, make_source, d.steps, wall, losses, copied)
-    atomic_write_text(json.dumps(summary, indent=1), out / SUMMARY)
-    writer.add_scalar("distill/teacher_source_return", summary["teacher_source_return"], d.steps)
-    writer.add_scalar("distill/student_source_return", summary["student_source_return"], d.steps)
+    writer.add_scalar("distill/teacher_source_return", summary["teacher_source_return"], step)
+    writer.add_scalar("distill/student_source_return", summary["student_source_return"], step)
     writer.close()
     (out / CHECKPOINT).unlink(missing_ok=True)
     return policy_path
+
+
+def _source_return(
+    ctx: Context,
+    seed: int,
+    model: BaseAlgorithm,
+    rms: RunningMeanStd | None,
+    view: ExperimentConfig | None,
+    make_env: Callable[[], gym.Env[Any, Any]],
+) -> float:
+    """Mean return in the randomized sim on the final evaluation seeds (`view`: whose observation
+    wrappers to put over `make_env`'s env; None: it is already what the model sees)."""
+    wrap = observation_wrapper(view.observation) if view is not None else None
+
+    def make() -> gym.Env[Any, Any]:
+        env = make_env()
+        return wrap(env) if wrap else env
+
+    result = evaluate(model, make, ctx.cfg.evaluation.final_episodes, ctx.eval_seed(seed, True), rms)
+    return result.mean_return
+
+
+def _actor_params(model: BaseAlgorithm) -> int:
+    """Parameters of what is deployed: the actor (features extractor, actor trunk, action head)."""
+    policy = model.policy
+    if isinstance(policy, ActorCriticPolicy):
+        parts = [policy.pi_features_extractor, policy.mlp_extractor.policy_net, policy.action_net]
+    else:
+        parts = [getattr(policy, "actor")]  # noqa: B009
+    return sum(p.numel() for part in parts for p in part.parameters())
 
 
 def _resume(path: Path, student: BaseAlgorithm, optimizer: torch.optim.Optimizer) -> int:
@@ -361,8 +447,9 @@ def _distill_loop(
     windows: list[Window],
     out: Path,
     writer: SummaryWriter,
-) -> dict[str, float]:
-    """Act (student or teacher, by the mixing schedule), label, learn; from `step` to `distill.steps`."""
+) -> tuple[dict[str, float], int]:
+    """Act (student or teacher, by the mixing schedule), label, learn; from `step` to `distill.steps`
+    (in whole steps of every env). Returns the last losses and the step reached."""
     d = ctx.cfg.distill
     assert d is not None
     rng = np.random.default_rng([seed, step, 17])
@@ -397,7 +484,7 @@ def _distill_loop(
                 student_obs[i] = window.push(action, obs[: window.obs_dim])
             teacher_obs[i] = obs
         step += len(envs)
-        if step >= next_train or step >= d.steps:
+        if (step >= next_train or step >= d.steps) and buffer.n >= d.batch_size:
             next_train += d.train_every
             losses = _train(d, teacher, student, optimizer, buffer, rng, ctx.device)
             for key, value in losses.items():
@@ -420,7 +507,7 @@ def _distill_loop(
                 },
                 out / CHECKPOINT,
             )
-    return losses
+    return losses, step
 
 
 def _train(
@@ -452,6 +539,13 @@ def _train(
             latent = F.mse_loss(mine.latent, label.latent)
             loss = loss + d.latent_weight * latent
             out["latent_loss"] = float(latent.detach())
+        critic, teacher_critic = _critics(student), _critics(teacher)
+        if d.latent_weight > 0 and critic is not None and teacher_critic is not None:
+            mine_z, their_z = _critic_latent(critic, s), _critic_latent(teacher_critic, t)
+            if mine_z is not None and their_z is not None:  # SAC: the critic's own encoder learns its z
+                latent = F.mse_loss(mine_z, their_z.detach())
+                loss = loss + d.latent_weight * latent
+                out["critic_latent_loss"] = float(latent.detach())
         if mine.value is not None and label.value is not None:
             value = F.mse_loss(mine.value, label.value) / (label.value.var() + 1e-6)
             loss = loss + d.value_weight * value
@@ -462,40 +556,6 @@ def _train(
         optimizer.step()
     student.policy.set_training_mode(False)
     return out
-
-
-def _summarize(
-    ctx: Context,
-    seed: int,
-    teacher: Path,
-    student: Path,
-    make_source: Callable[[], gym.Env[Any, Any]],
-    steps: int,
-    wall: float,
-    losses: dict[str, float],
-    copied: str,
-) -> dict[str, Any]:
-    """The distillation's cost and what it kept: teacher and student on the randomized sim (the final
-    evaluation seeds), sizes, and the last losses."""
-    episodes, eval_seed = ctx.cfg.evaluation.final_episodes, ctx.eval_seed(seed, True)
-    returns = {}
-    params = {}
-    for name, path in (("teacher", teacher), ("student", student)):
-        loaded = load_for_env(path, make_source, ctx.device, seed)
-        result = evaluate(loaded.model, loaded.make_env, episodes, eval_seed, loaded.obs_rms)
-        returns[name] = result.mean_return
-        params[name] = sum(p.numel() for p in loaded.model.policy.parameters())
-    return {
-        "teacher_policy": str(teacher),
-        "steps": steps,
-        "wall_s": round(wall, 2),
-        "started_from_teacher": copied,
-        "teacher_source_return": returns["teacher"],
-        "student_source_return": returns["student"],
-        "teacher_params": params["teacher"],
-        "student_params": params["student"],
-        "final_losses": losses,
-    }
 
 
 def pretrain_teacher(ctx: Context, seed: int) -> Path:

@@ -86,7 +86,8 @@ def _transfer_from(ctx: Context, source: Path, seed: int) -> None:
 def worker_count(ctx: Context) -> int:
     """Processes to run stages in: `workers`, or with 0 (auto) one per core, at most one per stage."""
     wanted = ctx.cfg.workers or (os.cpu_count() or 1)
-    return max(1, min(wanted, 3 * len(ctx.cfg.seeds)))
+    per_seed = 3 + 2 * (ctx.cfg.distill is not None)  # stages that can run at once per seed
+    return max(1, min(wanted, per_seed * len(ctx.cfg.seeds)))
 
 
 TARGET_STAGES = frozenset({"reference", "scratch", "transfer", "zeroshot", "student_transfer"})

@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from simreal.simulation.accounting import STEPS, TargetLedger
 from simreal.simulation.adr import AdrState
+from simreal.simulation.privileged import history_layout
 from simreal.training import guards
 from simreal.training import transfer as tr
 from simreal.training.artifacts import (
@@ -112,8 +113,12 @@ def policy_env(
 
 
 def _meta(ctx: Context, variant: str, seed: int, env_id: str, venv: VecEnv) -> dict[str, Any]:
-    """What a policy artifact records besides its weights: where it came from and how to rebuild it."""
+    """What a policy artifact records besides its weights: where it came from and how to rebuild it
+    (a distilled student's, also how its history window is filled)."""
+    k = ctx.cfg.observation.history_window
+    history = history_layout(env_space(venv), venv.action_space, k) if k else None  # type: ignore[arg-type]
     return {
+        **({"history": history} if history else {}),
         "variant": variant,
         "seed": seed,
         "env_id": env_id,
