@@ -28,7 +28,7 @@ from typing import Any
 from simreal.cli import main as simreal_main
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- guards:start -->", "<!-- guards:end -->"
+
 AUTO = "finetune.auto={candidates: {freeze_layers: [0, 1]}, budget_fraction: 0.2}"
 VARIANTS: dict[str, list[str]] = {
     "shipped": [],
@@ -66,7 +66,13 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--evaluations", type=int, default=5, help="curve evaluations per budget")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per curve evaluation")
-    parser.add_argument("--reference-steps", type=int, default=None, help="default: 10x the base budget")
+    parser.add_argument(
+        "--reference-steps",
+        type=int,
+        default=None,
+        help="default: 10x the base budget; 0: no reference stage",
+    )
+    parser.add_argument("--set", action="append", default=[], help="extra config override, e.g. target=...")
     parser.add_argument("--out", default=str(ROOT / "runs" / "guards"))
     parser.add_argument("--markdown", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
@@ -78,13 +84,13 @@ def main() -> None:
         int(base["finetune"]["timesteps"]),
         int(base["algo"].get("kwargs", {}).get("n_steps", 1)),
     )
-    reference = args.reference_steps or 10 * budget
+    reference = 10 * budget if args.reference_steps is None else args.reference_steps
     reference_every = 4 * max(rollout, budget // args.evaluations // rollout * rollout)
-    common = [
-        f"evaluation.episodes={args.episodes}",
-        f"reference.timesteps={reference}",
-        f"reference.every_steps={reference_every}",  # one reference stage (cache key) for every budget
-    ]
+    common = [f"evaluation.episodes={args.episodes}", *args.set]
+    if reference > 0:
+        common += [f"reference.timesteps={reference}", f"reference.every_steps={reference_every}"]
+    else:
+        common += ["reference=false"]  # one reference stage (cache key) for every budget, or none
     _run(config, out, "pretrained", args.seeds, common, command="pretrain")
     table: dict[int, dict[str, Any]] = {}
     for multiple in (int(m) for m in args.budgets.split(",")):
@@ -102,12 +108,14 @@ def main() -> None:
             report = _run(config, out, name, args.seeds, [*shared, *VARIANTS[variant]])
             first = first or run_dir
             table.setdefault(multiple, {})[variant] = report
-    text = _section(table, args)
+    key = "-".join([config.stem, *(item.replace("=", "-") for item in args.set)])
+    start, end = (f"<!-- guards:{key}:start -->", f"<!-- guards:{key}:end -->")
+    text = _section(table, args, start, end)
     markdown = Path(args.markdown)
     body = markdown.read_text() if markdown.exists() else ""
-    if START in body and END in body:
-        head, rest = body.split(START, 1)
-        body = head + text + rest.split(END, 1)[1]
+    if start in body and end in body:
+        head, rest = body.split(start, 1)
+        body = head + text + rest.split(end, 1)[1]
     else:
         body = body.rstrip() + "\n\n## Guarded fine-tuning at 1x, 3x and 10x the budget\n\n" + text + "\n"
     markdown.write_text(body)
@@ -118,15 +126,27 @@ def _mean(report: dict[str, Any], variant: str) -> float:
     return float(report["variants"][variant]["final_return"]["mean"])
 
 
-def _section(table: dict[int, dict[str, Any]], args: argparse.Namespace) -> str:
+def _below(report: dict[str, Any], variant: str, other: str) -> int:
+    """Seeds on which `variant` ends below `other` (the same seed's run)."""
+    mine, theirs = (
+        dict(zip(report["variants"][v]["seeds"], report["variants"][v]["per_seed_final_return"], strict=True))
+        for v in (variant, other)
+    )
+    return sum(float(mine[s]) < float(theirs[s]) for s in mine if s in theirs)
+
+
+def _section(table: dict[int, dict[str, Any]], args: argparse.Namespace, start: str, end: str) -> str:
     variants = args.variants.split(",")
+    extra = "".join(f" --set {item}" for item in args.set)
+    reference = "" if args.reference_steps is None else f" --reference-steps {args.reference_steps}"
     lines = [
-        START,
+        start,
         "",
-        f"Command: `python benchmarks/guards.py --config {Path(args.config).relative_to(ROOT)} "
-        f"--seeds {args.seeds} --budgets {args.budgets} --variants {args.variants}`",
+        f"Command: `python benchmarks/guards.py --config {Path(args.config).resolve().relative_to(ROOT)}"
+        f"{extra} --seeds {args.seeds} --budgets {args.budgets} --variants {args.variants}{reference}`",
         "",
-        "Final return on the target, mean over seeds (>= scratch / >= zero-shot randomized, by the mean):",
+        "Final return on the target, mean over seeds (>= scratch / >= zero-shot randomized, by the mean;"
+        " then the number of seeds that end below their own zero-shot policy):",
         "",
         "| budget | "
         + " | ".join(f"fine-tune: {v}" for v in variants)
@@ -139,12 +159,14 @@ def _section(table: dict[int, dict[str, Any]], args: argparse.Namespace) -> str:
         cells = []
         for v in variants:
             ft = _mean(reports[v], "finetune")
-            cells.append(f"{ft:.1f} ({'yes' if ft >= scratch else 'NO'} / {'yes' if ft >= zero else 'NO'})")
+            below = _below(reports[v], "finetune", "zeroshot_randomized")
+            verdict = f"{'yes' if ft >= scratch else 'NO'} / {'yes' if ft >= zero else 'NO'}"
+            cells.append(f"{ft:.1f} ({verdict}; {below} below)")
         budget = any_report["target_budget"]
         lines.append(
             f"| {multiple}x ({budget:,}) | " + " | ".join(cells) + f" | {scratch:.1f} | {zero:.1f} |"
         )
-    lines += ["", END]
+    lines += ["", end]
     return "\n".join(lines)
 
 

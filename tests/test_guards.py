@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -187,7 +188,9 @@ def test_auto_choice_spends_its_search_inside_the_target_budget(tmp_path: Path) 
     grid = "{learning_rate: [3.0e-5, 3.0e-4], freeze_layers: [0, 1]}"
     auto = f"finetune.auto={{candidates: {grid}, budget_fraction: 0.8}}"
     args = set_args(tmp_path, auto, "finetune.timesteps=512", "algo.net_arch=[16, 16]", reference=False)
+    litter = set(Path(tempfile.gettempdir()).glob("SB3-*"))
     assert main(["run", *args, "--seeds", "0"]) == 0
+    assert set(Path(tempfile.gettempdir()).glob("SB3-*")) == litter  # candidates log nowhere but auto.json
     stage = tmp_path / "quickstart" / "finetune" / "seed0"
     search = json.loads((stage / "auto.json").read_text())
     assert search["rounds"] == [4, 2] and search["steps_per_round"] == 64  # 409 // 6 in 64-step rollouts

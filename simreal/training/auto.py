@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 
 from agents.algorithms import rollout_steps
 from simreal.config import AutoConfig, ExperimentConfig
@@ -96,6 +97,7 @@ def search(
     for setting in settings:
         model, venv = build(dataclasses.replace(ctx, cfg=with_setting(ctx.cfg, setting)))
         venv.close()  # each round opens its own
+        model.set_logger(Logger(None, []))  # scores go to auto.json; SB3 would litter a temp dir per learn()
         candidates.append(Candidate(setting, model, []))
     at_start = _evaluate(ctx, candidates[0].model, seed, ledger)  # every candidate is the source here
     if keep is not None:
