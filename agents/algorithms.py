@@ -70,6 +70,14 @@ def algo_class(name: str) -> type[BaseAlgorithm]:
     return cls
 
 
+def kwarg(name: str, kwargs: dict[str, Any], key: str) -> Any:
+    """`kwargs[key]`, else the constructor's default for it (None when it takes no such argument)."""
+    if key in kwargs:
+        return kwargs[key]
+    param = inspect.signature(algo_class(name).__init__).parameters.get(key)
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
 # Counts that SB3 takes as positive integers although a zero or negative value reaches its constructor
 # (it fails later, in `learn()`); beside them, every int argument with a positive default must be >= 1.
 _MAY_BE_ZERO = frozenset({"learning_starts", "stats_window_size"})

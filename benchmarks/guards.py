@@ -9,8 +9,9 @@ Evaluations scale with the budget (`--evaluations` per budget) so that evaluatin
 does not dwarf training them.
 
 Variants (each a list of `--set` overrides on top of the config):
-    shipped:  the config's own fine-tuning settings
-    guarded:  the default guard - keep_best - with the budget-aware choice of frozen depth (finetune.auto)
+    fixed:    the config's frozen depth and learning rate, unguarded (no keep_best, no auto)
+    guarded:  what the shipped configs use - keep_best with the budget-aware choice of frozen depth
+              (finetune.auto over freeze_layers 0 and 1, a fifth of the budget)
     keep_best, auto: each guard alone (the ablation)
 
 Writes a table between the markers of BENCHMARKS.md: per budget, final return (mean over seeds) of
@@ -31,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 AUTO = "finetune.auto={candidates: {freeze_layers: [0, 1]}, budget_fraction: 0.2}"
 VARIANTS: dict[str, list[str]] = {
-    "shipped": [],
+    "fixed": ["finetune.keep_best=false", "finetune.auto=null"],
     "guarded": ["finetune.keep_best=true", AUTO],
-    "keep_best": ["finetune.keep_best=true"],
-    "auto": [AUTO],
+    "keep_best": ["finetune.keep_best=true", "finetune.auto=null"],
+    "auto": ["finetune.keep_best=false", AUTO],
 }
 
 

@@ -110,7 +110,9 @@ class FinetuneConfig(Spec):
     `l2sp` (pull toward the pretrained weights), `layer_lr_decay` (lower layers move less),
     `unfreeze_schedule` (target steps at which the frozen layers thaw, the top one first), `keep_best`
     (deploy the best evaluated policy, never worse than where fine-tuning started) with `patience`
-    (stop after that many evaluations without improvement)."""
+    (stop after that many evaluations without improvement). `learning_starts` (SAC, TD3): target
+    transitions collected before the first update, default one batch; the pretrained policy acts from
+    the first step (SB3's random-action warm-up is for a policy that knows nothing)."""
 
     timesteps: int = Field(ge=1)
     learning_rate: float | None = Field(default=None, gt=0)
@@ -130,6 +132,7 @@ class FinetuneConfig(Spec):
     keep_best: bool = False
     patience: int | None = Field(default=None, ge=1)
     auto: AutoConfig | None = None
+    learning_starts: int | None = Field(default=None, ge=0)
 
     @field_validator("unfreeze_schedule")
     @classmethod

@@ -213,3 +213,40 @@ def test_auto_budget_that_cannot_hold_one_rollout_per_candidate_round_is_refused
     assert main(["run", *set_args(tmp_path, auto, reference=False)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "finetune.auto.budget_fraction" in err and "one rollout" in err
+
+
+@pytest.mark.parametrize("algo", ["SAC", "TD3"])
+def test_off_policy_fine_tuning_acts_with_the_policy_from_the_first_target_step(
+    algo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = ALGOS[algo](
+        "MlpPolicy", gym.make("Pendulum-v1"), learning_starts=100, batch_size=16, seed=0, device="cpu"
+    )
+    random_actions = []
+    real_sample = gym.spaces.Box.sample
+    monkeypatch.setattr(
+        gym.spaces.Box, "sample", lambda self, *a, **k: random_actions.append(1) or real_sample(self, *a, **k)
+    )
+    model.learn(8)
+    assert len(random_actions) == 8  # SB3's own warm-up: uniform random actions (the test can fail)
+    random_actions.clear()
+    assert tr.act_from_policy(model, None) == 16  # updates wait for one batch of target data
+    model.learn(40, reset_num_timesteps=True)
+    assert random_actions == [] and model._n_updates > 0  # the policy acted, and it learned
+    assert tr.act_from_policy(_model("PPO"), 5) is None  # on-policy: nothing to change
+
+
+def test_auto_choice_on_sac_that_could_not_update_in_its_search_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    auto = "finetune.auto={candidates: {freeze_layers: [0, 1]}, budget_fraction: 0.2}"
+    sac = [
+        "algo.name=SAC",
+        "algo.kwargs={batch_size: 32}",
+        "algo.net_arch=[16, 16]",
+        "finetune.timesteps=512",
+    ]
+    assert main(["run", *set_args(tmp_path, auto, *sac, "finetune.learning_starts=64", reference=False)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "finetune.learning_starts" in err and "untrained copies" in err
+    assert not (tmp_path / "quickstart").exists()  # refused before anything was written

@@ -4,7 +4,8 @@ Plain functions over an SB3 model (composition, not subclasses):
 - `freeze_features(model)`: every features extractor (actor's and critic's when not shared) stops training;
 - `freeze_layers(model, k)`: the first k hidden layers of each actor and critic trunk stop training;
 - `reinit_heads(model)`: fresh output layers (action mean/log-std, value or Q outputs);
-- `rebuild_optimizers(model)`: optimizers over trainable parameters only, at the schedule's current rate.
+- `rebuild_optimizers(model)`: optimizers over trainable parameters only, at the schedule's current rate;
+- `act_from_policy(model, learning_starts)`: an off-policy model's warm-up acts with its (pretrained) policy.
 Frozen modules are held in eval mode (BatchNorm statistics and Dropout fixed) by a forward pre-hook,
 because SB3 switches the whole policy to train mode before every update. Target networks (SAC, TD3)
 are never trained by gradients; SB3's Polyak averaging moves them toward the online networks, whose
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
@@ -280,3 +282,21 @@ def thaw(model: BaseAlgorithm, layer: nn.Module) -> None:
             base = opt.param_groups[0]
             opt.add_param_group({"params": params, "lr": base["lr"], "lr_scale": base.get("lr_scale", 1.0)})
             return
+
+
+def act_from_policy(model: BaseAlgorithm, learning_starts: int | None) -> int | None:
+    """SAC / TD3 take uniformly random actions for their first `learning_starts` steps (SB3's warm-up,
+    meant for a policy that knows nothing): on a target that throws the pretrained policy away for those
+    steps - and on a robot it sends random commands. Here the policy acts from the first step; gradient
+    updates still wait until `learning_starts` target transitions are in the (empty) replay buffer, by
+    default one batch. Returns the value in force, None for an on-policy model (nothing to do)."""
+    if not isinstance(model, OffPolicyAlgorithm):
+        return None
+    model.learning_starts = int(model.batch_size if learning_starts is None else learning_starts)
+    sample = model._sample_action
+
+    def policy_sample(_learning_starts: int, *args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        return sample(0, *args, **kwargs)  # never the random warm-up branch
+
+    model._sample_action = policy_sample  # type: ignore[method-assign,assignment]
+    return model.learning_starts
