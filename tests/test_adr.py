@@ -42,8 +42,11 @@ def test_a_range_grows_when_the_policy_succeeds_at_its_edge_and_not_when_it_fail
     ((low, high),) = state.ranges().values()
     _episodes(state, 150.0, 2, "high")  # succeeded at the high edge twice: it moves out by 10% of the span
     assert state.ranges()["0.body_mass/pole"] == pytest.approx([low, high + 0.25])
-    _episodes(state, 10.0, 2, "low")  # failed at the low edge: it moves in, never out
-    assert state.ranges()["0.body_mass/pole"][0] == pytest.approx(low + 0.25)
+    _episodes(state, 10.0, 2, "low")  # failed at the low edge where it started: it stays (never out)
+    assert state.ranges()["0.body_mass/pole"][0] == pytest.approx(low)
+    _episodes(state, 10.0, 6, "high")  # failing after growing: back in, but not inside the initial range
+    assert state.ranges()["0.body_mass/pole"][1] == pytest.approx(high)
+    _episodes(state, 150.0, 2, "high")
     _episodes(state, 70.0, 2, "high")  # between the thresholds: no change
     assert state.ranges()["0.body_mass/pole"][1] == pytest.approx(high + 0.25)
     _episodes(state, 150.0, 40, "high")  # never past the declared bound

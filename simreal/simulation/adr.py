@@ -7,9 +7,9 @@ any range, at construction). A dimension starts at `initial_width` of that span 
 (1 for `scale`, 0 for `add`, the middle for `abs`). In a share `boundary_prob` of the episodes one
 dimension is pinned to one of its current edges (the others are drawn inside their current ranges);
 that episode's return goes into the edge's buffer. When a buffer holds `episodes` returns, their mean
-decides: above `expand_above`, the edge moves outward by `step` of the span; below `shrink_below`, inward;
-then the buffer is emptied. The ranges are logged to TensorBoard (`adr/<label>/low|high`) and saved with
-the pretrained policy.
+decides: above `expand_above`, the edge moves outward by `step` of the span; below `shrink_below`, inward
+(never inside the initial range); then the buffer is emptied. The ranges are logged to TensorBoard
+(`adr/<label>/low|high`) and saved with the pretrained policy.
 
 One `AdrState` is shared by every env of a training run's process, so its n_envs copies grow one range.
 
@@ -62,6 +62,7 @@ class Dimension:
     high: float
     log: bool = False
     buffers: dict[str, list[float]] = field(default_factory=lambda: {"low": [], "high": []})
+    start: tuple[float, float] | None = None  # the initial range: the least an edge may shrink back to
 
     def edge(self, side: str) -> float:
         return self.low if side == "low" else self.high
@@ -72,13 +73,16 @@ class Dimension:
         return rng.uniform(self.low, self.high, size=size)
 
     def move(self, side: str, outward: bool, step: float) -> None:
-        """Move one edge by `step` of the span, outward or inward, never past the bounds or the other edge."""
+        """Move one edge by `step` of the span: outward never past the declared bounds, inward never past
+        where the range started (DeXtreme's ADR does the same: a failing edge gives back what it gained,
+        no more - else the still untrained policy of the first updates shrinks every range to a point)."""
         lo, hi = self.bounds
-        delta = step * (hi - lo) * (1 if outward else -1)
+        start_low, start_high = self.start if self.start is not None else (self.low, self.high)
+        delta = step * (hi - lo)
         if side == "low":
-            self.low = float(np.clip(self.low - delta, lo, self.high))
+            self.low = float(max(lo, self.low - delta) if outward else min(start_low, self.low + delta))
         else:
-            self.high = float(np.clip(self.high + delta, self.low, hi))
+            self.high = float(min(hi, self.high + delta) if outward else max(start_high, self.high - delta))
 
 
 def nominal_point(mode: str, low: float, high: float) -> float:
@@ -140,7 +144,8 @@ class AdrState:
         for label, mode, low, high, log in entries:
             center = nominal_point(mode, low, high)
             half = 0.5 * spec.initial_width * (high - low)
-            dims.append(Dimension(label, (low, high), max(low, center - half), min(high, center + half), log))
+            start = (max(low, center - half), min(high, center + half))
+            dims.append(Dimension(label, (low, high), *start, log, start=start))
         return cls(spec, dims)
 
     def begin_episode(self, rng: np.random.Generator) -> None:
