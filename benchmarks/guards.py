@@ -129,8 +129,14 @@ def _mean(report: dict[str, Any], variant: str) -> float:
 
 def _below(report: dict[str, Any], variant: str, other: str) -> int:
     """Seeds on which `variant` ends below `other` (the same seed's run)."""
-    mine, theirs = (
-        dict(zip(report["variants"][v]["seeds"], report["variants"][v]["per_seed_final_return"], strict=True))
+    mine, theirs = (  # seeds are stage directories: .../<variant>/seed<N>
+        dict(
+            zip(
+                (Path(s).name for s in report["variants"][v]["seeds"]),
+                report["variants"][v]["per_seed_final_return"],
+                strict=True,
+            )
+        )
         for v in (variant, other)
     )
     return sum(float(mine[s]) < float(theirs[s]) for s in mine if s in theirs)

@@ -132,6 +132,15 @@ def test_keep_best_returns_the_best_evaluated_weights_of_a_curve_that_peaks_in_t
     assert torch.equal(model.policy.action_net.weight, seen[100])
 
 
+def test_keep_best_gives_a_tie_to_the_later_policy_without_calling_it_an_improvement() -> None:
+    model = _model("PPO")
+    keep = guards.KeepBest(patience=2)
+    for step, value in ((0, 10.0), (100, 1000.0), (200, 1000.0), (300, 1000.0)):
+        keep.observe(step, value, model, None)
+    assert keep.best_step == 300 and keep.best_value == 1000.0  # the longest-trained of the tied best
+    assert keep.stop  # two evaluations without a higher return
+
+
 def test_keep_best_and_patience_in_a_run(tmp_path: Path) -> None:
     guard = ["finetune.keep_best=true", "finetune.patience=1", "finetune.timesteps=512", "finetune.l2sp=0.01"]
     guard += ["finetune.critic_warmup_steps=128", "finetune.layer_lr_decay=0.8", "finetune.freeze_layers=0"]

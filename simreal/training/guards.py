@@ -154,7 +154,9 @@ class KeepBest:
 
     `observe(step, value, model, rms)` after every evaluation; `stop` says `patience` evaluations passed
     without improvement. The first evaluation (step 0, the zero-shot policy) is the first best, so the
-    kept policy is never worse on the evaluation than the one fine-tuning started from."""
+    kept policy is never worse on the evaluation than the one fine-tuning started from. A tie goes to the
+    later policy (trained longer: at a task's maximum return every evaluation ties, and the first one to
+    reach it is the least trained); it does not count as an improvement for `patience`."""
 
     patience: int | None = None
     best_value: float = float("-inf")
@@ -171,9 +173,10 @@ class KeepBest:
     path: Path | None = None  # where the kept weights are saved, so a resumed stage still has them
 
     def observe(self, step: int, value: float, model: BaseAlgorithm, rms: RunningMeanStd | None) -> bool:
-        """Record an evaluation; True when it is the new best (its weights are then kept)."""
-        if value > self.best_value:
-            self.best_value, self.best_step, self.since_best = value, step, 0
+        """Record an evaluation; True when it is the new best or ties it (its weights are then kept)."""
+        if value >= self.best_value:
+            self.since_best = 0 if value > self.best_value else self.since_best + 1
+            self.best_value, self.best_step = value, step
             states, tensors = art.torch_state(model)
             self.states = _clone(states)
             self.tensors = {k: v.detach().clone() for k, v in tensors.items()}
@@ -181,7 +184,7 @@ class KeepBest:
             if self.path is not None:
                 data = {"format": art.FORMAT, "kind": "best", "states": self.states, "tensors": self.tensors}
                 extra = {"obs_rms": art.rms_state(self.obs_rms), "step": step, "value": value}
-                art.atomic_save({**data, **extra, "since_best": 0}, self.path)
+                art.atomic_save({**data, **extra, "since_best": self.since_best}, self.path)
             return True
         self.since_best += 1
         return False
@@ -194,7 +197,8 @@ class KeepBest:
         self.states, self.tensors = data["states"], data["tensors"]
         self.obs_rms = art.rms_from(data["obs_rms"])
         self.best_step, self.best_value = int(data["step"]), float(data["value"])
-        self.since_best = sum(1 for point in curve if point["step"] > self.best_step)
+        after = sum(1 for point in curve if point["step"] > self.best_step)
+        self.since_best = int(data.get("since_best", 0)) + after
 
     def restore(self, model: BaseAlgorithm) -> None:
         """Put the kept weights back into `model` (optimizers untouched: the model is done training)."""
