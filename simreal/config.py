@@ -29,7 +29,9 @@ from simreal.training.perception import PerceptionConfig
 
 
 class AlgoConfig(Spec):
-    """Which SB3 algorithm, its network and its constructor arguments."""
+    """Which SB3 algorithm, its network and its constructor arguments. `vec_env: subproc` steps the
+    `n_envs` source-sim envs of pretraining in their own processes (SB3's `SubprocVecEnv`); target stages
+    always step in the stage's process, where their steps are counted."""
 
     name: str = "PPO"
     policy: str = "MlpPolicy"
@@ -39,6 +41,7 @@ class AlgoConfig(Spec):
     kwargs: dict[str, Any] = {}
     policy_extra: dict[str, Any] = {}
     n_envs: int = Field(default=1, ge=1)
+    vec_env: Literal["dummy", "subproc"] = "dummy"
     normalize_obs: bool = False
 
     @model_validator(mode="after")
@@ -277,6 +280,11 @@ class ExperimentConfig(Spec):
             )
         if self.distill is not None:
             self._check_distill(self.distill)
+        if self.algo.vec_env == "subproc" and task.randomization.adr is not None:
+            raise ValueError(
+                "algo.vec_env: subproc envs cannot share randomization.adr's ranges, which every env of a "
+                "run grows together (allowed: dummy with ADR)"
+            )
         if self.reference_steps is not None and self.reference_steps < self.finetune.timesteps:
             raise ValueError(
                 f"reference.timesteps: {self.reference_steps} is below the fine-tuning budget "

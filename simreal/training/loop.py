@@ -9,6 +9,7 @@ events after the checkpoint's step, so the curve has no duplicated steps.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +24,12 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecNormalize
 from torch.utils.tensorboard import SummaryWriter
 
 from simreal.simulation.accounting import TargetLedger
 from simreal.simulation.adr import AdrState
+from simreal.simulation.tasks import TaskSpec
 from simreal.training.artifacts import atomic_write_text
 from simreal.training.checkpoints import checkpoint_steps, load_checkpoint, save_checkpoint
 from simreal.training.evaluation import EvalResult, evaluate
@@ -46,15 +48,37 @@ def make_vec(
     update_stats: bool = True,
     wrapper: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    subproc: TaskSpec | None = None,
 ) -> VecEnv:
-    """`n_envs` seeded copies of `env_id` (Monitor, then `wrapper`), optionally observation-normalized."""
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper, env_kwargs=env_kwargs)
+    """`n_envs` seeded copies of `env_id` (Monitor, then `wrapper`), optionally observation-normalized.
+    With `subproc` (the task's spec), each copy steps in its own process, which registers the task first
+    (its ids, its `imports`) - a user's task exists only in the processes that registered it."""
+    if subproc is not None and n_envs > 1:
+        factory = functools.partial(_registered_make, subproc, env_id)
+        venv = make_vec_env(
+            factory,
+            n_envs=n_envs,
+            seed=seed,
+            wrapper_class=wrapper,
+            env_kwargs=env_kwargs,
+            vec_env_cls=SubprocVecEnv,
+        )
+    else:
+        venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper, env_kwargs=env_kwargs)
     if not normalize:
         return venv
     norm = VecNormalize(venv, norm_obs=True, norm_reward=False, training=update_stats)
     if obs_rms is not None:
         norm.obs_rms = obs_rms  # type: ignore[assignment]  # SB3 types it as a dict for Dict spaces
     return norm
+
+
+def _registered_make(spec: TaskSpec, env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
+    """`gym.make(env_id)` in a process that may not have registered the task yet."""
+    from simreal.simulation.registry import ensure
+
+    ensure(spec)
+    return gym.make(env_id, **kwargs)
 
 
 def obs_rms_of(env: VecEnv) -> RunningMeanStd | None:

@@ -105,10 +105,16 @@ def policy_env(
     update_stats: bool = True,
     env_kwargs: dict[str, Any] | None = None,
 ) -> tuple[VecEnv, Encoder]:
-    """The vec env a policy trains on (observation wrappers, normalization, perception) and its encoder."""
+    """The vec env a policy trains on (observation wrappers, normalization, perception) and its encoder.
+    `algo.vec_env: subproc` applies to the source sims only: a target's steps are counted (and an
+    exclusive target held) in this process."""
     algo = ctx.cfg.algo
     n = n_envs or algo.n_envs
-    venv = make_vec(env_id, n, seed, algo.normalize_obs, obs_rms, update_stats, ctx.wrapper, env_kwargs)
+    source = env_id in (ctx.source_id(True), ctx.source_id(False))
+    subproc = ctx.cfg.task if algo.vec_env == "subproc" and source else None
+    venv = make_vec(
+        env_id, n, seed, algo.normalize_obs, obs_rms, update_stats, ctx.wrapper, env_kwargs, subproc
+    )
     return attach(ctx.cfg.perception, venv, ctx.device)
 
 
