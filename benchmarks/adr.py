@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
+from sections import write_section
 
 from simreal.analysis import stats
 from simreal.cli import main as simreal_main
@@ -93,13 +94,7 @@ def main() -> int:
         ranges.append(load_policy(adr_run / "pretrain_randomized" / f"seed{seed}" / "policy.pt").meta["adr"])
     doc = json.loads(Path(args.reference_report).read_text()) if args.reference_report else None
     text = _section(args, returns, ranges, doc)
-    markdown = Path(args.markdown)
-    body = markdown.read_text() if markdown.exists() else ""
-    if START in body and END in body:
-        body = body[: body.index(START)] + text + body[body.index(END) + len(END) :]
-    else:
-        body = body.rstrip() + "\n\n" + text + "\n"
-    markdown.write_text(body)
+    write_section(Path(args.markdown), START, END, text, "ADR vs fixed randomization, zero-shot")
     print(text)
     return 0
 

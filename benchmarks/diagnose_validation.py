@@ -20,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 from scipy import stats
+from sections import write_section
 
 from simreal.analysis.diagnose import diagnose
 from simreal.config import AlgoConfig
@@ -112,14 +113,9 @@ def main() -> None:
     results = [row for path in args.policy for row in rows(Path(path), args.episodes, args.eval_episodes)]
     command = "python benchmarks/diagnose_validation.py " + " ".join(f"--policy {p}" for p in args.policy)
     text = section(results, command)
-    markdown = Path(args.markdown)
-    body = markdown.read_text() if markdown.exists() else ""
-    if START in body and END in body:
-        head, rest = body.split(START, 1)
-        body = head + text + rest.split(END, 1)[1]
-    else:
-        body = body.rstrip() + "\n\n## Does diagnose rank targets by their zero-shot drop?\n\n" + text + "\n"
-    markdown.write_text(body)
+    write_section(
+        Path(args.markdown), START, END, text, "Does diagnose rank targets by their zero-shot drop?"
+    )
     print(text)
 
 

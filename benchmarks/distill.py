@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sections import write_section
 
 from simreal.cli import main as simreal_main
 
@@ -222,16 +223,6 @@ def small_table(doc: dict[str, Any], run: Path, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(markdown: Path, start: str, end: str, body: str) -> None:
-    text = markdown.read_text() if markdown.exists() else ""
-    block = f"{start}\n\n{body}\n\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    markdown.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
@@ -260,11 +251,14 @@ def main() -> int:
         if task in reuse:
             _reuse(Path(reuse[task]), out / task)
         docs[task] = _run(ROOT / "configs" / config, out, task, args.seeds, [*overrides, *args.overrides])
-        write_section(markdown, START, END, transfer_table(docs, command, out))
+        table = transfer_table(docs, command, out)
+        write_section(markdown, START, END, f"{START}\n\n{table}\n\n{END}", "Distillation")
     if not args.no_small:
         config = ROOT / "configs" / "quickstart.yaml"
         doc = _run(config, out, "small_policy", args.small_seeds, ["distill={}", *SMALL, "reference=false"])
-        write_section(markdown, SMALL_START, SMALL_END, small_table(doc, out / "small_policy", command))
+        small = small_table(doc, out / "small_policy", command)
+        text = f"{SMALL_START}\n\n{small}\n\n{SMALL_END}"
+        write_section(markdown, SMALL_START, SMALL_END, text, "A small policy for the robot's computer")
     return 0
 
 

@@ -26,6 +26,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sections import write_section
+
 from simreal.cli import main as simreal_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,14 +114,7 @@ def main() -> None:
     key = "-".join([config.stem, *(item.replace("=", "-") for item in args.set)])
     start, end = (f"<!-- guards:{key}:start -->", f"<!-- guards:{key}:end -->")
     text = _section(table, args, start, end)
-    markdown = Path(args.markdown)
-    body = markdown.read_text() if markdown.exists() else ""
-    if start in body and end in body:
-        head, rest = body.split(start, 1)
-        body = head + text + rest.split(end, 1)[1]
-    else:
-        body = body.rstrip() + "\n\n## Guarded fine-tuning at 1x, 3x and 10x the budget\n\n" + text + "\n"
-    markdown.write_text(body)
+    write_section(Path(args.markdown), start, end, text, "Guarded fine-tuning at 1x, 3x and 10x the budget")
     print(text)
 
 

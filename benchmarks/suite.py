@@ -23,6 +23,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sections import write_section
+
 from simreal.cli import main as simreal_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +43,7 @@ SMOKE = [
     "evaluation.final_episodes=2",
     "algo.net_arch=[16]",
     "checkpoint_every_steps=128",
+    "finetune.auto=null",  # a fifth of 256 steps holds no candidate rollouts; the guard has its own tests
 ]
 SMOKE_ALGO = {
     "PPO": ["algo.kwargs.n_steps=64", "algo.kwargs.batch_size=32", "algo.kwargs.n_epochs=1"],
@@ -126,16 +129,6 @@ def table(reports: dict[str, dict[str, Any]], command: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(markdown: Path, section: str) -> None:
-    text = markdown.read_text() if markdown.exists() else ""
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Transfer benchmark suite\n\n" + section + "\n"
-    markdown.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "runs" / "suite"))
@@ -151,7 +144,7 @@ def main() -> None:
         shutil.copyfile(out / f"suite_{task}" / "curves.png", figures / f"{task}.png")
     command = "python benchmarks/suite.py" + (" --smoke" if args.smoke else "")
     section = table(reports, command)
-    write_section(Path(args.markdown), section)
+    write_section(Path(args.markdown), START, END, section, "Transfer benchmark suite")
     print(section)
 
 
