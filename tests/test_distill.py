@@ -25,7 +25,8 @@ from simreal.simulation.observation import ObservationConfig, observation_wrappe
 from simreal.simulation.privileged import History, Privileged, Window
 from simreal.training.artifacts import ArtifactError, load_policy, save_policy
 from simreal.training.context import Context
-from simreal.training.distill import distill_student, pretrain_teacher, student_rms
+from simreal.training.dagger import student_rms
+from simreal.training.distill import distill_student, pretrain_teacher
 from simreal.training.distill_config import MixingConfig
 from simreal.training.evaluation import normalize
 from simreal.training.loading import load_for_env
@@ -306,11 +307,11 @@ def test_pipeline_reports_the_student_beside_the_other_variants(tmp_path: Path) 
 
 
 def test_an_interrupted_distillation_continues_from_its_checkpoint(tmp_path: Path, monkeypatch: Any) -> None:
-    import simreal.training.distill as distill
+    import simreal.training.dagger as dagger
 
     ctx = _ctx(tmp_path, "checkpoint_every_steps=160", "distill.steps=640")
     teacher = pretrain_teacher(ctx, 0)
-    real, calls = distill._train, {"n": 0}
+    real, calls = dagger.train, {"n": 0}
 
     def crash_on_third(*args: Any, **kwargs: Any) -> dict[str, float]:
         calls["n"] += 1
@@ -318,16 +319,16 @@ def test_an_interrupted_distillation_continues_from_its_checkpoint(tmp_path: Pat
             raise KeyboardInterrupt  # a kill mid-run
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(distill, "_train", crash_on_third)
+    monkeypatch.setattr(dagger, "train", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         distill_student(ctx, teacher, 0)
     stage = ctx.stage_dir("student", 0)
-    assert (stage / distill.CHECKPOINT).is_file() and not (stage / "policy.pt").exists()
-    saved = distill.safe_load(stage / distill.CHECKPOINT)["step"]
+    assert (stage / dagger.CHECKPOINT).is_file() and not (stage / "policy.pt").exists()
+    saved = dagger.safe_load(stage / dagger.CHECKPOINT)["step"]
     assert saved == 320
-    monkeypatch.setattr(distill, "_train", real)
+    monkeypatch.setattr(dagger, "train", real)
     distill_student(ctx, teacher, 0)
-    assert (stage / "policy.pt").is_file() and not (stage / distill.CHECKPOINT).exists()
+    assert (stage / "policy.pt").is_file() and not (stage / dagger.CHECKPOINT).exists()
     steps = [e.step for e in _events(stage, "distill/action_loss")]
     assert steps == [160, 320, 480, 640]  # resumed at the checkpoint's step: nothing lost, nothing twice
 

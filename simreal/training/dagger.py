@@ -1,0 +1,290 @@
+"""How a student learns from its teacher: the DAgger loop, the losses, the label buffer, and what the
+student takes from the teacher before it starts (`simreal.training.distill` runs it as a stage).
+
+The student acts (or the teacher, with probability `mixing.beta`), the teacher labels every step, and
+every `train_every` steps the student takes `updates` minibatch steps on the teacher's actions (MSE or
+Huber), its latent z (RMA's adaptation module; SAC's critic too) and its value (PPO, A2C).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.students import LatentExtractor
+from simreal.simulation.privileged import Window
+from simreal.training import artifacts as art
+from simreal.training.artifacts import atomic_save, safe_load
+from simreal.training.context import Context
+from simreal.training.distill_config import DistillConfig
+from simreal.training.evaluation import normalize
+
+log = logging.getLogger("simreal")
+
+CHECKPOINT = "distill_checkpoint.pt"
+DISTILL_SEED = 10_000_000
+
+
+@dataclass
+class Outputs:
+    action: torch.Tensor
+    latent: torch.Tensor | None
+    value: torch.Tensor | None
+
+
+def outputs(model: BaseAlgorithm, obs: torch.Tensor, value: bool = True) -> Outputs:
+    """The deterministic action (PPO/A2C: the Gaussian's mean; SAC: tanh of it, in [-1, 1]), the latent
+    z of a latent extractor and (on-policy) the value of a batch of (normalized) observations."""
+    policy = model.policy
+    if isinstance(policy, ActorCriticPolicy):
+        extractor = policy.pi_features_extractor
+        features = extractor(obs)
+        action = policy.action_net(policy.mlp_extractor.forward_actor(features))
+        v = None
+        if value:
+            vf = features if policy.share_features_extractor else policy.vf_features_extractor(obs)
+            v = policy.value_net(policy.mlp_extractor.forward_critic(vf)).squeeze(-1)
+    else:  # SAC
+        actor: Any = getattr(policy, "actor")  # noqa: B009 - SACPolicy's, untyped on BasePolicy
+        extractor = actor.features_extractor
+        features = extractor(obs)
+        action, v = torch.tanh(actor.mu(actor.latent_pi(features))), None
+    latent = features[:, extractor.obs_dim :] if isinstance(extractor, LatentExtractor) else None
+    return Outputs(action, latent, v)
+
+
+def critic_latent(critic: Any, obs: torch.Tensor) -> torch.Tensor | None:
+    extractor = critic.features_extractor
+    return extractor.latent(obs) if isinstance(extractor, LatentExtractor) else None
+
+
+def copy_head(teacher: BaseAlgorithm, student: BaseAlgorithm) -> str:
+    """Start the student from the teacher's policy head (everything but the features extractors) when
+    the shapes agree; else only the action noise (PPO's log_std). SAC's entropy coefficient is the
+    teacher's either way. Returns what was copied."""
+    _, tensors = art.torch_state(teacher)  # e.g. SAC's log_ent_coef: outside the policy's state dict
+    art.load_torch_state(student, {}, tensors)
+    mine = student.policy.state_dict()
+    theirs = {k: v for k, v in teacher.policy.state_dict().items() if "features_extractor" not in k}
+    if all(k in mine and mine[k].shape == v.shape for k, v in theirs.items()):
+        student.policy.load_state_dict({**mine, **theirs})
+        return "head"
+    if "log_std" in theirs and "log_std" in mine and mine["log_std"].shape == theirs["log_std"].shape:
+        student.policy.load_state_dict({**mine, "log_std": theirs["log_std"]})
+        return "log_std"
+    return "nothing"
+
+
+def critics(model: BaseAlgorithm) -> Any:
+    """SAC's critic (its own features extractor), or None for actor-critic policies."""
+    return None if isinstance(model.policy, ActorCriticPolicy) else getattr(model.policy, "critic", None)
+
+
+def finish_critics(student: BaseAlgorithm, critic_trained: bool) -> None:
+    """SAC: where distillation did not train the critic's own history encoder (a teacher without a
+    latent), it takes the actor's; the target critic starts equal to the critic, as in SB3."""
+    critic = critics(student)
+    if critic is None:
+        return
+    actor: Any = getattr(student.policy, "actor")  # noqa: B009 - SACPolicy's, untyped on BasePolicy
+    if not critic_trained and critic.features_extractor is not actor.features_extractor:
+        critic.features_extractor.load_state_dict(actor.features_extractor.state_dict())
+    target: Any = getattr(student.policy, "critic_target", None)
+    if target is not None:
+        target.load_state_dict(critic.state_dict())
+
+
+def student_rms(
+    teacher: RunningMeanStd | None, window: Window, act_space: gym.spaces.Box
+) -> RunningMeanStd | None:
+    """The student's observation statistics from the teacher's: its observation part for every
+    observation slot, and a uniform over the action bounds for every action slot."""
+    if teacher is None:
+        return None
+    mean_o, var_o = teacher.mean[: window.obs_dim], teacher.var[: window.obs_dim]
+    low, high = act_space.low.ravel().astype(np.float64), act_space.high.ravel().astype(np.float64)
+    bounded = np.isfinite(low) & np.isfinite(high)
+    act_mean = np.where(bounded, (low + high) / 2, 0.0)  # unbounded actions: standard statistics
+    act_var = np.where(bounded, (high - low) ** 2 / 12, 1.0)
+    step_mean = np.r_[mean_o, act_mean]
+    step_var = np.r_[var_o, act_var]
+    rms = RunningMeanStd(shape=window.space.shape)
+    rms.mean = np.r_[mean_o, np.tile(step_mean, window.k)]
+    rms.var = np.r_[var_o, np.tile(step_var, window.k)]
+    rms.count = teacher.count
+    return rms
+
+
+class LabelBuffer:
+    """The most recent `size` (student observation, teacher observation) pairs, normalized."""
+
+    def __init__(self, size: int, student_dim: int, teacher_dim: int) -> None:
+        self.student = np.zeros((size, student_dim), dtype=np.float32)
+        self.teacher = np.zeros((size, teacher_dim), dtype=np.float32)
+        self.size, self.n, self.at = size, 0, 0
+
+    def add(self, student: np.ndarray, teacher: np.ndarray) -> None:
+        for s, t in zip(student, teacher, strict=True):
+            self.student[self.at], self.teacher[self.at] = s, t
+            self.at = (self.at + 1) % self.size
+            self.n = min(self.n + 1, self.size)
+
+    def sample(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.integers(0, self.n, size=min(batch, self.n))
+        return self.student[idx], self.teacher[idx]
+
+
+def actor_params(model: BaseAlgorithm) -> int:
+    """Parameters of what is deployed: the actor (features extractor, actor trunk, action head)."""
+    policy = model.policy
+    if isinstance(policy, ActorCriticPolicy):
+        parts = [policy.pi_features_extractor, policy.mlp_extractor.policy_net, policy.action_net]
+    else:
+        parts = [getattr(policy, "actor")]  # noqa: B009
+    return sum(p.numel() for part in parts for p in part.parameters())
+
+
+def resume(path: Path, student: BaseAlgorithm, optimizer: torch.optim.Optimizer) -> int:
+    """The step a checkpointed distillation reached (its student and optimizer loaded), else 0."""
+    if not path.exists():
+        return 0
+    data = safe_load(path)
+    art.load_torch_state(student, data["states"], data["tensors"])
+    optimizer.load_state_dict(data["optimizer"])
+    log.info("distillation continues from step %d (%s)", data["step"], path)
+    return int(data["step"])
+
+
+def distill_loop(
+    ctx: Context,
+    seed: int,
+    step: int,
+    teacher: BaseAlgorithm,
+    teacher_rms: RunningMeanStd | None,
+    student: BaseAlgorithm,
+    srms: RunningMeanStd | None,
+    optimizer: torch.optim.Optimizer,
+    envs: list[gym.Env[Any, Any]],
+    windows: list[Window],
+    out: Path,
+    writer: SummaryWriter,
+) -> tuple[dict[str, float], int]:
+    """Act (student or teacher, by the mixing schedule), label, learn; from `step` to `distill.steps`
+    (in whole steps of every env). Returns the last losses and the step reached."""
+    d = ctx.cfg.distill
+    assert d is not None
+    rng = np.random.default_rng([seed, step, 17])
+    buffer = LabelBuffer(d.buffer, windows[0].space.shape[0], envs[0].observation_space.shape[0])  # type: ignore[index]
+    teacher_obs, student_obs = [], []
+    for i, (env, window) in enumerate(zip(envs, windows, strict=True)):
+        obs, _ = env.reset(seed=DISTILL_SEED + 100_000 * seed + step + i)  # apart from evaluation seeds
+        teacher_obs.append(obs)
+        student_obs.append(window.reset(obs[: window.obs_dim]))
+    returns = np.zeros(len(envs))
+    finished: list[float] = []
+    losses: dict[str, float] = {}
+    next_train, next_save = step + d.train_every, step + ctx.cfg.checkpoint_every_steps
+    while step < d.steps:
+        t = normalize(np.stack(teacher_obs), teacher_rms)
+        s = normalize(np.stack(student_obs), srms)
+        buffer.add(s, t)
+        beta = d.mixing.beta(step, d.steps)
+        teacher_act, _ = teacher.predict(t, deterministic=True)
+        student_act, _ = student.predict(s, deterministic=True)
+        use_teacher = rng.random(len(envs)) < beta
+        for i, (env, window) in enumerate(zip(envs, windows, strict=True)):
+            action = teacher_act[i] if use_teacher[i] else student_act[i]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            returns[i] += float(reward)
+            if terminated or truncated:
+                finished.append(returns[i])
+                returns[i] = 0.0
+                obs, _ = env.reset()
+                student_obs[i] = window.reset(obs[: window.obs_dim])
+            else:
+                student_obs[i] = window.push(action, obs[: window.obs_dim])
+            teacher_obs[i] = obs
+        step += len(envs)
+        if (step >= next_train or step >= d.steps) and buffer.n >= d.batch_size:
+            next_train += d.train_every
+            losses = train(d, teacher, student, optimizer, buffer, rng, ctx.device)
+            for key, value in losses.items():
+                writer.add_scalar(f"distill/{key}", value, step)
+            writer.add_scalar("distill/teacher_acts", beta, step)
+            if finished:
+                writer.add_scalar("distill/episode_return", float(np.mean(finished)), step)
+                finished = []
+        if step >= next_save and step < d.steps:
+            next_save += ctx.cfg.checkpoint_every_steps
+            states, tensors = art.torch_state(student)
+            atomic_save(
+                {
+                    "format": art.FORMAT,
+                    "kind": "distill_checkpoint",
+                    "states": states,
+                    "tensors": tensors,
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                },
+                out / CHECKPOINT,
+            )
+    return losses, step
+
+
+def train(
+    d: DistillConfig,
+    teacher: BaseAlgorithm,
+    student: BaseAlgorithm,
+    optimizer: torch.optim.Optimizer,
+    buffer: LabelBuffer,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> dict[str, float]:
+    """`updates` minibatch steps on action (+ latent, + value) losses; the last step's losses."""
+    student.policy.set_training_mode(True)
+    low = torch.as_tensor(teacher.action_space.low, device=device)  # type: ignore[attr-defined]
+    high = torch.as_tensor(teacher.action_space.high, device=device)  # type: ignore[attr-defined]
+    on_policy = isinstance(student.policy, ActorCriticPolicy)
+    action_loss = F.mse_loss if d.loss == "mse" else F.smooth_l1_loss
+    out: dict[str, float] = {}
+    for _ in range(d.updates):
+        s_np, t_np = buffer.sample(rng, d.batch_size)
+        s, t = torch.as_tensor(s_np, device=device), torch.as_tensor(t_np, device=device)
+        with torch.no_grad():
+            label = outputs(teacher, t, value=on_policy and d.value_weight > 0)
+            target = label.action.clamp(low, high) if on_policy else label.action
+        mine = outputs(student, s, value=on_policy and d.value_weight > 0)
+        loss = action_loss(mine.action, target)
+        out["action_loss"] = float(loss.detach())
+        if d.latent_weight > 0 and mine.latent is not None and label.latent is not None:
+            latent = F.mse_loss(mine.latent, label.latent)
+            loss = loss + d.latent_weight * latent
+            out["latent_loss"] = float(latent.detach())
+        critic, teacher_critic = critics(student), critics(teacher)
+        if d.latent_weight > 0 and critic is not None and teacher_critic is not None:
+            mine_z, their_z = critic_latent(critic, s), critic_latent(teacher_critic, t)
+            if mine_z is not None and their_z is not None:  # SAC: the critic's own encoder learns its z
+                latent = F.mse_loss(mine_z, their_z.detach())
+                loss = loss + d.latent_weight * latent
+                out["critic_latent_loss"] = float(latent.detach())
+        if mine.value is not None and label.value is not None:
+            value = F.mse_loss(mine.value, label.value) / (label.value.var() + 1e-6)
+            loss = loss + d.value_weight * value
+            out["value_loss"] = float(value.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.policy.parameters(), 10.0)
+        optimizer.step()
+    student.policy.set_training_mode(False)
+    return out
