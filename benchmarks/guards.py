@@ -50,6 +50,8 @@ def _run(config: Path, out: Path, name: str, seeds: str, overrides: list[str], c
     report = out / name / "report.json"
     if report.exists() or (command == "pretrain" and (out / name / "pretrain_randomized").is_dir()):
         return json.loads(report.read_text()) if report.exists() else None
+    if (out / name / "config.yaml").exists():  # an interrupted run: continue it with its own config
+        args = [command, "--resume", str(out / name), "--no-progress"]
     if simreal_main(args) != 0:
         raise SystemExit(f"guards: {name} failed")
     return json.loads(report.read_text()) if command == "run" else None
