@@ -28,10 +28,10 @@ def _experiment(tmp_path: Path, vec_env: str) -> Path:
         "targets": {"heavy": {"physics": [{"param": "body_mass", "value": 1.5}]}},
     }
     (tmp_path / "tasks").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "tasks" / "double_pendulum.yaml").write_text(yaml.safe_dump(task))
+    (tmp_path / "tasks" / "vec_pendulum.yaml").write_text(yaml.safe_dump(task))
     data = {
         "experiment": "mine",
-        "task": "tasks/double_pendulum.yaml",
+        "task": "tasks/vec_pendulum.yaml",
         "target": "heavy",
         "seeds": [0],
         "algo": {"name": "PPO", "n_envs": 2, "vec_env": vec_env},
@@ -69,7 +69,7 @@ def test_subproc_pretraining_gives_the_same_policy_as_in_process_envs(
 
 def test_subproc_with_adr_is_refused(tmp_path: Path) -> None:
     config = _experiment(tmp_path, "subproc")
-    task = tmp_path / "tasks" / "double_pendulum.yaml"
+    task = tmp_path / "tasks" / "vec_pendulum.yaml"
     data = yaml.safe_load(task.read_text())
     data["randomization"]["adr"] = {"expand_above": 100, "shrink_below": 10}
     task.write_text(yaml.safe_dump(data))
