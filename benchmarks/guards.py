@@ -143,6 +143,8 @@ def _section(table: dict[int, dict[str, Any]], args: argparse.Namespace, start: 
     variants = args.variants.split(",")
     extra = "".join(f" --set {item}" for item in args.set)
     reference = "" if args.reference_steps is None else f" --reference-steps {args.reference_steps}"
+    if (args.evaluations, args.episodes) != (5, 3):  # the defaults
+        reference += f" --evaluations {args.evaluations} --episodes {args.episodes}"
     lines = [
         start,
         "",
