@@ -18,6 +18,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tiny import set_args
+from user_envs import POINT_SOURCE
 
 from simreal.cli import main
 from simreal.config import load_config
@@ -33,18 +34,9 @@ from simreal.training.loading import load_for_env
 
 CPU = torch.device("cpu")
 TASK: dict[str, Any] = {
+    **POINT_SOURCE,
     "name": "DistillPoint",
-    "env": "user_envs:PointMass",
-    "max_episode_steps": 40,
-    "imports": ["user_envs"],
-    "randomization": {
-        "params": [
-            {"param": "user_envs:MASS", "dist": "log_uniform", "low": 0.5, "high": 2.0},
-            {"param": "user_envs:GAIN", "dist": "uniform", "low": 0.7, "high": 1.3},
-        ],
-        "resample_every_steps": 15,
-    },
-    "source_effects": [{"type": "user_envs:MotorSlip", "prob": [0.0, 0.2]}],
+    "randomization": {**POINT_SOURCE["randomization"], "resample_every_steps": 15},
     "targets": {"heavy": {"physics": [{"param": "user_envs:MASS", "value": 1.8}]}},
 }
 DISTILL = {

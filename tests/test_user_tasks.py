@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from tiny import TINY, set_args
-from user_envs import HeavyPointMass, MotorSlip, PointMass
+from user_envs import POINT_SOURCE, HeavyPointMass, MotorSlip, PointMass
 
 from simreal import register_task
 from simreal.cli import main
@@ -20,16 +20,7 @@ from simreal.schema import ConfigError
 from simreal.simulation.tasks import load_task
 
 POINT_TASK: dict[str, Any] = {
-    "env": "user_envs:PointMass",
-    "max_episode_steps": 40,
-    "imports": ["user_envs"],
-    "randomization": {
-        "params": [
-            {"param": "user_envs:MASS", "dist": "log_uniform", "low": 0.5, "high": 2.0},
-            {"param": "user_envs:GAIN", "dist": "uniform", "low": 0.7, "high": 1.3},
-        ]
-    },
-    "source_effects": [{"type": "user_envs:MotorSlip", "prob": [0.0, 0.2]}],
+    **POINT_SOURCE,
     "targets": {
         "real": {
             "description": "the heavy robot, another env class",

@@ -150,3 +150,19 @@ class CountingRobot(PointMass):
             type(self).connected -= 1
             if self._lock is not None:
                 os.unlink(self._lock)
+
+
+# The point mass as a user's task file would describe it: its two parameters and its effect (tests add a
+# name, targets and whatever else they exercise).
+POINT_SOURCE: dict[str, Any] = {
+    "env": "user_envs:PointMass",
+    "max_episode_steps": 40,
+    "imports": ["user_envs"],
+    "randomization": {
+        "params": [
+            {"param": "user_envs:MASS", "dist": "log_uniform", "low": 0.5, "high": 2.0},
+            {"param": "user_envs:GAIN", "dist": "uniform", "low": 0.7, "high": 1.3},
+        ]
+    },
+    "source_effects": [{"type": "user_envs:MotorSlip", "prob": [0.0, 0.2]}],
+}
