@@ -142,3 +142,27 @@ def test_pretraining_with_adr_logs_and_saves_the_ranges(tmp_path: Path) -> None:
     meta = json.loads(torch.load(stage / "policy.pt", weights_only=True)["meta_json"])
     low, high = meta["adr"]["ranges"]["0.body_mass/pole"]
     assert 0.5 <= low <= 1.0 <= high <= 3.0 and meta["adr"]["bounds"]["0.body_mass/pole"] == [0.5, 3.0]
+
+
+def test_envs_sharing_one_state_file_each_episode_under_its_own_edge() -> None:
+    spec = parse(
+        RandomizationSpec,
+        {"params": PARAMS, "adr": {"expand_above": 1e9, "shrink_below": -1e9, "boundary_prob": 1.0}},
+        "t",
+    )
+    state = AdrState.for_entries(spec.adr, spec.params)  # type: ignore[arg-type]
+    a, b = (RandomizeDynamics(gym.make("InvertedPendulum-v5"), spec, adr=state) for _ in range(2))
+    a.reset(seed=0)
+    pin_a = state.pinned
+    b.reset(seed=1)  # b's episode starts while a's runs (as in a vec env)
+    pin_b = state.pinned
+    return_a = 0.0
+    done = False
+    while not done:
+        _, reward, term, trunc, _ = a.step(np.array([1.0]))  # a falls over fast
+        b.step(np.array([0.0]))
+        return_a += float(reward)
+        done = term or trunc
+    assert pin_a is not None and pin_b is not None
+    filed = state.dims[0].buffers[pin_a[1]]
+    assert filed[-1] == pytest.approx(return_a)  # a's own return (not b's rewards too), under a's edge

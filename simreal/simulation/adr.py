@@ -11,7 +11,8 @@ decides: above `expand_above`, the edge moves outward by `step` of the span; bel
 (never inside the initial range); then the buffer is emptied. The ranges are logged to TensorBoard
 (`adr/<label>/low|high`) and saved with the pretrained policy.
 
-One `AdrState` is shared by every env of a training run's process, so its n_envs copies grow one range.
+One `AdrState` is shared by every env of a training run's process, so its n_envs copies grow one range;
+each env keeps its own episode's pinned edge and return (`RandomizeDynamics`) and files it at its end.
 
 YAML::
 

@@ -114,6 +114,8 @@ class RandomizeDynamics(ParamWrapper):
         self._every = spec.resample_every_steps
         self._steps = 0
         self._new_episode = False
+        self._pin: tuple[int, str] | None = None  # this env's episode: its pinned edge and its return
+        self._return = 0.0
         self.adr = adr if adr is not None or spec.adr is None else AdrState.for_entries(spec.adr, spec.params)
         if self.adr is not None:
             dims = self.adr.dimension_of(spec.params)
@@ -129,18 +131,23 @@ class RandomizeDynamics(ParamWrapper):
         return super().reset(seed=seed, options=options)
 
     def resample(self) -> dict[str, float]:
-        if self.adr is not None and self._new_episode:  # ADR decides the episode's edge before the draw
-            self.adr.begin_episode(self.np_random)
+        if self.adr is not None:  # the state is shared by a run's envs; the episode is this env's own
+            if self._new_episode:  # ADR decides the episode's edge before the draw
+                self.adr.begin_episode(self.np_random)
+                self._pin, self._return = self.adr.pinned, 0.0
+            self.adr.pinned = self._pin
         self._new_episode = False
         return super().resample()
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._steps += 1
-        if self.adr is not None:
-            self.adr.episode_return += float(reward)
+        if self.adr is not None and self._pin is not None:
+            self._return += float(reward)
             if terminated or truncated:
+                self.adr.pinned, self.adr.episode_return = self._pin, self._return
                 self.adr.end_episode()
+                self._pin = None
         if self._enabled and self._every is not None and self._steps % self._every == 0:
             self.resample()
         info["dynamics"] = dict(self._params.values)
