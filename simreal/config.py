@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from agents.algorithms import check_algo_kwargs, default_learning_rate, policy_kwargs_from
+from agents.algorithms import check_algo_kwargs, default_learning_rate, kwarg, policy_kwargs_from
 from simreal.schema import OFFLINE, ConfigError, Spec, config_dir, load_yaml, parse
 from simreal.simulation.observation import ObservationConfig
 from simreal.simulation.tasks import TaskSpec, load_task
@@ -285,6 +285,17 @@ class ExperimentConfig(Spec):
                 "algo.vec_env: subproc envs cannot share randomization.adr's ranges, which every env of a "
                 "run grows together (allowed: dummy with ADR)"
             )
+        starts = self.finetune_learning_starts
+        if self.finetune.learning_starts is not None and starts is None:
+            raise ValueError(
+                f"finetune.learning_starts: {self.algo.name} is on-policy and has no warm-up "
+                "(allowed: SAC, TD3 and other off-policy algorithms)"
+            )
+        if starts is not None and starts >= self.finetune.timesteps:
+            raise ValueError(
+                f"finetune.learning_starts: {starts:,} transitions before the first update, but the budget "
+                f"is {self.finetune.timesteps:,} target steps (allowed: below finetune.timesteps)"
+            )
         if self.reference_steps is not None and self.reference_steps < self.finetune.timesteps:
             raise ValueError(
                 f"reference.timesteps: {self.reference_steps} is below the fine-tuning budget "
@@ -371,6 +382,19 @@ class ExperimentConfig(Spec):
             return None
         explicit = self.reference.timesteps if isinstance(self.reference, ReferenceConfig) else None
         return explicit or 10 * self.finetune.timesteps
+
+    @property
+    def finetune_learning_starts(self) -> int | None:
+        """Target transitions an off-policy fine-tuning collects before its first update (default one
+        batch); None for on-policy algorithms, which have no such warm-up."""
+        algo, ft = self.algo, self.finetune
+        if kwarg(algo.name, algo.kwargs, "learning_starts") is None:
+            return None
+        return int(
+            ft.learning_starts
+            if ft.learning_starts is not None
+            else kwarg(algo.name, algo.kwargs, "batch_size")
+        )
 
     @property
     def finetune_lr(self) -> float:

@@ -259,3 +259,12 @@ def test_auto_choice_on_sac_that_could_not_update_in_its_search_is_refused(
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "finetune.learning_starts" in err and "untrained copies" in err
     assert not (tmp_path / "quickstart").exists()  # refused before anything was written
+
+
+def test_finetune_learning_starts_that_cannot_apply_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match="finetune.learning_starts: PPO is on-policy"):
+        load_config(overrides=["finetune.learning_starts=64"])  # the quickstart is PPO
+    sac = ["algo.name=SAC", "algo.kwargs={batch_size: 64}", "finetune.timesteps=500"]
+    with pytest.raises(ConfigError, match=r"finetune.learning_starts: 500 transitions .* \(allowed: below"):
+        load_config(overrides=[*sac, "finetune.learning_starts=500"])
+    assert load_config(overrides=sac).finetune_learning_starts == 64  # default: one batch

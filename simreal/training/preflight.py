@@ -19,7 +19,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.algorithms import kwarg, rollout_steps
+from agents.algorithms import rollout_steps
 from simreal.config import ExperimentConfig
 from simreal.schema import ConfigError
 from simreal.training import auto
@@ -172,7 +172,7 @@ def _check_search(ctx: Context) -> None:
             f"({rollout:,} steps) in each of their {sum(rounds)} candidate-rounds (allowed: an exploration "
             f"of >= {need:,} steps)"
         )
-    starts = _finetune_learning_starts(ctx)
+    starts = ctx.cfg.finetune_learning_starts
     if starts is not None and steps <= starts:
         raise ConfigError(
             f"finetune.auto.budget_fraction: {search.budget_fraction:g} of {ctx.train_budget:,} target steps "
@@ -181,16 +181,6 @@ def _check_search(ctx: Context) -> None:
             "(finetune.learning_starts): the search would compare untrained copies (allowed: a larger "
             "budget_fraction or a smaller finetune.learning_starts)"
         )
-
-
-def _finetune_learning_starts(ctx: Context) -> int | None:
-    """Target transitions an off-policy fine-tuning collects before its first update (None: on-policy)."""
-    algo, ft = ctx.cfg.algo, ctx.cfg.finetune
-    if kwarg(algo.name, algo.kwargs, "learning_starts") is None:
-        return None
-    return int(
-        ft.learning_starts if ft.learning_starts is not None else kwarg(algo.name, algo.kwargs, "batch_size")
-    )
 
 
 def _check_budget(ctx: Context) -> None:

@@ -112,7 +112,7 @@ def _transferred(
     schedule = WarmupDecaySchedule(cfg.finetune_lr, ft.lr_schedule, ft.lr_warmup_fraction)
     model = build_model(cfg.algo, venv, schedule, ctx.device, seed, encoder)
     load_torch_state(model, art.states, art.tensors, include_optimizers=False)
-    tr.act_from_policy(model, ft.learning_starts)
+    tr.act_from_policy(model, cfg.finetune_learning_starts)
     if ft.reinit_heads:
         tr.reinit_heads(model, seed)
     if ft.freeze_features:

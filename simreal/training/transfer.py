@@ -288,8 +288,9 @@ def act_from_policy(model: BaseAlgorithm, learning_starts: int | None) -> int | 
     """SAC / TD3 take uniformly random actions for their first `learning_starts` steps (SB3's warm-up,
     meant for a policy that knows nothing): on a target that throws the pretrained policy away for those
     steps - and on a robot it sends random commands. Here the policy acts from the first step; gradient
-    updates still wait until `learning_starts` target transitions are in the (empty) replay buffer, by
-    default one batch. Returns the value in force, None for an on-policy model (nothing to do)."""
+    updates still wait until `learning_starts` target transitions (the config's
+    `finetune_learning_starts`; None: one batch) are in the (empty) replay buffer. Returns the value in
+    force, None for an on-policy model (nothing to do)."""
     if not isinstance(model, OffPolicyAlgorithm):
         return None
     model.learning_starts = int(model.batch_size if learning_starts is None else learning_starts)
