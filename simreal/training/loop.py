@@ -48,13 +48,13 @@ def make_vec(
     update_stats: bool = True,
     wrapper: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
     env_kwargs: dict[str, Any] | None = None,
-    subproc: TaskSpec | None = None,
+    register: TaskSpec | None = None,
 ) -> VecEnv:
     """`n_envs` seeded copies of `env_id` (Monitor, then `wrapper`), optionally observation-normalized.
-    With `subproc` (the task's spec), each copy steps in its own process, which registers the task first
-    (its ids, its `imports`) - a user's task exists only in the processes that registered it."""
-    if subproc is not None and n_envs > 1:
-        factory = functools.partial(_registered_make, subproc, env_id)
+    With `register` (the task's spec), each copy steps in its own process, which registers the task
+    first (its ids, its `imports`) - a user's task exists only in the processes that registered it."""
+    if register is not None and n_envs > 1:
+        factory = functools.partial(_registered_make, register, env_id)
         venv = make_vec_env(
             factory,
             n_envs=n_envs,

@@ -104,16 +104,16 @@ def policy_env(
     obs_rms: Any = None,
     update_stats: bool = True,
     env_kwargs: dict[str, Any] | None = None,
+    subproc: bool = False,
 ) -> tuple[VecEnv, Encoder]:
     """The vec env a policy trains on (observation wrappers, normalization, perception) and its encoder.
-    `algo.vec_env: subproc` applies to the source sims only: a target's steps are counted (and an
-    exclusive target held) in this process."""
+    `subproc`: its envs in their own processes (pretraining on the source sim asks for it with
+    `algo.vec_env: subproc`; a target's steps are counted, and an exclusive target held, in this one)."""
     algo = ctx.cfg.algo
     n = n_envs or algo.n_envs
-    source = env_id in (ctx.source_id(True), ctx.source_id(False))
-    subproc = ctx.cfg.task if algo.vec_env == "subproc" and source else None
+    register = ctx.cfg.task if subproc else None
     venv = make_vec(
-        env_id, n, seed, algo.normalize_obs, obs_rms, update_stats, ctx.wrapper, env_kwargs, subproc
+        env_id, n, seed, algo.normalize_obs, obs_rms, update_stats, ctx.wrapper, env_kwargs, register
     )
     return attach(ctx.cfg.perception, venv, ctx.device)
 
@@ -150,7 +150,9 @@ def pretrain(ctx: Context, seed: int, randomized: bool, variant: str | None = No
     algo = ctx.cfg.algo
     spec = ctx.cfg.task.randomization
     adr = AdrState.for_entries(spec.adr, spec.params) if randomized and spec.adr is not None else None
-    venv, encoder = policy_env(ctx, env_id, seed, env_kwargs=None if adr is None else {"adr": adr})
+    venv, encoder = policy_env(
+        ctx, env_id, seed, env_kwargs=None if adr is None else {"adr": adr}, subproc=algo.vec_env == "subproc"
+    )
     model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed, encoder)
     _backbone_lr(ctx, model)
     log.info(
