@@ -24,7 +24,7 @@ from agents.algorithms import check_algo_kwargs, default_learning_rate, kwarg, p
 from simreal.schema import OFFLINE, ConfigError, Spec, config_dir, load_yaml, parse
 from simreal.simulation.observation import ObservationConfig
 from simreal.simulation.tasks import TaskSpec, load_task
-from simreal.training.distill_config import DistillConfig
+from simreal.training.distill_config import SUPPORTED_ALGOS, DistillConfig
 from simreal.training.perception import PerceptionConfig
 
 
@@ -306,7 +306,7 @@ class ExperimentConfig(Spec):
     def _check_distill(self, distill: DistillConfig) -> None:
         """What distillation needs of the rest of the experiment (the env's privileged values are
         checked by preflight, which builds it)."""
-        allowed = ("PPO", "A2C", "SAC")
+        allowed = SUPPORTED_ALGOS
         if self.algo.name not in allowed:
             raise ValueError(
                 f"distill: not for algo.name {self.algo.name} yet (allowed: {', '.join(allowed)})"

@@ -67,7 +67,6 @@ log = logging.getLogger("simreal")
 TEACHER, STUDENT = "pretrain_teacher", "student"
 PRIVILEGED_EXTRACTOR = "agents.students:PrivilegedExtractor"
 HISTORY_EXTRACTOR = "agents.students:HistoryExtractor"
-SUPPORTED = ("PPO", "A2C", "SAC")
 SUMMARY = "distill.json"
 
 

@@ -18,6 +18,8 @@ from pydantic import Field, model_validator
 
 from simreal.schema import Spec
 
+SUPPORTED_ALGOS = ("PPO", "A2C", "SAC")  # what distillation can label and train
+
 
 class TeacherConfig(Spec):
     """The privileged teacher: the experiment's algorithm with an environment-factor encoder.
