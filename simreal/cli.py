@@ -258,18 +258,12 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
 def _evaluation_env(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The env id and constructor arguments `simreal evaluate` was pointed at (one-line errors)."""
-    import gymnasium as gym
 
     from simreal.simulation.references import import_all
     from simreal.simulation.registry import register_task
 
     import_all(args.imports, "--import")
-    try:
-        kwargs = json.loads(args.env_kwargs)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"--env-kwargs: not JSON ({err.msg})") from None
-    if not isinstance(kwargs, dict):
-        raise ConfigError(f"--env-kwargs: expected a JSON object, got {args.env_kwargs}")
+    kwargs = _env_kwargs(args.env_kwargs)
     if args.task is not None:
         if args.env is not None or args.target is None:
             raise ConfigError("--task: give --target NAME with it, and no --env")
@@ -278,16 +272,36 @@ def _evaluation_env(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return task.target_id(args.target), kwargs
     if args.env is None:
         raise ConfigError("--env: required (or --task FILE --target NAME)")
-    env_id = args.env
-    if ":" in env_id:  # Gymnasium's module:EnvId
+    return _registered_id(args.env, "--env"), kwargs
+
+
+def _env_kwargs(text: str) -> dict[str, Any]:
+    """`--env-kwargs JSON`: a JSON object (one-line errors)."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--env-kwargs: not JSON ({err.msg})") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"--env-kwargs: expected a JSON object, got {text}")
+    return kwargs
+
+
+def _registered_id(name: str, option: str) -> str:
+    """A registered env id, or Gymnasium's `module:EnvId` (the module imported first)."""
+    import gymnasium as gym
+
+    from simreal.simulation.references import import_all
+
+    env_id = name
+    if ":" in env_id:
         module, _, env_id = env_id.partition(":")
-        import_all([module], "--env")
+        import_all([module], option)
     if env_id not in gym.registry:
         raise ConfigError(
-            f"--env {args.env}: not a registered env id (see `simreal envs`; add --import MODULE for "
+            f"{option} {name}: not a registered env id (see `simreal envs`; add --import MODULE for "
             "an id your package registers, or use --task FILE --target NAME)"
         )
-    return env_id, kwargs
+    return env_id
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -323,20 +337,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> None:
-    import gymnasium as gym
-
     from simreal.analysis.diagnose import diagnose, to_markdown, write
 
     if args.episodes < 2:
         raise ConfigError(f"--episodes: need >= 2 for held-out estimates, got {args.episodes}")
-    if args.target not in gym.registry:
-        raise ConfigError(f"--target {args.target}: not a registered env id (see `simreal envs`)")
-    try:
-        kwargs = json.loads(args.env_kwargs)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"--env-kwargs: not JSON ({err.msg})") from None
+    target = _registered_id(args.target, "--target")
+    kwargs = _env_kwargs(args.env_kwargs)
     model = Path(args.model)
-    result = diagnose(model, args.target, args.episodes, args.seed, resolve_device(args.device), kwargs)
+    result = diagnose(model, target, args.episodes, args.seed, resolve_device(args.device), kwargs)
     out = Path(args.out) if args.out else model.parent
     write(result, out)
     print(to_markdown(result), end="")

@@ -190,3 +190,16 @@ def test_same_seed_reproduces_results(tmp_path: Path) -> None:
     assert final[0]["returns"] == final[1]["returns"]
     curves = [json.loads((tmp_path / n / stage / "curve.json").read_text()) for n in ("a", "b")]
     assert curves[0] == curves[1]
+
+
+def test_diagnose_env_options_are_checked_like_evaluates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = "simreal/InvertedPendulum-Target-Latency-v0"
+    for extra, expected in (
+        (["--target", target, "--env-kwargs", "[1]"], "--env-kwargs: expected a JSON object"),
+        (["--target", "NoSuchEnv-v0"], "--target NoSuchEnv-v0: not a registered env id"),
+    ):
+        assert main(["diagnose", str(tmp_path / "policy.pt"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and expected in err
