@@ -135,10 +135,10 @@ class LabelBuffer:
         self.size, self.n, self.at = size, 0, 0
 
     def add(self, student: np.ndarray, teacher: np.ndarray) -> None:
-        for s, t in zip(student, teacher, strict=True):
-            self.student[self.at], self.teacher[self.at] = s, t
-            self.at = (self.at + 1) % self.size
-            self.n = min(self.n + 1, self.size)
+        idx = (self.at + np.arange(len(student))) % self.size  # one row per env, oldest overwritten
+        self.student[idx], self.teacher[idx] = student, teacher
+        self.at = int((self.at + len(student)) % self.size)
+        self.n = min(self.n + len(student), self.size)
 
     def sample(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
         idx = rng.integers(0, self.n, size=min(batch, self.n))
