@@ -20,7 +20,13 @@ from pydantic import (
     model_validator,
 )
 
-from agents.algorithms import check_algo_kwargs, default_learning_rate, kwarg, policy_kwargs_from
+from agents.algorithms import (
+    check_algo_kwargs,
+    default_learning_rate,
+    kwarg,
+    policy_kwargs_from,
+    rollout_steps,
+)
 from simreal.schema import OFFLINE, ConfigError, Spec, config_dir, load_yaml, parse
 from simreal.simulation.observation import ObservationConfig
 from simreal.simulation.tasks import TaskSpec, load_task
@@ -71,10 +77,13 @@ class AlgoConfig(Spec):
 
 
 class PretrainConfig(Spec):
-    """Pretraining in the randomized sim (and a nominal baseline)."""
+    """Pretraining in the randomized sim (and a nominal baseline). `algo_kwargs` override `algo.kwargs`
+    for pretraining only - e.g. the short rollouts and large minibatches of thousands of batched worlds
+    (`sim_backend: warp`), while fine-tuning on one target env keeps `algo.kwargs`."""
 
     timesteps: int = Field(ge=1)
     nominal_baseline: bool = True
+    algo_kwargs: dict[str, Any] = {}
 
 
 SEARCHABLE = ("learning_rate", "lr_factor", "freeze_layers", "l2sp", "layer_lr_decay")
@@ -136,6 +145,8 @@ class FinetuneConfig(Spec):
     patience: int | None = Field(default=None, ge=1)
     auto: AutoConfig | None = None
     learning_starts: int | None = Field(default=None, ge=0)
+    n_envs: int | None = Field(default=None, ge=1)
+    """Target envs of the target stages (default: `algo.n_envs`; 1 with `sim_backend: warp`)."""
 
     @field_validator("unfreeze_schedule")
     @classmethod
@@ -200,6 +211,9 @@ class ExperimentConfig(Spec):
     output_dir: str = "runs"
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    sim_backend: Literal["gymnasium", "warp"] = "gymnasium"
+    """Where pretraining's source sims step: Gymnasium envs, or `algo.n_envs` worlds of one MuJoCo Warp
+    model (`simreal.simulation.batched`). Target stages always use the target's Gymnasium env."""
     workers: int = Field(default=0, ge=0)
     torch_threads: int = Field(default=1, ge=1)
     checkpoint_every_steps: int = Field(default=5000, ge=1)
@@ -273,11 +287,17 @@ class ExperimentConfig(Spec):
             if self.pixels:
                 raise ValueError("finetune.auto: not for pixel policies yet (allowed: state observations)")
             self._check_candidates(self.finetune.auto)
-        if self.exclusive and self.algo.n_envs > 1:
+        if self.exclusive and self.target_n_envs > 1:
+            key = "finetune.n_envs" if self.finetune.n_envs is not None else "algo.n_envs"
             raise ValueError(
-                f"algo.n_envs: {self.algo.n_envs} target instances at once, but target {self.target} is "
+                f"{key}: {self.target_n_envs} target instances at once, but target {self.target} is "
                 "exclusive (allowed: 1 - an exclusive target, e.g. a robot, has one instance at a time)"
             )
+        try:
+            check_algo_kwargs(self.algo.name, self.pretrain.algo_kwargs)
+        except ValueError as err:
+            raise ValueError(str(err).replace("algo.kwargs.", "pretrain.algo_kwargs.", 1)) from None
+        self._check_backend()
         if self.distill is not None:
             self._check_distill(self.distill)
         if self.algo.vec_env == "subproc" and task.randomization.adr is not None:
@@ -302,6 +322,25 @@ class ExperimentConfig(Spec):
                 f"{self.finetune.timesteps} (allowed: >= finetune.timesteps; default 10x it)"
             )
         return self
+
+    def _check_backend(self) -> None:
+        """What `sim_backend: warp` cannot do yet (the task's env, parameters and effects are checked by
+        preflight, which builds the host env)."""
+        if self.sim_backend != "warp":
+            return
+        refused = {
+            "pixels": self.pixels,
+            "algo.vec_env": self.algo.vec_env == "subproc",
+            "distill": self.distill is not None,
+            "observation.privileged": self.observation.privileged,
+            "observation.history_window": bool(self.observation.history_window),
+        }
+        for key, used in refused.items():
+            if used:
+                raise ValueError(
+                    f"{key}: not supported with sim_backend: warp (its worlds are one batched model; "
+                    "allowed: state observations, in-process, no distillation - or sim_backend: gymnasium)"
+                )
 
     def _check_distill(self, distill: DistillConfig) -> None:
         """What distillation needs of the rest of the experiment (the env's privileged values are
@@ -395,6 +434,26 @@ class ExperimentConfig(Spec):
             if ft.learning_starts is not None
             else kwarg(algo.name, algo.kwargs, "batch_size")
         )
+
+    @property
+    def target_n_envs(self) -> int:
+        """Target envs of a target stage: `finetune.n_envs`, else `algo.n_envs` (1 on `sim_backend: warp`,
+        whose `algo.n_envs` counts batched worlds)."""
+        if self.finetune.n_envs is not None:
+            return self.finetune.n_envs
+        return 1 if self.sim_backend == "warp" else self.algo.n_envs
+
+    @property
+    def target_rollout(self) -> int:
+        """Target steps between two updates of a target stage."""
+        return rollout_steps(self.algo.name, self.algo.kwargs, self.target_n_envs)
+
+    @property
+    def pretrain_algo(self) -> AlgoConfig:
+        """The algorithm as pretraining builds it: `algo` with `pretrain.algo_kwargs` over its kwargs."""
+        if not self.pretrain.algo_kwargs:
+            return self.algo
+        return self.algo.model_copy(update={"kwargs": {**self.algo.kwargs, **self.pretrain.algo_kwargs}})
 
     @property
     def finetune_lr(self) -> float:

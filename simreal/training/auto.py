@@ -28,7 +28,6 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 
-from agents.algorithms import rollout_steps
 from simreal.config import AutoConfig, ExperimentConfig
 from simreal.simulation.accounting import TargetLedger
 from simreal.training.artifacts import atomic_write_text
@@ -89,9 +88,8 @@ def search(
     `keep` (keep_best) the source policy is its first best, so the deployed one is never worse."""
     auto = ctx.cfg.finetune.auto
     assert auto is not None
-    algo = ctx.cfg.algo
     settings = auto.settings()
-    rollout = rollout_steps(algo.name, algo.kwargs, algo.n_envs)
+    rollout = ctx.cfg.target_rollout
     rounds, steps = schedule(len(settings), int(auto.budget_fraction * ctx.train_budget), rollout)
     candidates = []
     for setting in settings:
@@ -156,7 +154,13 @@ def _train(ctx: Context, candidate: Candidate, steps: int, seed: int, ledger: Ta
     rms = obs_rms_of(old) if old is not None else None
     update = ctx.cfg.finetune.obs_norm != "keep"
     venv, _ = policy_env(
-        ctx, ctx.target_id, seed, obs_rms=rms, update_stats=update, env_kwargs=ctx.target_kwargs(ledger)
+        ctx,
+        ctx.target_id,
+        seed,
+        ctx.cfg.target_n_envs,
+        obs_rms=rms,
+        update_stats=update,
+        env_kwargs=ctx.target_kwargs(ledger),
     )
     model.set_env(venv)
     model._last_obs = None  # start from the new env's reset

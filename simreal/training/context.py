@@ -16,7 +16,6 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from agents.algorithms import rollout_steps
 from simreal.config import ExperimentConfig
 from simreal.simulation.accounting import TargetLedger
 from simreal.simulation.observation import observation_wrapper
@@ -87,7 +86,7 @@ class Context:
         budget = cfg.finetune.timesteps
         if cfg.evaluation.count_in_budget:
             budget = budget_after_reserve(cfg, self.episode_limit)
-        rollout = rollout_steps(cfg.algo.name, cfg.algo.kwargs, cfg.algo.n_envs)
+        rollout = cfg.target_rollout
         return budget // rollout * rollout
 
 

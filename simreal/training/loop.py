@@ -65,6 +65,11 @@ def make_vec(
         )
     else:
         venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrapper, env_kwargs=env_kwargs)
+    return normalized(venv, normalize, obs_rms, update_stats)
+
+
+def normalized(venv: VecEnv, normalize: bool, obs_rms: RunningMeanStd | None, update_stats: bool) -> VecEnv:
+    """`venv` observation-normalized (with `obs_rms` as its starting statistics), or as it is."""
     if not normalize:
         return venv
     norm = VecNormalize(venv, norm_obs=True, norm_reward=False, training=update_stats)

@@ -11,6 +11,7 @@ closed, and nothing is asked of it.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,6 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.algorithms import rollout_steps
 from simreal.config import ExperimentConfig
 from simreal.schema import ConfigError
 from simreal.training import auto
@@ -123,8 +123,14 @@ def preflight(cfg: ExperimentConfig, device: torch.device) -> int:
                 pass
         with _built(ctx, ctx.target_id, f"{task.source}: targets.{cfg.target}") as target:
             _check_target_spaces(ctx, source, target)
+    if cfg.sim_backend == "warp":
+        _check_batched(ctx)
     try:
         model, encoder = _dry_run(ctx, cfg.algo)
+        if cfg.pretrain.algo_kwargs:
+            with warnings.catch_warnings():  # SB3's rollout-size hints assume the dry run's one env
+                warnings.simplefilter("ignore", UserWarning)
+                _dry_run(ctx, cfg.pretrain_algo)
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - SB3 raises anything from its constructor
@@ -133,6 +139,15 @@ def preflight(cfg: ExperimentConfig, device: torch.device) -> int:
     _check_search(ctx)
     _check_distill(ctx)
     return _check_success_return(ctx, model, encoder)
+
+
+def _check_batched(ctx: Context) -> None:
+    """`sim_backend: warp`: the task's env has a batched version, its randomized parameters and effects a
+    per-world form, and `algo.n_envs` worlds fit in memory (no Warp model is built)."""
+    from simreal.simulation.batched import check_batched, check_memory
+
+    check_batched(ctx.task, randomized=True)
+    check_memory(ctx.task, ctx.cfg.algo.n_envs, ctx.device)
 
 
 def _check_distill(ctx: Context) -> None:
@@ -161,7 +176,7 @@ def _check_search(ctx: Context) -> None:
     if search is None:
         return
     algo = ctx.cfg.algo
-    rollout = rollout_steps(algo.name, algo.kwargs, algo.n_envs)
+    rollout = ctx.cfg.target_rollout
     exploration = int(search.budget_fraction * ctx.train_budget)
     rounds, steps = auto.schedule(len(search.settings()), exploration, rollout)
     if steps < rollout:
@@ -189,10 +204,11 @@ def _check_budget(ctx: Context) -> None:
     if ctx.train_budget >= 1:
         return
     if not cfg.evaluation.count_in_budget:
-        rollout = rollout_steps(cfg.algo.name, cfg.algo.kwargs, cfg.algo.n_envs)
+        rollout = cfg.target_rollout
         raise ConfigError(
             f"finetune.timesteps: {cfg.finetune.timesteps:,} is less than one {cfg.algo.name} rollout "
-            f"({rollout:,} steps: algo.kwargs.n_steps x algo.n_envs) (allowed: >= {rollout:,})"
+            f"({rollout:,} steps: algo.kwargs.n_steps x {cfg.target_n_envs} target envs) "
+            f"(allowed: >= {rollout:,})"
         )
     limit = ctx.episode_limit
     needed = 1 + evaluation_reserve(cfg, 1, limit)

@@ -29,7 +29,8 @@ def reference_settings(cfg: ExperimentConfig) -> dict[str, Any]:
         "observation": cfg.observation.model_dump(mode="json"),
         "pixels": cfg.pixels,
         "perception": cfg.perception.model_dump(mode="json") if cfg.perception else None,
-        "algo": cfg.algo.model_dump(mode="json", exclude={"vec_env"}),  # where envs step: same result
+        # where source envs step does not change a target-trained result; the target's env count does
+        "algo": {**cfg.algo.model_dump(mode="json", exclude={"vec_env"}), "n_envs": cfg.target_n_envs},
         "timesteps": cfg.reference_steps,
         "every_steps": cfg.reference_every,
         "evaluation": {k: getattr(cfg.evaluation, k) for k in ("every_steps", "episodes", "final_episodes")},

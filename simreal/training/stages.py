@@ -39,6 +39,7 @@ from simreal.training.loop import (
     CURVE,
     curve_point,
     make_vec,
+    normalized,
     obs_rms_of,
     record_evaluation,
     stage_logger,
@@ -118,6 +119,19 @@ def policy_env(
     return attach(ctx.cfg.perception, venv, ctx.device)
 
 
+def batched_env(ctx: Context, randomized: bool, seed: int) -> VecEnv:
+    """The source sim as `algo.n_envs` worlds of one MuJoCo Warp model, observed as `policy_env` would
+    observe it (action history, normalization; `sim_backend: warp`)."""
+    from simreal.simulation.batched import make_batched
+    from simreal.simulation.batched.history import VecActionHistory
+
+    algo, obs = ctx.cfg.algo, ctx.cfg.observation
+    venv: VecEnv = make_batched(ctx.task, randomized, algo.n_envs, seed, ctx.device)
+    if obs.action_history:
+        venv = VecActionHistory(venv, obs.action_history)
+    return normalized(venv, algo.normalize_obs, None, True)
+
+
 def _meta(ctx: Context, variant: str, seed: int, env_id: str, venv: VecEnv) -> dict[str, Any]:
     """What a policy artifact records besides its weights: where it came from and how to rebuild it
     (a distilled student's, also how its history window is filled)."""
@@ -147,12 +161,14 @@ def pretrain(ctx: Context, seed: int, randomized: bool, variant: str | None = No
     if (out / POLICY).exists():
         return out / POLICY
     env_id = ctx.source_id(randomized)
-    algo = ctx.cfg.algo
+    algo = ctx.cfg.pretrain_algo
     spec = ctx.cfg.task.randomization
     adr = AdrState.for_entries(spec.adr, spec.params) if randomized and spec.adr is not None else None
-    venv, encoder = policy_env(
-        ctx, env_id, seed, env_kwargs=None if adr is None else {"adr": adr}, subproc=algo.vec_env == "subproc"
-    )
+    if ctx.cfg.sim_backend == "warp":
+        venv, encoder = batched_env(ctx, randomized, seed), Encoder({})
+    else:
+        kwargs = None if adr is None else {"adr": adr}
+        venv, encoder = policy_env(ctx, env_id, seed, env_kwargs=kwargs, subproc=algo.vec_env == "subproc")
     model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed, encoder)
     _backbone_lr(ctx, model)
     log.info(

@@ -18,7 +18,6 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.algorithms import rollout_steps
 from simreal.simulation.accounting import STEPS, TargetLedger, read_json
 from simreal.training import artifacts as art
 from simreal.training import auto, guards
@@ -103,6 +102,7 @@ def _transferred(
         ctx,
         ctx.target_id,
         seed,
+        n_envs=cfg.target_n_envs,
         obs_rms=None if ft.obs_norm == "reset" else art.obs_rms,
         update_stats=ft.obs_norm != "keep",
         env_kwargs=env_kwargs,
@@ -177,7 +177,7 @@ def _target_training(
         ctx = winner
     cfg = ctx.cfg
     if source is None:
-        venv, encoder = policy_env(ctx, ctx.target_id, seed, env_kwargs=env_kwargs)
+        venv, encoder = policy_env(ctx, ctx.target_id, seed, cfg.target_n_envs, env_kwargs=env_kwargs)
         model = build_model(cfg.algo, venv, cfg.algo.pretrain_lr, ctx.device, seed, encoder)
         _backbone_lr(ctx, model)
     else:
@@ -292,8 +292,7 @@ def reference(ctx: Context, seed: int) -> None:
     """Scratch on the target for `reference.timesteps`: trained once in the shared reference directory
     (or found there, from an earlier run on the same target) and its results copied into this run."""
     assert ctx.cfg.reference_steps is not None, "reference: disabled in this config"
-    algo = ctx.cfg.algo
-    rollout = rollout_steps(algo.name, algo.kwargs, algo.n_envs)
+    rollout = ctx.cfg.target_rollout
     steps = max(rollout, ctx.cfg.reference_steps // rollout * rollout)  # whole rollouts, as fine-tuning
     mine = ctx.stage_dir("reference", seed)
     if (mine / FINAL).exists():

@@ -1,0 +1,255 @@
+"""The built-in real-like effects over N worlds at once: per-world episode values, arrays per step.
+
+Each class is the batched twin of one wrapper in `simreal.simulation.effects` and keeps its semantics:
+per-episode values drawn at each world's own reset from that world's generator (the wrapper's
+`Param.draw`), recorded in `info["effects"]` under the same `<name>.<param>` keys (a repeated effect as
+`<name>_2`, ...); per-step randomness (noise, drops) from one generator for all worlds, drawn as
+(N, dim) arrays. Order is the YAML's: `specs[0]` is innermost (actions pass through the list last to
+first, observations first to last). `control_jitter` (which steps a world several times) and user
+effects have no batched form: `batched_effects` refuses them, naming the supported ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from simreal.schema import ConfigError
+from simreal.simulation.effects import EFFECTS, EffectSpec, Param, neutral_value
+from simreal.simulation.effects.base import zeros_in
+
+Array = np.ndarray
+
+
+class BatchedEffect:
+    """One effect over N worlds; `now[param]` holds each world's value for its current episode."""
+
+    name: ClassVar[str]
+
+    def __init__(self, spec: EffectSpec, nworld: int, action: gym.spaces.Box, obs: gym.spaces.Box) -> None:
+        cls = EFFECTS[spec.type]
+        self.ranges: dict[str, Param] = {
+            key: rule.check(key, spec.args.get(key, _default(cls, key)), cls.__name__)
+            for key, rule in cls.params.items()
+        }
+        self.now = {key: np.full(nworld, p.low) for key, p in self.ranges.items()}
+        self.action_space, self.observation_space = action, obs
+
+    def start(self, world: int, rng: np.random.Generator) -> dict[str, float]:
+        """Draw world `world`'s values for its new episode (the wrapper's draw order); returns them."""
+        drawn = {key: p.draw(rng) for key, p in self.ranges.items()}
+        for key, value in drawn.items():
+            self.now[key][world] = value
+        self.begin(world, rng)
+        return drawn
+
+    def begin(self, world: int, rng: np.random.Generator) -> None:
+        """Per-episode state of one world beyond its drawn values."""
+
+    def act(self, action: Array, rng: np.random.Generator) -> Array:
+        return action
+
+    def observe(self, obs: Array, rng: np.random.Generator) -> Array:
+        return obs
+
+    def reset_observation(self, obs: Array, worlds: Array, rng: np.random.Generator) -> Array:
+        """What the agent sees at the reset of `worlds` (rows of `obs`); default: unchanged."""
+        return obs
+
+
+def _default(cls: type[Any], key: str) -> Any:
+    import inspect
+
+    return inspect.signature(cls.__init__).parameters[key].default
+
+
+class ActionNoise(BatchedEffect):
+    name = "action_noise"
+
+    def act(self, action: Array, rng: np.random.Generator) -> Array:
+        noisy = action + rng.standard_normal(action.shape) * self.now["std"][:, None]
+        return np.clip(noisy, self.action_space.low, self.action_space.high).astype(action.dtype)
+
+
+class ActionDelay(BatchedEffect):
+    """`hist[:, j]` is the action of j+1 steps ago; a world with delay k receives `hist[:, k-1]`."""
+
+    name = "action_delay"
+
+    def __init__(self, spec: EffectSpec, nworld: int, action: gym.spaces.Box, obs: gym.spaces.Box) -> None:
+        super().__init__(spec, nworld, action, obs)
+        self.neutral = neutral_value(action)
+        depth = max(1, int(self.ranges["steps"].high))
+        self.hist = np.tile(self.neutral, (nworld, depth, 1))
+
+    def begin(self, world: int, rng: np.random.Generator) -> None:
+        self.hist[world] = self.neutral
+
+    def act(self, action: Array, rng: np.random.Generator) -> Array:
+        k = self.now["steps"].astype(np.int64)
+        delayed = self.hist[np.arange(len(k)), np.maximum(k - 1, 0)]
+        out = np.where((k > 0)[:, None], delayed, action)
+        self.hist[:, 1:] = self.hist[:, :-1]
+        self.hist[:, 0] = action
+        return out
+
+
+class ActuatorDeadZone(BatchedEffect):
+    name = "actuator_dead_zone"
+
+    def act(self, action: Array, rng: np.random.Generator) -> Array:
+        box = self.action_space
+        neutral = neutral_value(box)
+        width = self.now["threshold"][:, None] * (box.high.astype(np.float64) - box.low) / 2.0
+        return np.where(np.abs(action - neutral) < width.astype(action.dtype), neutral, action)
+
+
+class ActuatorSaturation(BatchedEffect):
+    name = "actuator_saturation"
+
+    def act(self, action: Array, rng: np.random.Generator) -> Array:
+        box = self.action_space
+        n = neutral_value(box).astype(np.float64)
+        limit = self.now["limit"][:, None]
+        low = (n + limit * (box.low - n)).astype(box.dtype)
+        high = (n + limit * (box.high - n)).astype(box.dtype)
+        return np.maximum(np.minimum(action, high), low)
+
+
+class ObservationNoise(BatchedEffect):
+    name = "observation_noise"
+
+    def __init__(self, spec: EffectSpec, nworld: int, action: gym.spaces.Box, obs: gym.spaces.Box) -> None:
+        super().__init__(spec, nworld, action, obs)
+        self.bias = np.zeros((nworld, *obs.shape))
+        self.clip = bool(np.isfinite(obs.low).any() or np.isfinite(obs.high).any())
+
+    def begin(self, world: int, rng: np.random.Generator) -> None:
+        std = self.now["bias_std"][world]
+        self.bias[world] = rng.normal(0.0, std, size=self.bias.shape[1:]) if std > 0 else 0.0
+
+    def observe(self, obs: Array, rng: np.random.Generator) -> Array:
+        noisy = obs + self.bias + rng.standard_normal(obs.shape) * self.now["std"][:, None]
+        if self.clip:
+            noisy = np.clip(noisy, self.observation_space.low, self.observation_space.high)
+        return noisy.astype(obs.dtype)
+
+    def reset_observation(self, obs: Array, worlds: Array, rng: np.random.Generator) -> Array:
+        out = obs.copy()
+        rows = obs[worlds] + self.bias[worlds]
+        rows += rng.standard_normal(rows.shape) * self.now["std"][worlds, None]
+        if self.clip:
+            rows = np.clip(rows, self.observation_space.low, self.observation_space.high)
+        out[worlds] = rows
+        return out
+
+
+class ObservationDelay(BatchedEffect):
+    name = "observation_delay"
+
+    def __init__(self, spec: EffectSpec, nworld: int, action: gym.spaces.Box, obs: gym.spaces.Box) -> None:
+        super().__init__(spec, nworld, action, obs)
+        self.hist = np.zeros((nworld, max(1, int(self.ranges["steps"].high)), *obs.shape), dtype=obs.dtype)
+
+    def observe(self, obs: Array, rng: np.random.Generator) -> Array:
+        k = self.now["steps"].astype(np.int64)
+        delayed = self.hist[np.arange(len(k)), np.maximum(k - 1, 0)]
+        out = np.where((k > 0)[:, None], delayed, obs)
+        self.hist[:, 1:] = self.hist[:, :-1]
+        self.hist[:, 0] = obs
+        return out
+
+    def reset_observation(self, obs: Array, worlds: Array, rng: np.random.Generator) -> Array:
+        self.hist[worlds] = obs[worlds, None]
+        return obs
+
+
+class DroppedObservation(BatchedEffect):
+    name = "dropped_observation"
+
+    def observe(self, obs: Array, rng: np.random.Generator) -> Array:
+        dropped = rng.random(len(obs)) < self.now["prob"]
+        return np.where(dropped[:, None], zeros_in(self.observation_space), obs)
+
+
+class StuckObservation(BatchedEffect):
+    name = "stuck_observation"
+
+    def __init__(self, spec: EffectSpec, nworld: int, action: gym.spaces.Box, obs: gym.spaces.Box) -> None:
+        super().__init__(spec, nworld, action, obs)
+        self.last = np.zeros((nworld, *obs.shape), dtype=obs.dtype)
+
+    def observe(self, obs: Array, rng: np.random.Generator) -> Array:
+        stuck = rng.random(len(obs)) < self.now["prob"]
+        out = np.where(stuck[:, None], self.last, obs)
+        self.last = out.copy()
+        return out
+
+    def reset_observation(self, obs: Array, worlds: Array, rng: np.random.Generator) -> Array:
+        self.last[worlds] = obs[worlds]
+        return obs
+
+
+BATCHED: dict[str, type[BatchedEffect]] = {
+    cls.name: cls
+    for cls in (
+        ActionNoise,
+        ActionDelay,
+        ActuatorDeadZone,
+        ActuatorSaturation,
+        ObservationNoise,
+        ObservationDelay,
+        DroppedObservation,
+        StuckObservation,
+    )
+}
+
+
+class BatchedEffects:
+    """An ordered effect stack over N worlds, with the wrappers' `info["effects"]` record names."""
+
+    def __init__(
+        self,
+        specs: Sequence[EffectSpec],
+        nworld: int,
+        action: gym.spaces.Box,
+        obs: gym.spaces.Box,
+        where: str,
+    ) -> None:
+        for i, spec in enumerate(specs):
+            if spec.type not in BATCHED:
+                raise ConfigError(
+                    f"{where}.{i}.type: {spec.type} has no batched form for sim_backend: warp "
+                    f"(allowed: {', '.join(BATCHED)}; or sim_backend: gymnasium)"
+                )
+        self.effects = [BATCHED[s.type](s, nworld, action, obs) for s in specs]
+        self.prefixes: list[str] = []
+        for e in self.effects:
+            n = sum(p == e.name or p.startswith(e.name + "_") for p in self.prefixes) + 1
+            self.prefixes.append(e.name if n == 1 else f"{e.name}_{n}")
+
+    def start(self, world: int, rng: np.random.Generator) -> dict[str, float]:
+        """New-episode values of world `world`, keyed as the wrappers record them in `info["effects"]`."""
+        record: dict[str, float] = {}
+        for prefix, effect in zip(self.prefixes, self.effects, strict=True):
+            for key, value in effect.start(world, rng).items():
+                record[f"{prefix}.{key}"] = float(value)
+        return record
+
+    def act(self, action: Array, rng: np.random.Generator) -> Array:
+        for effect in reversed(self.effects):
+            action = effect.act(action, rng)
+        return action
+
+    def observe(self, obs: Array, rng: np.random.Generator) -> Array:
+        for effect in self.effects:
+            obs = effect.observe(obs, rng)
+        return obs
+
+    def reset_observation(self, obs: Array, worlds: Array, rng: np.random.Generator) -> Array:
+        for effect in self.effects:
+            obs = effect.reset_observation(obs, worlds, rng)
+        return obs

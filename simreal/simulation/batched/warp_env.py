@@ -1,0 +1,252 @@
+"""N worlds of one MJCF in one MuJoCo Warp model, as a stable-baselines3 `VecEnv`.
+
+`WarpVecEnv` steps every world at once (`mujoco_warp.step`, `frame_skip` substeps), computes the
+observation, reward and termination of the Gymnasium env it reproduces (`batched.tasks`) on torch
+views of Warp's arrays (on the simulation's device), applies the effects (`batched.effects`) on numpy
+arrays at SB3's boundary, and resets finished worlds where they stand: each draws its own physics
+(`batched.worlds`), effects and initial state from its own generator (`default_rng(seed + i)`, the
+seed SB3's `DummyVecEnv` would give env i). Like `DummyVecEnv` + `Monitor` + `TimeLimit`, a finished
+world's info has `terminal_observation`, `TimeLimit.truncated` and `episode` (`r`, `l`, `t`); every
+step's info has `dynamics` (that world's values this episode) and `reset_infos` hold `dynamics` and
+`effects` from the last reset.
+
+Warp compiles its kernels on first use into its kernel cache (`SIMREAL_WARP_CACHE`, else Warp's own
+default, `~/.cache/warp/<version>`); `compile_seconds` is how long the first step took.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from simreal.simulation.batched.effects import BatchedEffects
+from simreal.simulation.batched.tasks import BatchedTask, State
+from simreal.simulation.batched.worlds import WorldPhysics
+
+log = logging.getLogger("simreal")
+
+CACHE_ENV = "SIMREAL_WARP_CACHE"
+"""Environment variable naming Warp's kernel cache directory (default: Warp's own)."""
+
+
+def import_warp() -> tuple[Any, Any]:
+    """`warp` and `mujoco_warp`, quiet, with the kernel cache where `SIMREAL_WARP_CACHE` says."""
+    import warp as wp
+
+    wp.config.log_level = wp.LOG_WARNING
+    if os.environ.get(CACHE_ENV):
+        wp.config.kernel_cache_dir = os.environ[CACHE_ENV]
+    import mujoco_warp as mjw
+
+    wp.init()
+    return wp, mjw
+
+
+def warp_device(device: torch.device) -> str:
+    return "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
+
+
+class WarpVecEnv(VecEnv):
+    """`nworld` worlds of `host`'s model; `physics`/`effects` optional (the nominal sim has neither)."""
+
+    def __init__(
+        self,
+        host: gym.Env[Any, Any],
+        task: BatchedTask,
+        nworld: int,
+        seed: int,
+        device: torch.device,
+        max_episode_steps: int,
+        physics: WorldPhysics | None = None,
+        effects: BatchedEffects | None = None,
+    ) -> None:
+        obs_space, act_space = host.observation_space, host.action_space
+        assert isinstance(obs_space, gym.spaces.Box) and isinstance(act_space, gym.spaces.Box)
+        self.render_mode = None
+        super().__init__(nworld, obs_space, act_space)
+        wp, mjw = import_warp()
+        self._wp, self._mjw = wp, mjw
+        self.task, self.physics, self.effects = task, physics, effects
+        self.max_episode_steps = max_episode_steps
+        self.device = device
+        self._wdevice = warp_device(device)
+        mjm = host.unwrapped.model  # type: ignore[attr-defined]
+        import mujoco
+
+        fields = physics.fields if physics is not None else ()
+        sizes = {f: nworld for f in fields if not f.startswith("opt.")}
+        with wp.ScopedDevice(self._wdevice):
+            self.model = mjw.put_model(mjm, batch_sizes=sizes)
+            self.data = mjw.put_data(mjm, mujoco.MjData(mjm), nworld=nworld)
+            opt = self.model.opt
+            if "opt.gravity" in fields:
+                opt.gravity = wp.array(np.tile(mjm.opt.gravity, (nworld, 1)), dtype=wp.vec3)
+            if "opt.timestep" in fields:
+                opt.timestep = wp.array(np.full(nworld, mjm.opt.timestep), dtype=float)
+        self._views = {f: self._view(f) for f in fields}
+        self._timestep = wp.to_torch(self.model.opt.timestep)
+        self.state = State(
+            wp.to_torch(self.data.qpos), wp.to_torch(self.data.qvel), wp.to_torch(self.data.xpos)
+        )
+        self._ctrl = wp.to_torch(self.data.ctrl)
+        self.compile_seconds: float | None = None
+        self._seed(seed)
+        self._actions = np.zeros((nworld, *act_space.shape), dtype=act_space.dtype)
+        self._elapsed = np.zeros(nworld, dtype=np.int64)
+        self._returns = np.zeros(nworld)
+        self._started = time.perf_counter()
+        self._effects_now: list[dict[str, float]] = [{} for _ in range(nworld)]
+
+    def _view(self, field: str) -> torch.Tensor:
+        obj = self.model.opt if field.startswith("opt.") else self.model
+        return self._wp.to_torch(getattr(obj, field.removeprefix("opt.")))
+
+    def _seed(self, seed: int) -> None:
+        self._rngs = [np.random.default_rng(seed + i) for i in range(self.num_envs)]
+        self._step_rng = np.random.default_rng(np.random.SeedSequence([seed, self.num_envs, 7]))
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        if seed is not None:
+            self._seed(seed)
+        return [None if seed is None else seed + i for i in range(self.num_envs)]
+
+    # -- worlds ---------------------------------------------------------------------------------------
+
+    def _reset_worlds(self, worlds: np.ndarray) -> None:
+        """Fresh episodes for `worlds`: physics, effects, initial state (Gymnasium's reset_model draws)."""
+        wp, mjw = self._wp, self._mjw
+        qpos = np.empty((len(worlds), self.state.qpos.shape[1]))
+        qvel = np.empty((len(worlds), self.state.qvel.shape[1]))
+        for j, w in enumerate(worlds):
+            rng = self._rngs[w]
+            if self.physics is not None:
+                self.physics.draw(int(w), rng)
+            self._effects_now[w] = self.effects.start(int(w), rng) if self.effects is not None else {}
+            qpos[j], qvel[j] = self.task.reset_state(rng)
+        if self.physics is not None:
+            self.physics.upload(self._views, worlds)
+        mask = np.zeros(self.num_envs, dtype=bool)
+        mask[worlds] = True
+        index = torch.as_tensor(worlds, device=self.device)
+        with wp.ScopedDevice(self._wdevice):
+            mjw.reset_data(self.model, self.data, wp.array(mask, dtype=bool))
+            self.state.qpos[index] = torch.as_tensor(qpos, dtype=self.state.qpos.dtype, device=self.device)
+            self.state.qvel[index] = torch.as_tensor(qvel, dtype=self.state.qvel.dtype, device=self.device)
+            if self.task.forward_at_reset:  # what the observation reads is recomputed for these worlds only
+                kept = self.state.xpos.clone()
+                mjw.forward(self.model, self.data)
+                others = torch.as_tensor(~mask, device=self.device)
+                self.state.xpos[others] = kept[others]
+        self._elapsed[worlds] = 0
+        self._returns[worlds] = 0.0
+        for w in worlds:
+            self.reset_infos[w] = {"dynamics": self._dynamics(w), "effects": dict(self._effects_now[w])}
+
+    def _dynamics(self, world: int) -> dict[str, float]:
+        return self.physics.values[world] if self.physics is not None else {}
+
+    def _observe(self) -> np.ndarray:
+        return self.task.observe(self.state).detach().cpu().numpy().astype(self.observation_space.dtype)
+
+    # -- VecEnv ---------------------------------------------------------------------------------------
+
+    def reset(self) -> VecEnvObs:
+        worlds = np.arange(self.num_envs)
+        self._reset_worlds(worlds)
+        obs = self._observe()
+        if self.effects is not None:
+            obs = self.effects.reset_observation(obs, worlds, self._step_rng)
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions, dtype=self.action_space.dtype).reshape(self._actions.shape)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        wp, mjw = self._wp, self._mjw
+        applied = self._actions
+        if self.effects is not None:
+            applied = self.effects.act(applied, self._step_rng)
+        action = torch.as_tensor(applied, device=self.device)
+        self._ctrl.copy_(action.to(self._ctrl.dtype))
+        before = self.task.before_step(self.state)
+        start = time.perf_counter() if self.compile_seconds is None else 0.0
+        with wp.ScopedDevice(self._wdevice):
+            for _ in range(self.task.frame_skip):
+                mjw.step(self.model, self.data)
+        if self.compile_seconds is None:
+            wp.synchronize()
+            self.compile_seconds = time.perf_counter() - start
+            log.info(
+                "MuJoCo Warp: first step of %d worlds on %s: %.1f s (kernels compiled or loaded; cache %s)",
+                self.num_envs,
+                self._wdevice,
+                self.compile_seconds,
+                wp.config.kernel_cache_dir,
+            )
+        raw = self.task.observe(self.state)
+        terminated_t = self.task.terminated(raw)
+        dt = self._timestep * self.task.frame_skip
+        reward = self.task.reward(self.state, action.to(raw.dtype), raw, before, dt)
+        obs = raw.detach().cpu().numpy().astype(self.observation_space.dtype)
+        terminated = terminated_t.cpu().numpy()
+        rewards = reward.detach().cpu().numpy().astype(np.float32)
+        if self.effects is not None:
+            obs = self.effects.observe(obs, self._step_rng)
+        self._elapsed += 1
+        self._returns += rewards
+        truncated = self._elapsed >= self.max_episode_steps
+        dones = terminated | truncated
+        infos: list[dict[str, Any]] = [{"dynamics": self._dynamics(w)} for w in range(self.num_envs)]
+        worlds = np.flatnonzero(dones)
+        if len(worlds):
+            now = time.perf_counter() - self._started
+            for w in worlds:
+                infos[w]["terminal_observation"] = obs[w].copy()
+                infos[w]["TimeLimit.truncated"] = bool(truncated[w] and not terminated[w])
+                infos[w]["episode"] = {
+                    "r": round(float(self._returns[w]), 6),
+                    "l": int(self._elapsed[w]),
+                    "t": now,
+                }
+            self._reset_worlds(worlds)
+            fresh = self._observe()
+            if self.effects is not None:
+                fresh = self.effects.reset_observation(fresh, worlds, self._step_rng)
+            obs[worlds] = fresh[worlds]
+        for w in np.flatnonzero(~dones):
+            infos[w]["TimeLimit.truncated"] = False
+        return obs, rewards, dones, infos
+
+    def close(self) -> None:
+        pass
+
+    # -- attribute access (one host env stands for every world) ---------------------------------------
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        value = getattr(self, attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
+        method = getattr(self, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper[Any, Any, Any, Any]], indices: VecEnvIndices = None
+    ) -> list[bool]:
+        from stable_baselines3.common.monitor import Monitor
+
+        return [wrapper_class is Monitor for _ in self._get_indices(indices)]
