@@ -21,9 +21,12 @@ from simreal.schema import ConfigError
 from simreal.simulation.batched import check_batched, check_memory, make_batched
 from simreal.simulation.batched.effects import BatchedEffects
 from simreal.simulation.batched.history import VecActionHistory
+from simreal.simulation.batched.worlds import WorldPhysics
 from simreal.simulation.effects import EffectSpec, apply_effects
 from simreal.simulation.observation import ActionHistory
+from simreal.simulation.randomization import physics_space
 from simreal.simulation.registry import PACKAGED, register_task
+from simreal.simulation.sampling import ParamSet, bind
 from simreal.training.artifacts import load_policy
 
 pytest.importorskip("mujoco_warp")
@@ -60,6 +63,31 @@ def test_worlds_equal_gymnasium_from_identical_states_and_actions(key: str) -> N
             terminations += 1
             env.reset(seed=t)
     assert key != "inverted_pendulum" or terminations > 5  # the pendulum's termination was exercised
+
+
+@pytest.mark.parametrize("key", list(TOLERANCE))
+def test_a_reset_world_runs_as_gymnasium_from_its_initial_state(key: str) -> None:
+    """A world reset mid-stream and Gymnasium's env set to its new initial state stay together for 20
+    free-running steps: nothing of the previous episode (warm start, forces) leaks into the next."""
+    task = PACKAGED[key]
+    venv = make_batched(task, False, 2, 0, CPU)
+    venv.reset()
+    for _ in range(3):
+        venv.step(np.ones((2, *venv.action_space.shape), dtype=np.float32))
+    venv._reset_worlds(np.array([0]))
+    env = gym.make(task.nominal_id).unwrapped
+    env.reset(seed=0)
+    env.set_state(venv.state.qpos[0].double().numpy(), venv.state.qvel[0].double().numpy())
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        action = rng.uniform(-0.3, 0.3, env.action_space.shape).astype(np.float32)
+        obs, _, terminated, _, _ = env.step(action)
+        got, _, _, infos = venv.step(np.tile(action, (2, 1)))
+        np.testing.assert_allclose(
+            infos[0].get("terminal_observation", got[0]), obs, atol=20 * TOLERANCE[key]
+        )
+        if terminated:
+            break
 
 
 def test_time_limit_truncates_like_gymnasium() -> None:
@@ -112,6 +140,31 @@ def test_each_world_draws_its_own_physics_in_range_reproducibly() -> None:
     a.state.qvel[:] = 0.0
     obs, *_ = a.step(np.ones((8, 1), dtype=np.float32))
     assert len({round(float(v), 7) for v in obs[:, 2]}) > 1
+
+
+def test_world_rows_are_what_the_gymnasium_path_writes() -> None:
+    """Each world's model rows equal the host model after the Gymnasium path's `set_param` with that
+    world's recorded values (inertia and MuJoCo's derived constants included)."""
+    task = PACKAGED["half_cheetah"]
+    host = gym.make(task.nominal_id)
+    physics = WorldPhysics(host, task.spec.randomization, 3, "randomization.params")
+    physics.draw(np.arange(3), np.random.default_rng(40))
+    env = gym.make(task.nominal_id)
+    space = physics_space(env, task.spec.randomization.params)
+    bound = [bind(space, s, f"p.{i}") for i, s in enumerate(task.spec.randomization.params)]
+    model = env.unwrapped.model  # type: ignore[attr-defined]
+    for w in range(3):
+        arrays = {b.spec.param: np.array(space.get(b.spec.param)) for b in bound}
+        for b in bound:
+            arrays[b.spec.param][b.indices] = [physics.values[w][label] for label in b.labels]
+        for name, values in arrays.items():
+            space.set(name, values)
+        for field, rows in physics.rows.items():
+            want = getattr(model.opt, field[4:]) if field.startswith("opt.") else getattr(model, field)
+            np.testing.assert_allclose(rows[w], np.atleast_1d(want), rtol=1e-12, err_msg=field)
+        for name, values in ParamSet(bound, space).nominal.items():
+            space.set(name, values)
+    assert physics.values[0] != physics.values[1]
 
 
 def test_records_have_the_gymnasium_paths_keys() -> None:

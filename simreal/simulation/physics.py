@@ -11,7 +11,7 @@ The vocabulary (names, elements, physical bounds) is `envs.params.PHYSICS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,32 +103,64 @@ class MujocoParams:
     def set_param(self, param: str, values: np.ndarray) -> None:
         m = self.model
         values = _check_values(param, values, len(self.element_names(param)))
+        if param == "timestep":
+            m.opt.timestep = float(values[0])
+        elif param == "frame_skip":
+            self._env.frame_skip = int(round(values[0]))
+        else:
+            self.write_fields(param, values, ModelFields(m))
+            if param == "body_mass":
+                mujoco.mj_setConst(m, self._scratch)
+
+    def write_fields(self, param: str, values: np.ndarray, fields: Mapping[str, np.ndarray]) -> None:
+        """Write `param`'s values (`(..., elements)`) into the model field arrays `fields` (each
+        `(..., *field shape)`): the model's own (no leading axes), or one row per world of a batched model.
+        Masses scale inertia too; MuJoCo's derived constants (`mj_setConst`) are the caller's."""
         if param == "body_mass":
             b = self._bodies
             ratio = _ratio(values, self._nominal_mass[b])
-            m.body_mass[b] = values
-            m.body_inertia[b] = self._nominal_inertia[b] * ratio[:, None]
-            mujoco.mj_setConst(m, self._scratch)
+            fields["body_mass"][..., b] = values
+            fields["body_inertia"][..., b, :] = self._nominal_inertia[b] * ratio[..., None]
         elif param == "friction":
-            m.geom_friction[:, 0] = values
+            fields["geom_friction"][..., 0] = values
         elif param == "joint_damping":
-            for j, value in zip(self._joint_ids, values, strict=True):
+            m = self.model
+            for i, j in enumerate(self._joint_ids):
                 adr, n = m.jnt_dofadr[j], self._ndof(j)
                 nominal = self._nominal_damping[adr : adr + n]
+                value = values[..., i : i + 1]
                 base = nominal[0]
-                m.dof_damping[adr : adr + n] = nominal * (value / base) if base != 0 else value
+                fields["dof_damping"][..., adr : adr + n] = nominal * (value / base) if base != 0 else value
         elif param == "actuator_gain" and self._force_limit:
-            m.actuator_forcerange[:, 0], m.actuator_forcerange[:, 1] = -values, values
+            fields["actuator_forcerange"][..., 0] = -values
+            fields["actuator_forcerange"][..., 1] = values
         elif param == "actuator_gain":
             ratio = _ratio(values, self._nominal_gain)
-            m.actuator_gainprm[:, 0] = values
-            m.actuator_biasprm[:, :3] = self._nominal_bias * ratio[:, None]
-        elif param == "gravity":
-            m.opt.gravity[:] = values
-        elif param == "timestep":
-            m.opt.timestep = float(values[0])
+            fields["actuator_gainprm"][..., 0] = values
+            fields["actuator_biasprm"][..., :3] = self._nominal_bias * ratio[..., None]
+        elif param in ("gravity", "timestep"):
+            fields[f"opt.{param}"][...] = values
         else:
-            self._env.frame_skip = int(round(values[0]))
+            fields_of = ", ".join(p for p in PARAMS if p != "frame_skip")
+            raise ValueError(f"{param}: not a model field (allowed: {fields_of})")
+
+
+class ModelFields(Mapping[str, np.ndarray]):
+    """A MuJoCo model's arrays by field name (`opt.gravity` for an option), for `write_fields`."""
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self._model = model
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name.startswith("opt."):
+            return np.asarray(getattr(self._model.opt, name[4:]))
+        return np.asarray(getattr(self._model, name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _ratio(values: np.ndarray, nominal: np.ndarray) -> np.ndarray:

@@ -74,10 +74,15 @@ class BoundParam:
     nominal: np.ndarray
     clip: tuple[float, float] | None = None
 
-    def draw(self, rng: np.random.Generator) -> np.ndarray:
-        raw = np.broadcast_to(
-            self.spec.sample(rng, 1 if self.spec.shared else len(self.indices)), self.nominal.shape
-        )
+    def draw(self, rng: np.random.Generator, worlds: int | None = None) -> np.ndarray:
+        """One draw of the selected elements' values - or with `worlds`, one per world, `(worlds, n)`."""
+        n = 1 if self.spec.shared else len(self.indices)
+        if worlds is None:
+            raw = np.broadcast_to(self.spec.sample(rng, n), self.nominal.shape)
+        else:
+            raw = np.broadcast_to(
+                self.spec.sample(rng, worlds * n).reshape(worlds, n), (worlds, len(self.nominal))
+            )
         if self.spec.mode == "scale":
             values = self.nominal * raw
         elif self.spec.mode == "add":

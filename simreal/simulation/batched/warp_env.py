@@ -4,11 +4,12 @@
 observation, reward and termination of the Gymnasium env it reproduces (`batched.tasks`) on torch
 views of Warp's arrays (on the simulation's device), applies the effects (`batched.effects`) on numpy
 arrays at SB3's boundary, and resets finished worlds where they stand: each draws its own physics
-(`batched.worlds`), effects and initial state from its own generator (`default_rng(seed + i)`, the
-seed SB3's `DummyVecEnv` would give env i). Like `DummyVecEnv` + `Monitor` + `TimeLimit`, a finished
-world's info has `terminal_observation`, `TimeLimit.truncated` and `episode` (`r`, `l`, `t`); every
-step's info has `dynamics` (that world's values this episode) and `reset_infos` hold `dynamics` and
-`effects` from the last reset.
+(`batched.worlds`, drawn for all resetting worlds at once), effects and initial state (from world i's
+own generator, `default_rng(seed + i)`: the seed SB3's `DummyVecEnv` would give env i).
+
+Like `DummyVecEnv` + `Monitor` + `TimeLimit`, a finished world's info has `terminal_observation`,
+`TimeLimit.truncated` and `episode` (`r`, `l`, `t`); every step's info has `dynamics` (that world's
+values this episode) and `reset_infos` hold `dynamics` and `effects` from the last reset.
 
 Warp compiles its kernels on first use into its kernel cache (`SIMREAL_WARP_CACHE`, else Warp's own
 default, `~/.cache/warp/<version>`); `compile_seconds` is how long the first step took.
@@ -36,6 +37,22 @@ log = logging.getLogger("simreal")
 
 CACHE_ENV = "SIMREAL_WARP_CACHE"
 """Environment variable naming Warp's kernel cache directory (default: Warp's own)."""
+
+
+CLEARED = (
+    "time",
+    "qvel",
+    "qacc",
+    "qacc_warmstart",
+    "qfrc_applied",
+    "xfrc_applied",
+    "ctrl",
+    "act",
+    "act_dot",
+    "sensordata",
+    "userdata",
+)
+"""Per-world Data fields a reset zeroes (qpos is set from the task's initial state)."""
 
 
 def import_warp() -> tuple[Any, Any]:
@@ -98,6 +115,10 @@ class WarpVecEnv(VecEnv):
             wp.to_torch(self.data.qpos), wp.to_torch(self.data.qvel), wp.to_torch(self.data.xpos)
         )
         self._ctrl = wp.to_torch(self.data.ctrl)
+        # A world's reset zeroes what mujoco_warp.reset_data would and a step reads, through views of
+        # those rows (reset_data itself rebuilds its kernels at every call: ~20 ms each on CPU).
+        cleared = [getattr(self.data, f) for f in CLEARED if getattr(self.data, f, None) is not None]
+        self._cleared = [wp.to_torch(a) for a in cleared if a.size > 0]
         self.compile_seconds: float | None = None
         self._seed(seed)
         self._actions = np.zeros((nworld, *act_space.shape), dtype=act_space.dtype)
@@ -113,6 +134,7 @@ class WarpVecEnv(VecEnv):
     def _seed(self, seed: int) -> None:
         self._rngs = [np.random.default_rng(seed + i) for i in range(self.num_envs)]
         self._step_rng = np.random.default_rng(np.random.SeedSequence([seed, self.num_envs, 7]))
+        self._physics_rng = np.random.default_rng(np.random.SeedSequence([seed, self.num_envs, 11]))
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         if seed is not None:
@@ -126,21 +148,21 @@ class WarpVecEnv(VecEnv):
         wp, mjw = self._wp, self._mjw
         qpos = np.empty((len(worlds), self.state.qpos.shape[1]))
         qvel = np.empty((len(worlds), self.state.qvel.shape[1]))
+        if self.physics is not None:
+            self.physics.draw(worlds, self._physics_rng)
+            self.physics.upload(self._views, worlds)
         for j, w in enumerate(worlds):
             rng = self._rngs[w]
-            if self.physics is not None:
-                self.physics.draw(int(w), rng)
             self._effects_now[w] = self.effects.start(int(w), rng) if self.effects is not None else {}
             qpos[j], qvel[j] = self.task.reset_state(rng)
-        if self.physics is not None:
-            self.physics.upload(self._views, worlds)
         mask = np.zeros(self.num_envs, dtype=bool)
         mask[worlds] = True
         index = torch.as_tensor(worlds, device=self.device)
+        for view in self._cleared:  # what mj_resetData zeroes and a step reads
+            view[index] = 0
+        self.state.qpos[index] = torch.as_tensor(qpos, dtype=self.state.qpos.dtype, device=self.device)
+        self.state.qvel[index] = torch.as_tensor(qvel, dtype=self.state.qvel.dtype, device=self.device)
         with wp.ScopedDevice(self._wdevice):
-            mjw.reset_data(self.model, self.data, wp.array(mask, dtype=bool))
-            self.state.qpos[index] = torch.as_tensor(qpos, dtype=self.state.qpos.dtype, device=self.device)
-            self.state.qvel[index] = torch.as_tensor(qvel, dtype=self.state.qvel.dtype, device=self.device)
             if self.task.forward_at_reset:  # what the observation reads is recomputed for these worlds only
                 kept = self.state.xpos.clone()
                 mjw.forward(self.model, self.data)

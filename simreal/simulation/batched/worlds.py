@@ -1,11 +1,11 @@
 """Per-world physics: each world of a batched model draws its own parameters at its own resets.
 
-The draw is the Gymnasium path's own: the YAML entries are bound (selectors, modes, physical bounds)
-against a host Gymnasium env of the task, and each world's values come from the same `ParamSet` with
-that world's generator - so validation and the `info["dynamics"]` records are identical. The host
-model then holds the world's physics (masses with their inertia and MuJoCo's derived constants from
-`mj_setConst`), and the model fields that parameter touches are copied into that world's row of the
-batched model (`put_model(..., batch_sizes=...)`; gravity and timestep as per-world option arrays).
+The YAML entries are bound (selectors, modes, physical bounds) against a host Gymnasium env of the task
+exactly as `RandomizeDynamics` binds them and drawn from the same distributions, so validation and the
+`info["dynamics"]` records are the Gymnasium path's. The values of all
+resetting worlds are written into their rows of the batched model at once by the host's own
+`MujocoParams.write_fields` (masses with their inertia; MuJoCo's derived constants from `mj_setConst`
+per world on the host model); gravity and timestep become per-world option arrays.
 
 `frame_skip` (the number of substeps, one for all worlds in a batched step) and `CustomParam`s
 (functions of a Python env object) have no per-world form and are refused at construction.
@@ -16,13 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import torch
 
 from simreal.schema import ConfigError
+from simreal.simulation.physics import MujocoParams
 from simreal.simulation.randomization import RandomizationSpec, physics_space
 from simreal.simulation.references import is_reference
-from simreal.simulation.sampling import ParamSet, bind
+from simreal.simulation.sampling import bind
 
 FIELDS: dict[str, tuple[str, ...]] = {
     "body_mass": (
@@ -56,6 +58,10 @@ def batched_fields(spec: RandomizationSpec, where: str) -> tuple[str, ...]:
     return tuple(fields)
 
 
+DERIVED = ("body_subtreemass", "body_invweight0", "dof_invweight0", "tendon_invweight0", "actuator_acc0")
+"""The fields `mj_setConst` recomputes from the masses (per world, on the host model)."""
+
+
 def _host_value(model: Any, field: str) -> np.ndarray:
     if field.startswith("opt."):
         return np.atleast_1d(np.array(getattr(model.opt, field[4:]), dtype=np.float64))
@@ -67,29 +73,69 @@ def _rows(value: np.ndarray, nworld: int) -> np.ndarray:
 
 
 class WorldPhysics:
-    """Each world's physics parameters, drawn at its resets, written into the batched model's rows."""
+    """Each world's physics parameters, drawn at its resets, written into the batched model's rows.
+
+    Each YAML entry is drawn for all resetting worlds at once (`BoundParam.draw(rng, worlds)`: the same
+    distribution, selectors and clipping as one env's draw); the values are written with the host's own
+    `write_fields`; only masses go through the host model, world by world, for `mj_setConst`'s derived
+    constants."""
 
     def __init__(self, host: gym.Env[Any, Any], spec: RandomizationSpec, nworld: int, where: str) -> None:
         self.fields = batched_fields(spec, where)
         space = physics_space(host, spec.params)
-        self._set = ParamSet([bind(space, s, f"{where}.{i}") for i, s in enumerate(spec.params)], space)
-        self._model = host.unwrapped.model  # type: ignore[attr-defined]
+        self._bound = [bind(space, s, f"{where}.{i}") for i, s in enumerate(spec.params)]
+        backend = space.backend
+        assert isinstance(backend, MujocoParams)  # a batched task is a Gymnasium MuJoCo env
+        self._backend = backend
+        self._model = backend.model
+        self._nominal = {name: np.asarray(space.get(name), dtype=np.float64) for name in self._names}
         self.rows = {f: _rows(_host_value(self._model, f), nworld) for f in self.fields}
         self.values: list[dict[str, float]] = [{} for _ in range(nworld)]
 
-    def draw(self, world: int, rng: np.random.Generator) -> dict[str, float]:
-        """New values for `world` (applied to the host model, copied into its rows); returns the record."""
-        values = self._set.resample(rng)
+    @property
+    def _names(self) -> list[str]:
+        return list(dict.fromkeys(b.spec.param for b in self._bound))
+
+    def draw(self, worlds: np.ndarray, rng: np.random.Generator) -> None:
+        """New values for `worlds` (one array draw per YAML entry) into their rows and their records."""
+        arrays = {name: np.tile(nominal, (len(worlds), 1)) for name, nominal in self._nominal.items()}
+        records: list[dict[str, float]] = [{} for _ in worlds]
+        for b in self._bound:
+            drawn = b.draw(rng, len(worlds))
+            arrays[b.spec.param][:, b.indices] = drawn
+            for record, row in zip(records, drawn.tolist(), strict=True):
+                record.update(zip(b.labels, row, strict=True))
+        for w, record in zip(worlds, records, strict=True):
+            self.values[w] = record
+        block = {f: rows[worlds] for f, rows in self.rows.items()}
+        for name, values in arrays.items():
+            self._backend.write_fields(name, values, block)
+        if "body_mass" in arrays:
+            self._derive(block)
         for f, rows in self.rows.items():
-            rows[world] = _host_value(self._model, f)
-        self.values[world] = values
-        return values
+            rows[worlds] = block[f]
+
+    def _derive(self, block: dict[str, np.ndarray]) -> None:
+        """`mj_setConst` per world on the host model (its masses set from the block, nominal after)."""
+        m, scratch = self._model, mujoco.MjData(self._model)
+        mass, inertia = m.body_mass.copy(), m.body_inertia.copy()
+        for j in range(len(block["body_mass"])):
+            m.body_mass[:] = block["body_mass"][j]
+            m.body_inertia[:] = block["body_inertia"][j]
+            mujoco.mj_setConst(m, scratch)
+            for f in DERIVED:
+                block[f][j] = getattr(m, f)
+        m.body_mass[:], m.body_inertia[:] = mass, inertia
+        mujoco.mj_setConst(m, scratch)
 
     def upload(self, views: dict[str, torch.Tensor], worlds: np.ndarray) -> None:
         """Write the rows of `worlds` into the batched model (`views`: field -> (nworld, ...) tensors)."""
+        full = len(worlds) == len(self.values)
         index = torch.as_tensor(worlds, device=next(iter(views.values())).device)
         for f, rows in self.rows.items():
             view = views[f]
-            view[index] = torch.as_tensor(rows[worlds], dtype=view.dtype, device=view.device).reshape(
-                (len(worlds), *view.shape[1:])
-            )
+            data = torch.as_tensor(rows if full else rows[worlds], dtype=view.dtype, device=view.device)
+            if full:
+                view.copy_(data.reshape(view.shape))
+            else:
+                view[index] = data.reshape((len(worlds), *view.shape[1:]))
