@@ -7,6 +7,10 @@ physics and effects). One PPO setting for all: rollouts of `n_steps` per env so 
 2,048 steps (16 per world at most), 4 minibatches, 5 epochs, 64x64 network - the per-sample update cost
 is the same and the difference is where the envs step. Settings run interleaved, `--repeats` rounds.
 
+Randomization cost (`--randomization-cost`): env steps/s of 1,024 worlds with per-world physics and
+effects vs none, uniformly random actions (short episodes: the most resets, the worst case), `--rounds`
+interleaved rounds of `--seconds` each; the median of the per-round ratios.
+
 Learning (`--learn`): the same PPO on `--n-envs` Gymnasium envs and on as many Warp worlds, `--steps`
 each, `--seeds`; every final policy evaluated on the same Gymnasium randomized env (the Warp-trained
 ones too: what the pipeline's target stages would see), 10 episodes on fixed seeds.
@@ -14,6 +18,7 @@ ones too: what the pipeline's target stages would see), 10 episodes on fixed see
 Usage:
     python benchmarks/bench_warp.py --task inverted_pendulum --repeats 2
     python benchmarks/bench_warp.py --task half_cheetah --repeats 1
+    python benchmarks/bench_warp.py --randomization-cost --task inverted_pendulum
     python benchmarks/bench_warp.py --learn --task inverted_pendulum --n-envs 256 --steps 400000 --seeds 0,1,2
 """
 
@@ -88,6 +93,25 @@ def throughput(task: Task, setting: str, steps: int) -> float:
     return rate
 
 
+def randomization_cost(task: Task, nworld: int, rounds: int, seconds: float) -> list[float]:
+    """Per-round ratios (randomized / nominal env steps per second), rounds interleaved."""
+    envs = {kind: build(task, f"{kind}:{nworld}", 0) for kind in ("warp", "warp-nominal")}
+    rng = np.random.default_rng(0)
+    shape = (nworld, *envs["warp"].action_space.shape)
+    ratios = []
+    for _ in range(rounds):
+        rate = {}
+        for kind, venv in envs.items():
+            start, steps = time.perf_counter(), 0
+            while time.perf_counter() - start < seconds:
+                venv.step(rng.uniform(-1, 1, shape).astype(np.float32))
+                steps += nworld
+            rate[kind] = steps / (time.perf_counter() - start)
+        ratios.append(rate["warp"] / rate["warp-nominal"])
+        print(f"  randomized {rate['warp']:,.0f} vs nominal {rate['warp-nominal']:,.0f} steps/s", flush=True)
+    return ratios
+
+
 def evaluate(model: PPO, task: Task, episodes: int = 10) -> float:
     env = gym.make(task.randomized_id)
     returns = []
@@ -130,9 +154,19 @@ def main() -> None:
     parser.add_argument("--learn", action="store_true")
     parser.add_argument("--n-envs", type=int, default=256)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--randomization-cost", action="store_true")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the pipeline's stages (torch_threads: 1)
     task = PACKAGED[args.task]
+    if args.randomization_cost:
+        ratios = randomization_cost(task, 1024, args.rounds, args.seconds)
+        print(
+            f"{args.task}: randomized / nominal throughput, median of {len(ratios)} rounds: "
+            f"{statistics.median(ratios):.3f}"
+        )
+        return
     if args.learn:
         seeds = [int(s) for s in args.seeds.split(",")]
         result = learn(task, args.n_envs, args.steps, seeds)

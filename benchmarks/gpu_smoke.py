@@ -1,4 +1,4 @@
-"""GPU smoke test: packaged EfficientNet-Lite0 under autocast, then one cached-features PPO update on CUDA.
+"""GPU smoke test: EfficientNet-Lite0 under autocast, a cached-features PPO update, the Warp backend on CUDA.
 
 Usage: python benchmarks/gpu_smoke.py [--device cuda|cpu]
 
@@ -11,6 +11,10 @@ runs the same checks in fp32 on the CPU (what CI and ``tests/test_features.py`` 
    finite features of the right shape.
 2. One PPO update from pixels on a fake image env with cached frozen features (``VecFrozenFeatures`` +
    ``CachedFeaturesHead``): the rollout buffer holds features, the head changes, the backbone does not.
+3. ``sim_backend: warp`` (with mujoco-warp installed): the randomized pendulum as 4,096 MuJoCo Warp worlds
+   on the device (256 on the CPU): its state lives there, 300 synchronized steps match Gymnasium's env,
+   and a throughput line - raw env steps/s, and PPO collect + update steps/s (goal on a GPU: >= 100x the
+   best Gymnasium setting of ``BENCHMARKS.md``). The first run compiles Warp's kernels (minutes on CUDA).
 """
 
 from __future__ import annotations
@@ -108,6 +112,57 @@ def check_cached_ppo(device: torch.device) -> None:
     print(f"  rollout buffer observations {tuple(stored)}; backbone unchanged, head trained")
 
 
+def check_warp(device: torch.device) -> None:
+    try:
+        import mujoco_warp  # noqa: F401
+    except ImportError:
+        print("MuJoCo Warp backend: mujoco-warp not installed, skipped")
+        return
+    import gymnasium as gym
+    import numpy as np
+
+    import simreal  # noqa: F401 - registers the packaged tasks
+    from simreal.simulation.batched import make_batched
+    from simreal.simulation.registry import PACKAGED
+
+    nworld = 4096 if device.type == "cuda" else 256
+    print(f"MuJoCo Warp backend: randomized pendulum, {nworld} worlds")
+    task = PACKAGED["inverted_pendulum"]
+    venv = timed("build", lambda: make_batched(task, True, nworld, 0, device), device)
+    venv.reset()
+    check(venv.state.qpos.device.type == device.type, f"world state on {venv.state.qpos.device}")
+    zeros = np.zeros((nworld, 1), dtype=np.float32)
+    timed("first step (compile or cache)", lambda: venv.step(zeros), device)
+    nominal = make_batched(task, False, 2, 0, device)
+    nominal.reset()
+    env = gym.make(task.nominal_id).unwrapped
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for t in range(300):
+        nominal.state.qpos[:] = torch.as_tensor(env.data.qpos, device=device)
+        nominal.state.qvel[:] = torch.as_tensor(env.data.qvel, device=device)
+        action = rng.uniform(-1, 1, (1,)).astype(np.float32)
+        obs, _, terminated, _, _ = env.step(action)
+        got, _, _, infos = nominal.step(np.tile(action, (2, 1)))
+        worst = max(worst, float(np.abs(infos[0].get("terminal_observation", got[0]) - obs).max()))
+        if terminated:
+            env.reset(seed=t)
+    check(worst < 1e-4, f"Warp worlds differ from Gymnasium's env by {worst:.2e}")
+    print(f"  300 synchronized steps: largest observation difference {worst:.1e}")
+    steps = 50
+    start = time.perf_counter()
+    for _ in range(steps):
+        venv.step(rng.uniform(-1, 1, (nworld, 1)).astype(np.float32))
+    print(f"  THROUGHPUT raw env steps/s: {steps * nworld / (time.perf_counter() - start):,.0f}")
+    model = PPO("MlpPolicy", venv, n_steps=16, batch_size=nworld * 4, n_epochs=5, device=device, seed=0)
+    model.learn(16 * nworld)  # warm-up: one rollout and update
+    start = time.perf_counter()
+    model.learn(4 * 16 * nworld, reset_num_timesteps=False)
+    rate = 4 * 16 * nworld / (time.perf_counter() - start)
+    print(f"  THROUGHPUT PPO collect + update env steps/s: {rate:,.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -126,6 +181,7 @@ def main() -> int:
     try:
         check_backbone(device)
         check_cached_ppo(device)
+        check_warp(device)
     except CheckFailed as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1

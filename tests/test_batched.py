@@ -214,8 +214,7 @@ def test_batched_effects_act_as_the_wrappers(specs: list[dict[str, Any]]) -> Non
     rng = np.random.default_rng(0)
     for episode in range(2):
         obs, _ = env.reset(seed=episode)
-        for w in range(2):
-            batched.start(w, rng)
+        batched.start(np.arange(2), rng)
         seen = batched.reset_observation(np.zeros((2, 3)), np.arange(2), rng)
         np.testing.assert_allclose(seen[0], obs)
         for t in range(1, 6):
@@ -230,7 +229,7 @@ def test_noise_effects_draw_per_world_values_with_the_right_spread() -> None:
     specs = [EffectSpec.model_validate({"type": "observation_noise", "std": [0.0, 0.2], "bias_std": 0.1})]
     batched = BatchedEffects(specs, 500, _Ramp.action_space, _Ramp.observation_space, "effects")
     rng = np.random.default_rng(1)
-    records = [batched.start(w, rng) for w in range(500)]
+    records = batched.start(np.arange(500), rng)
     stds = np.array([r["observation_noise.std"] for r in records])
     assert 0.0 <= stds.min() and stds.max() <= 0.2 and stds.std() > 0.04
     noisy = np.stack([batched.observe(np.zeros((500, 3)), rng) for _ in range(200)])
@@ -322,3 +321,47 @@ def test_target_stages_use_one_env_with_warp(tmp_path: Path) -> None:
     cfg = load_config(_warp_config(tmp_path))
     assert cfg.algo.n_envs == 8 and cfg.target_n_envs == 1 and cfg.target_rollout == 64
     assert cfg.pretrain_algo.kwargs["n_steps"] == 16 and cfg.algo.kwargs["n_steps"] == 64
+
+
+def test_warp_pretraining_is_reproducible_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same seed, same weights; a pretraining interrupted after a checkpoint continues from it (its
+    TensorBoard steps run on without repeats; the worlds restart from a fresh reset, as on Gymnasium)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import simreal.training.loop as loop
+
+    extra = [
+        "workers=1",
+        "pretrain.timesteps=384",
+        "checkpoint_every_steps=128",
+        "pretrain.nominal_baseline=false",
+    ]
+    config = str(_warp_config(tmp_path))
+    args = {name: set_args(tmp_path / name, *extra, reference=False) for name in ("a", "b", "c")}
+    for name in ("a", "b"):
+        main(["pretrain", config, *args[name]])
+    policy = "warp/pretrain_randomized/seed0/policy.pt"
+    weights = [load_policy(tmp_path / n / policy, CPU).states["policy"] for n in ("a", "b")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+    real = loop.save_checkpoint
+
+    def save_then_stop(*a: Any, **k: Any) -> None:
+        real(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        main(["pretrain", config, *args["c"]])
+    monkeypatch.setattr(loop, "save_checkpoint", real)
+    stage = tmp_path / "c" / "warp" / "pretrain_randomized" / "seed0"
+    assert torch.load(stage / "checkpoint.pt", weights_only=True)["num_timesteps"] == 128
+    assert not (stage / "policy.pt").exists()
+    main(["pretrain", config, *args["c"]])  # pretrain resumes from its checkpoint
+    assert (stage / "policy.pt").exists()
+    acc = EventAccumulator(str(stage))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("time/fps")]
+    assert steps == sorted(set(steps)) and steps[-1] == 384, steps

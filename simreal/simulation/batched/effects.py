@@ -1,12 +1,12 @@
 """The built-in real-like effects over N worlds at once: per-world episode values, arrays per step.
 
 Each class is the batched twin of one wrapper in `simreal.simulation.effects` and keeps its semantics:
-per-episode values drawn at each world's own reset from that world's generator (the wrapper's
-`Param.draw`), recorded in `info["effects"]` under the same `<name>.<param>` keys (a repeated effect as
-`<name>_2`, ...); per-step randomness (noise, drops) from one generator for all worlds, drawn as
-(N, dim) arrays. Order is the YAML's: `specs[0]` is innermost (actions pass through the list last to
-first, observations first to last). `control_jitter` (which steps a world several times) and user
-effects have no batched form: `batched_effects` refuses them, naming the supported ones.
+per-episode values drawn at each world's own reset from the wrapper's `Param` (for all worlds resetting
+together at once), recorded in `info["effects"]` under the same `<name>.<param>` keys (a repeated effect
+as `<name>_2`, ...); per-step randomness (noise, drops) drawn as (N, dim) arrays. Order is the YAML's:
+`specs[0]` is innermost (actions pass through the list last to first, observations first to last).
+`control_jitter` (which steps a world several times) and user effects have no batched form:
+`BatchedEffects` refuses them, naming the supported ones.
 """
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ class BatchedEffect:
         self.now = {key: np.full(nworld, p.low) for key, p in self.ranges.items()}
         self.action_space, self.observation_space = action, obs
 
-    def start(self, world: int, rng: np.random.Generator) -> dict[str, float]:
-        """Draw world `world`'s values for its new episode (the wrapper's draw order); returns them."""
-        drawn = {key: p.draw(rng) for key, p in self.ranges.items()}
-        for key, value in drawn.items():
-            self.now[key][world] = value
-        self.begin(world, rng)
+    def start(self, worlds: Array, rng: np.random.Generator) -> dict[str, Array]:
+        """Draw new episodes' values for `worlds` (each parameter for all of them at once); returns them."""
+        drawn = {key: p.draws(rng, len(worlds)) for key, p in self.ranges.items()}
+        for key, values in drawn.items():
+            self.now[key][worlds] = values
+        self.begin(worlds, rng)
         return drawn
 
-    def begin(self, world: int, rng: np.random.Generator) -> None:
-        """Per-episode state of one world beyond its drawn values."""
+    def begin(self, worlds: Array, rng: np.random.Generator) -> None:
+        """Per-episode state of `worlds` beyond their drawn values."""
 
     def act(self, action: Array, rng: np.random.Generator) -> Array:
         return action
@@ -85,8 +85,8 @@ class ActionDelay(BatchedEffect):
         depth = max(1, int(self.ranges["steps"].high))
         self.hist = np.tile(self.neutral, (nworld, depth, 1))
 
-    def begin(self, world: int, rng: np.random.Generator) -> None:
-        self.hist[world] = self.neutral
+    def begin(self, worlds: Array, rng: np.random.Generator) -> None:
+        self.hist[worlds] = self.neutral
 
     def act(self, action: Array, rng: np.random.Generator) -> Array:
         k = self.now["steps"].astype(np.int64)
@@ -127,9 +127,9 @@ class ObservationNoise(BatchedEffect):
         self.bias = np.zeros((nworld, *obs.shape))
         self.clip = bool(np.isfinite(obs.low).any() or np.isfinite(obs.high).any())
 
-    def begin(self, world: int, rng: np.random.Generator) -> None:
-        std = self.now["bias_std"][world]
-        self.bias[world] = rng.normal(0.0, std, size=self.bias.shape[1:]) if std > 0 else 0.0
+    def begin(self, worlds: Array, rng: np.random.Generator) -> None:
+        std = self.now["bias_std"][worlds].reshape(-1, *[1] * (self.bias.ndim - 1))
+        self.bias[worlds] = rng.standard_normal((len(worlds), *self.bias.shape[1:])) * std
 
     def observe(self, obs: Array, rng: np.random.Generator) -> Array:
         noisy = obs + self.bias + rng.standard_normal(obs.shape) * self.now["std"][:, None]
@@ -231,13 +231,15 @@ class BatchedEffects:
             n = sum(p == e.name or p.startswith(e.name + "_") for p in self.prefixes) + 1
             self.prefixes.append(e.name if n == 1 else f"{e.name}_{n}")
 
-    def start(self, world: int, rng: np.random.Generator) -> dict[str, float]:
-        """New-episode values of world `world`, keyed as the wrappers record them in `info["effects"]`."""
-        record: dict[str, float] = {}
+    def start(self, worlds: Array, rng: np.random.Generator) -> list[dict[str, float]]:
+        """New episodes for `worlds`: their values, keyed as the wrappers record them in `info["effects"]`."""
+        columns: dict[str, Array] = {}
         for prefix, effect in zip(self.prefixes, self.effects, strict=True):
-            for key, value in effect.start(world, rng).items():
-                record[f"{prefix}.{key}"] = float(value)
-        return record
+            for key, values in effect.start(worlds, rng).items():
+                columns[f"{prefix}.{key}"] = values
+        names = list(columns)
+        rows = np.stack([columns[n] for n in names], axis=1).tolist() if names else [[] for _ in worlds]
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def act(self, action: Array, rng: np.random.Generator) -> Array:
         for effect in reversed(self.effects):

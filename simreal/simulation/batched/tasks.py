@@ -63,9 +63,15 @@ class BatchedTask:
     def terminated(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
 
-    def reset_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One world's initial (qpos, qvel), drawn as the Gymnasium env's `reset_model` draws them."""
+    def reset_state(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """`n` worlds' initial (qpos, qvel), each drawn as the Gymnasium env's `reset_model` draws one."""
         raise NotImplementedError
+
+    def _around(self, rng: np.random.Generator, n: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            self.init_qpos + rng.uniform(-scale, scale, (n, len(self.init_qpos))),
+            self.init_qvel + rng.uniform(-scale, scale, (n, len(self.init_qvel))),
+        )
 
 
 class InvertedPendulum(BatchedTask):
@@ -86,10 +92,8 @@ class InvertedPendulum(BatchedTask):
     ) -> torch.Tensor:
         return (~self.terminated(obs)).to(obs.dtype)
 
-    def reset_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        qpos = self.init_qpos + rng.uniform(-self.noise, self.noise, size=self.init_qpos.shape)
-        qvel = self.init_qvel + rng.uniform(-self.noise, self.noise, size=self.init_qvel.shape)
-        return qpos, qvel
+    def reset_state(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._around(rng, n, self.noise)
 
 
 class Reacher(BatchedTask):
@@ -118,15 +122,16 @@ class Reacher(BatchedTask):
         dist = -torch.linalg.vector_norm(self._to_target(s), dim=1) * self.dist_weight
         return dist - action.square().sum(dim=1) * self.control_weight
 
-    def reset_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        qpos = rng.uniform(-0.1, 0.1, size=self.init_qpos.shape) + self.init_qpos
-        while True:
-            goal = rng.uniform(-0.2, 0.2, size=2)
-            if np.linalg.norm(goal) < 0.2:
-                break
-        qpos[-2:] = goal
-        qvel = self.init_qvel + rng.uniform(-0.005, 0.005, size=self.init_qvel.shape)
-        qvel[-2:] = 0.0
+    def reset_state(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        qpos = rng.uniform(-0.1, 0.1, (n, len(self.init_qpos))) + self.init_qpos
+        goal = rng.uniform(-0.2, 0.2, (n, 2))
+        far = np.linalg.norm(goal, axis=1) >= 0.2
+        while far.any():  # rejection sampling, as Gymnasium: uniform in the disc of radius 0.2
+            goal[far] = rng.uniform(-0.2, 0.2, (int(far.sum()), 2))
+            far = np.linalg.norm(goal, axis=1) >= 0.2
+        qpos[:, -2:] = goal
+        qvel = self.init_qvel + rng.uniform(-0.005, 0.005, (n, len(self.init_qvel)))
+        qvel[:, -2:] = 0.0
         return qpos, qvel
 
 
@@ -153,9 +158,9 @@ class HalfCheetah(BatchedTask):
         velocity = (s.qpos[:, 0] - before) / dt
         return self.forward_weight * velocity - self.ctrl_weight * action.square().sum(dim=1)
 
-    def reset_state(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        qpos = self.init_qpos + rng.uniform(-self.noise, self.noise, size=self.init_qpos.shape)
-        qvel = self.init_qvel + self.noise * rng.standard_normal(self.init_qvel.shape)
+    def reset_state(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        qpos = self.init_qpos + rng.uniform(-self.noise, self.noise, (n, len(self.init_qpos)))
+        qvel = self.init_qvel + self.noise * rng.standard_normal((n, len(self.init_qvel)))
         return qpos, qvel
 
 

@@ -4,8 +4,8 @@
 observation, reward and termination of the Gymnasium env it reproduces (`batched.tasks`) on torch
 views of Warp's arrays (on the simulation's device), applies the effects (`batched.effects`) on numpy
 arrays at SB3's boundary, and resets finished worlds where they stand: each draws its own physics
-(`batched.worlds`, drawn for all resetting worlds at once), effects and initial state (from world i's
-own generator, `default_rng(seed + i)`: the seed SB3's `DummyVecEnv` would give env i).
+(`batched.worlds`), effects and initial state - for all worlds resetting together at once, from one
+generator seeded by the run's seed (per-step noise from a second one), so a seed repeats a run exactly.
 
 Like `DummyVecEnv` + `Monitor` + `TimeLimit`, a finished world's info has `terminal_observation`,
 `TimeLimit.truncated` and `episode` (`r`, `l`, `t`); every step's info has `dynamics` (that world's
@@ -120,6 +120,7 @@ class WarpVecEnv(VecEnv):
         cleared = [getattr(self.data, f) for f in CLEARED if getattr(self.data, f, None) is not None]
         self._cleared = [wp.to_torch(a) for a in cleared if a.size > 0]
         self.compile_seconds: float | None = None
+        self._graph: Any = None
         self._seed(seed)
         self._actions = np.zeros((nworld, *act_space.shape), dtype=act_space.dtype)
         self._elapsed = np.zeros(nworld, dtype=np.int64)
@@ -132,29 +133,28 @@ class WarpVecEnv(VecEnv):
         return self._wp.to_torch(getattr(obj, field.removeprefix("opt.")))
 
     def _seed(self, seed: int) -> None:
-        self._rngs = [np.random.default_rng(seed + i) for i in range(self.num_envs)]
+        """Reset draws and per-step noise from two generators of `seed` (and the world count)."""
         self._step_rng = np.random.default_rng(np.random.SeedSequence([seed, self.num_envs, 7]))
-        self._physics_rng = np.random.default_rng(np.random.SeedSequence([seed, self.num_envs, 11]))
+        self._reset_rng = np.random.default_rng(np.random.SeedSequence([seed, self.num_envs, 11]))
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         if seed is not None:
             self._seed(seed)
-        return [None if seed is None else seed + i for i in range(self.num_envs)]
+        return [seed for _ in range(self.num_envs)]
 
     # -- worlds ---------------------------------------------------------------------------------------
 
     def _reset_worlds(self, worlds: np.ndarray) -> None:
         """Fresh episodes for `worlds`: physics, effects, initial state (Gymnasium's reset_model draws)."""
         wp, mjw = self._wp, self._mjw
-        qpos = np.empty((len(worlds), self.state.qpos.shape[1]))
-        qvel = np.empty((len(worlds), self.state.qvel.shape[1]))
+        rng = self._reset_rng
         if self.physics is not None:
-            self.physics.draw(worlds, self._physics_rng)
+            self.physics.draw(worlds, rng)
             self.physics.upload(self._views, worlds)
-        for j, w in enumerate(worlds):
-            rng = self._rngs[w]
-            self._effects_now[w] = self.effects.start(int(w), rng) if self.effects is not None else {}
-            qpos[j], qvel[j] = self.task.reset_state(rng)
+        if self.effects is not None:
+            for w, record in zip(worlds, self.effects.start(worlds, rng), strict=True):
+                self._effects_now[w] = record
+        qpos, qvel = self.task.reset_state(rng, len(worlds))
         mask = np.zeros(self.num_envs, dtype=bool)
         mask[worlds] = True
         index = torch.as_tensor(worlds, device=self.device)
@@ -165,13 +165,53 @@ class WarpVecEnv(VecEnv):
         with wp.ScopedDevice(self._wdevice):
             if self.task.forward_at_reset:  # what the observation reads is recomputed for these worlds only
                 kept = self.state.xpos.clone()
+                self._sync_torch()
                 mjw.forward(self.model, self.data)
+                self._sync_warp()
                 others = torch.as_tensor(~mask, device=self.device)
                 self.state.xpos[others] = kept[others]
         self._elapsed[worlds] = 0
         self._returns[worlds] = 0.0
         for w in worlds:
             self.reset_infos[w] = {"dynamics": self._dynamics(w), "effects": dict(self._effects_now[w])}
+
+    def _simulate(self) -> None:
+        """`frame_skip` physics steps of every world (one captured CUDA graph on a GPU)."""
+        wp, mjw = self._wp, self._mjw
+        self._sync_torch()
+        with wp.ScopedDevice(self._wdevice):
+            if self._graph is not None:
+                wp.capture_launch(self._graph)
+            else:
+                for _ in range(self.task.frame_skip):
+                    mjw.step(self.model, self.data)
+        self._sync_warp()
+
+    def _sync_torch(self) -> None:
+        """On CUDA: torch's writes (controls, states, rows) done before Warp's stream reads them."""
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+
+    def _sync_warp(self) -> None:
+        """On CUDA: Warp's kernels done before torch reads their results."""
+        if self.device.type == "cuda":
+            self._wp.synchronize_device(self._wdevice)
+
+    def _capture(self) -> None:
+        """On CUDA, record the substeps once as a graph (kernels are compiled by now): one launch per
+        step instead of hundreds. The model and data arrays are updated in place, so the graph stays
+        valid; if capture fails, steps keep launching kernel by kernel."""
+        if self.device.type != "cuda":
+            return
+        wp, mjw = self._wp, self._mjw
+        try:
+            with wp.ScopedDevice(self._wdevice), wp.ScopedCapture() as capture:
+                for _ in range(self.task.frame_skip):
+                    mjw.step(self.model, self.data)
+            self._graph = capture.graph  # recorded, not run: the worlds have not moved
+        except Exception as err:  # noqa: BLE001 - any capture failure falls back to plain launches
+            log.warning("MuJoCo Warp: CUDA graph capture failed (%s); stepping without it", err)
+            self._graph = None
 
     def _dynamics(self, world: int) -> dict[str, float]:
         return self.physics.values[world] if self.physics is not None else {}
@@ -193,7 +233,7 @@ class WarpVecEnv(VecEnv):
         self._actions = np.asarray(actions, dtype=self.action_space.dtype).reshape(self._actions.shape)
 
     def step_wait(self) -> VecEnvStepReturn:
-        wp, mjw = self._wp, self._mjw
+        wp = self._wp
         applied = self._actions
         if self.effects is not None:
             applied = self.effects.act(applied, self._step_rng)
@@ -201,9 +241,7 @@ class WarpVecEnv(VecEnv):
         self._ctrl.copy_(action.to(self._ctrl.dtype))
         before = self.task.before_step(self.state)
         start = time.perf_counter() if self.compile_seconds is None else 0.0
-        with wp.ScopedDevice(self._wdevice):
-            for _ in range(self.task.frame_skip):
-                mjw.step(self.model, self.data)
+        self._simulate()
         if self.compile_seconds is None:
             wp.synchronize()
             self.compile_seconds = time.perf_counter() - start
@@ -214,6 +252,7 @@ class WarpVecEnv(VecEnv):
                 self.compile_seconds,
                 wp.config.kernel_cache_dir,
             )
+            self._capture()
         raw = self.task.observe(self.state)
         terminated_t = self.task.terminated(raw)
         dt = self._timestep * self.task.frame_skip

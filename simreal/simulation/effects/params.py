@@ -55,6 +55,14 @@ class Param:
             return float(rng.integers(int(self.low), int(self.high), endpoint=True))
         return float(rng.uniform(self.low, self.high))
 
+    def draws(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """`size` independent episodes' values at once (batched worlds), as `draw` gives them one by one."""
+        if self.low == self.high:
+            return np.full(size, self.low)
+        if self.integer:
+            return rng.integers(int(self.low), int(self.high), size=size, endpoint=True).astype(np.float64)
+        return rng.uniform(self.low, self.high, size=size)
+
     @classmethod
     def of(
         cls,
