@@ -281,7 +281,8 @@ def test_pretraining_on_warp_runs_through_the_pipeline(tmp_path: Path) -> None:
     main(["run", str(config), *set_args(tmp_path / "runs", "workers=1", reference=False)])
     run = tmp_path / "runs" / "warp"
     art = load_policy(run / "pretrain_randomized" / "seed0" / "policy.pt", CPU)
-    assert art.meta["env_id"] == "simreal/InvertedPendulum-Rand-v0"
+    assert art.meta["env_id"] == "simreal/InvertedPendulum-Rand-v0" and art.meta["sim_backend"] == "warp"
+    assert art.meta["pretrain_algo_kwargs"]["n_steps"] == 16  # provenance: how it was pretrained
     curve = (run / "pretrain_randomized" / "seed0").glob("**/events.out.tfevents*")
     assert any(curve)
     assert (run / "finetune" / "seed0" / "final.json").exists()

@@ -184,7 +184,12 @@ def pretrain(ctx: Context, seed: int, randomized: bool, variant: str | None = No
         log_dynamics=randomized,
         adr=adr,
     )
-    meta = {**_meta(ctx, variant, seed, env_id, venv), "adr": None if adr is None else adr.as_dict()}
+    meta = {
+        **_meta(ctx, variant, seed, env_id, venv),
+        "adr": None if adr is None else adr.as_dict(),
+        "sim_backend": ctx.cfg.sim_backend,
+        "pretrain_algo_kwargs": algo.kwargs,
+    }
     save_policy(model, obs_rms_of(venv), meta, out / POLICY, backbone=encoder.backbone_state())
     venv.close()
     return out / POLICY

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv
@@ -34,6 +35,8 @@ from simreal.simulation.batched.tasks import BatchedTask, State
 from simreal.simulation.batched.worlds import WorldPhysics
 
 log = logging.getLogger("simreal")
+_reported = False
+"""Whether this process has logged a first-step (compile) time yet: later ones go to the debug log."""
 
 CACHE_ENV = "SIMREAL_WARP_CACHE"
 """Environment variable naming Warp's kernel cache directory (default: Warp's own)."""
@@ -96,9 +99,8 @@ class WarpVecEnv(VecEnv):
         self.max_episode_steps = max_episode_steps
         self.device = device
         self._wdevice = warp_device(device)
+        self._host = host
         mjm = host.unwrapped.model  # type: ignore[attr-defined]
-        import mujoco
-
         fields = physics.fields if physics is not None else ()
         sizes = {f: nworld for f in fields if not f.startswith("opt.")}
         with wp.ScopedDevice(self._wdevice):
@@ -245,13 +247,16 @@ class WarpVecEnv(VecEnv):
         if self.compile_seconds is None:
             wp.synchronize()
             self.compile_seconds = time.perf_counter() - start
-            log.info(
+            global _reported
+            log.log(
+                logging.DEBUG if _reported else logging.INFO,
                 "MuJoCo Warp: first step of %d worlds on %s: %.1f s (kernels compiled or loaded; cache %s)",
                 self.num_envs,
                 self._wdevice,
                 self.compile_seconds,
                 wp.config.kernel_cache_dir,
             )
+            _reported = True
             self._capture()
         raw = self.task.observe(self.state)
         terminated_t = self.task.terminated(raw)
@@ -288,7 +293,7 @@ class WarpVecEnv(VecEnv):
         return obs, rewards, dones, infos
 
     def close(self) -> None:
-        pass
+        self._host.close()
 
     # -- attribute access (one host env stands for every world) ---------------------------------------
 
