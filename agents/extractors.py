@@ -91,6 +91,7 @@ class BackboneExtractor(BaseFeaturesExtractor):
             raise ValueError(
                 f"BackboneExtractor needs an image Box (C,H,W) or (H,W,C), got {observation_space}"
             )
+        self._image_shape: tuple[int, ...] = tuple(shape)
         self.channels_first = is_image_space_channels_first(observation_space)
         channels = shape[0] if self.channels_first else shape[-1]
         if channels % 3 != 0:
@@ -167,6 +168,13 @@ class BackboneExtractor(BaseFeaturesExtractor):
     def pooled_features(self) -> int:
         """Size of the pooled, frame-concatenated vector the projection reads."""
         return self.backbone.tap_channels(self.tap) * self.pool**2 * self.n_frames
+
+    def feature_map_size(self) -> tuple[int, int]:
+        """(H, W) of the tap's feature map for this extractor's frames (one dummy frame through it)."""
+        with torch.no_grad():
+            frames = self.preprocess(torch.zeros((1, *self._image_shape), dtype=torch.uint8))[:1]
+            maps = self.backbone.forward_to(frames, self.tap)
+        return int(maps.shape[-2]), int(maps.shape[-1])
 
     def _pool(self, maps: torch.Tensor, n: int) -> torch.Tensor:
         """(N*k, C, H, W) maps -> (N, k*C*g*g): average over the g x g grid, frames concatenated."""

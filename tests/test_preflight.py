@@ -143,3 +143,15 @@ def test_reference_off_and_success_return_on(tmp_path: Path) -> None:
     assert report["reference"]["kind"] == "success_return" and report["reference_return"] == 900
     assert "reference" not in report["variants"] and not (tmp_path / "references").exists()
     assert report["sample_efficiency_ratio"]["scratch_curves"] == "scratch"
+
+
+def test_a_pooling_grid_larger_than_the_feature_map_is_one_line() -> None:
+    """Stage 5 of EfficientNet-Lite0 gives a 4x4 map for 64x64 frames: a 6x6 grid would only repeat
+    cells (adaptive pooling upsamples without a word); 4 is accepted."""
+    from simreal.config import config_dir
+
+    pixels = config_dir() / "inverted_pendulum_pixels.yaml"
+    with pytest.raises(ConfigError, match=r"perception.pool: a 6x6 grid on the 4x4 feature map") as err:
+        preflight(load_config(pixels, ["perception.tap=stage5", "perception.pool=6"]), CPU)
+    assert "\n" not in str(err.value)
+    preflight(load_config(pixels, ["perception.tap=stage5", "perception.pool=4"]), CPU)

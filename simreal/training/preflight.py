@@ -123,6 +123,7 @@ def preflight(cfg: ExperimentConfig, device: torch.device) -> int:
                 pass
         with _built(ctx, ctx.target_id, f"{task.source}: targets.{cfg.target}") as target:
             _check_target_spaces(ctx, source, target)
+        _check_grid(ctx, source)
     if cfg.sim_backend == "warp":
         _check_batched(ctx)
     try:
@@ -139,6 +140,25 @@ def preflight(cfg: ExperimentConfig, device: torch.device) -> int:
     _check_search(ctx)
     _check_distill(ctx)
     return _check_success_return(ctx, model, encoder)
+
+
+def _check_grid(ctx: Context, source: gym.Env[Any, Any]) -> None:
+    """`perception.pool` must fit the tap's feature map at the frames' size (a larger grid would only
+    repeat cells: adaptive pooling upsamples silently)."""
+    p = ctx.cfg.perception
+    if p is None or p.pool == 1:
+        return
+    from agents.extractors import BackboneExtractor
+
+    space = source.observation_space
+    assert isinstance(space, gym.spaces.Box)
+    height, width = BackboneExtractor(space, **p.extractor_kwargs()).feature_map_size()
+    if p.pool > min(height, width):
+        raise ConfigError(
+            f"perception.pool: a {p.pool}x{p.pool} grid on the {height}x{width} feature map of {p.backbone} "
+            f"at tap {p.tap or 'the last stage'} for these frames (allowed: pool <= {min(height, width)}, an "
+            "earlier tap, or a larger perception.image_size)"
+        )
 
 
 def _check_batched(ctx: Context) -> None:
