@@ -3,9 +3,11 @@
 Part A - the learning setup without pixels: PPO exactly as `configs/inverted_pendulum_pixels.yaml` sets
 it up (its n_envs, n_steps, batch, epochs, network and pretraining budget) on the same randomized source
 sim, from state observations: the full state (what a perfect perception would give), positions only (no
-velocity), and the positions of the last 3 steps (what 3 stacked frames can give at best). If the full
-state does not balance within the budget, the budget or PPO setup is the limit, not the camera; if
-positions-only fails but stacked positions work, velocity must reach the policy through the stack.
+velocity), and the positions of the last 3 steps (what 3 stacked frames can give at best); the first and
+the last also with the last 2 actions (the source delays actions by 0-2 steps, which a camera cannot
+see). If the full state does not balance within the budget, the budget or PPO setup is the limit, not
+the camera; if positions-only fails but stacked positions work, velocity must reach the policy through
+the stack.
 Each final policy: 10 episodes on the randomized source, fixed seeds.
 
 Part B - the scale of what the frozen features feed the policy: statistics of the cached EfficientNet-Lite0
@@ -33,23 +35,35 @@ from probe_features import collect, features  # noqa: E402
 
 import simreal  # noqa: E402,F401 - registers the packaged tasks
 from simreal.config import load_config  # noqa: E402
+from simreal.simulation.observation import ActionHistory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "inverted_pendulum_pixels.yaml"
 SOURCE = "simreal/InvertedPendulum-Rand-v0"
 
 
+VIEWS = (
+    "state",
+    "positions",
+    "stacked_positions",
+    "state+action_history",
+    "stacked_positions+action_history",
+)
+
+
 def _view(kind: str) -> Any:
     def make() -> gym.Env[Any, Any]:
         env: gym.Env[Any, Any] = gym.make(SOURCE)
-        if kind == "state":
-            return env
-        positions = gym.wrappers.TransformObservation(
-            env, lambda o: o[:2].astype(np.float32), gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-        )
-        if kind == "positions":
-            return positions
-        return gym.wrappers.FlattenObservation(gym.wrappers.FrameStackObservation(positions, 3))
+        base = kind.removesuffix("+action_history")
+        if base != "state":
+            env = gym.wrappers.TransformObservation(
+                env, lambda o: o[:2].astype(np.float32), gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+            )
+        if base == "stacked_positions":
+            env = gym.wrappers.FlattenObservation(gym.wrappers.FrameStackObservation(env, 3))
+        if kind.endswith("+action_history"):  # the source delays actions 0-2 steps: the commands in flight
+            env = ActionHistory(env, 2)
+        return env
 
     return make
 
@@ -69,14 +83,14 @@ def _evaluate(model: PPO, make: Any, episodes: int = 10) -> float:
     return float(np.mean(returns))
 
 
-def part_a(seeds: list[int]) -> None:
+def part_a(seeds: list[int], views: tuple[str, ...] = VIEWS) -> None:
     cfg = load_config(CONFIG)
     algo = cfg.algo
     steps = cfg.pretrain.timesteps
     print(f"Part A: PPO {algo.kwargs}, {algo.n_envs} envs, net {algo.net_arch}, {steps:,} steps, state views")
     from stable_baselines3.common.env_util import make_vec_env
 
-    for kind in ("state", "positions", "stacked_positions"):
+    for kind in views:
         finals = []
         for seed in seeds:
             venv = make_vec_env(_view(kind), n_envs=algo.n_envs, seed=seed)
@@ -118,12 +132,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--part", default="both", choices=["a", "b", "both"])
     parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--views", default=",".join(VIEWS), help="part A's observation views")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part in ("b", "both"):
         part_b(args.frames)
     if args.part in ("a", "both"):
-        part_a([int(s) for s in args.seeds.split(",")])
+        part_a([int(s) for s in args.seeds.split(",")], tuple(args.views.split(",")))
 
 
 if __name__ == "__main__":
