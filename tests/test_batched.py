@@ -366,3 +366,57 @@ def test_warp_pretraining_is_reproducible_and_resumes(
     acc.Reload()
     steps = [e.step for e in acc.Scalars("time/fps")]
     assert steps == sorted(set(steps)) and steps[-1] == 384, steps
+
+
+def _adr_task(name: str, expand_above: float, shrink_below: float) -> Any:
+    return register_task(
+        {
+            "name": name,
+            "env": "InvertedPendulum-v5",
+            "randomization": {
+                "params": [
+                    {"param": "body_mass", "names": ["pole"], "dist": "uniform", "low": 0.5, "high": 2.0}
+                ],
+                "adr": {
+                    "expand_above": expand_above,
+                    "shrink_below": shrink_below,
+                    "boundary_prob": 0.5,
+                    "initial_width": 0.2,
+                    "episodes": 3,
+                },
+            },
+            "targets": {"t": {}},
+        }
+    )
+
+
+def test_adr_grows_from_the_worlds_episodes_and_pins_edges() -> None:
+    """Every world's episode pins an edge with boundary_prob and files its return: with returns always
+    above expand_above the range grows towards its declared bounds, never past them; with returns always
+    below shrink_below it never shrinks inside its initial range."""
+    from simreal.simulation.adr import AdrState
+
+    for name, expand, shrink, grows in (("WarpAdrUp", -1.0, -2.0, True), ("WarpAdrDown", 1e9, 1e9, False)):
+        task = _adr_task(name, expand, shrink)
+        spec = task.spec.randomization
+        assert spec.adr is not None
+        adr = AdrState.for_entries(spec.adr, spec.params)
+        start = (adr.dims[0].low, adr.dims[0].high)
+        venv = make_batched(task, True, 16, 0, CPU, adr=adr)
+        venv.reset()
+        pinned = [int((venv.physics._pin >= 0).sum())]
+        nominal = 2 * _ranges("inverted_pendulum")["body_mass/pole"][0]
+        pole = venv._views["body_mass"][:, 2].numpy() / nominal  # the drawn scale factors
+        at_edge = np.isclose(pole, adr.dims[0].low) | np.isclose(pole, adr.dims[0].high)
+        assert at_edge[venv.physics._pin >= 0].all()  # a pinned world draws the edge itself
+        rng = np.random.default_rng(0)
+        for _ in range(100):
+            venv.step(rng.uniform(-1, 1, (16, 1)).astype(np.float32))
+            pinned.append(int((venv.physics._pin >= 0).sum()))
+        low, high = adr.dims[0].low, adr.dims[0].high
+        assert 0.5 <= low <= high <= 2.0
+        if grows:
+            assert low < start[0] and high > start[1] and adr.updates > 0
+        else:
+            assert (low, high) == pytest.approx(start)
+        assert 0 < np.mean(pinned) < 16  # about half the worlds' episodes pin an edge

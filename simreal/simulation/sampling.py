@@ -76,13 +76,18 @@ class BoundParam:
 
     def draw(self, rng: np.random.Generator, worlds: int | None = None) -> np.ndarray:
         """One draw of the selected elements' values - or with `worlds`, one per world, `(worlds, n)`."""
-        n = 1 if self.spec.shared else len(self.indices)
         if worlds is None:
-            raw = np.broadcast_to(self.spec.sample(rng, n), self.nominal.shape)
-        else:
-            raw = np.broadcast_to(
-                self.spec.sample(rng, worlds * n).reshape(worlds, n), (worlds, len(self.nominal))
-            )
+            return self.values(self.spec.sample(rng, self.draws_per_world))
+        return self.values(self.spec.sample(rng, worlds * self.draws_per_world).reshape(worlds, -1))
+
+    @property
+    def draws_per_world(self) -> int:
+        """Independent values one draw takes: one if `shared`, else one per selected element."""
+        return 1 if self.spec.shared else len(self.indices)
+
+    def values(self, raw: np.ndarray) -> np.ndarray:
+        """Drawn numbers (`(..., draws_per_world)`) -> the elements' values: mode applied, clipped."""
+        raw = np.broadcast_to(raw, (*raw.shape[:-1], len(self.nominal)))
         if self.spec.mode == "scale":
             values = self.nominal * raw
         elif self.spec.mode == "add":

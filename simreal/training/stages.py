@@ -119,14 +119,14 @@ def policy_env(
     return attach(ctx.cfg.perception, venv, ctx.device)
 
 
-def batched_env(ctx: Context, randomized: bool, seed: int) -> VecEnv:
+def batched_env(ctx: Context, randomized: bool, seed: int, adr: AdrState | None = None) -> VecEnv:
     """The source sim as `algo.n_envs` worlds of one MuJoCo Warp model, observed as `policy_env` would
     observe it (action history, normalization; `sim_backend: warp`)."""
     from simreal.simulation.batched import make_batched
     from simreal.simulation.batched.history import VecActionHistory
 
     algo, obs = ctx.cfg.algo, ctx.cfg.observation
-    venv: VecEnv = make_batched(ctx.task, randomized, algo.n_envs, seed, ctx.device)
+    venv: VecEnv = make_batched(ctx.task, randomized, algo.n_envs, seed, ctx.device, adr)
     if obs.action_history:
         venv = VecActionHistory(venv, obs.action_history)
     return normalized(venv, algo.normalize_obs, None, True)
@@ -165,7 +165,7 @@ def pretrain(ctx: Context, seed: int, randomized: bool, variant: str | None = No
     spec = ctx.cfg.task.randomization
     adr = AdrState.for_entries(spec.adr, spec.params) if randomized and spec.adr is not None else None
     if ctx.cfg.sim_backend == "warp":
-        venv, encoder = batched_env(ctx, randomized, seed), Encoder({})
+        venv, encoder = batched_env(ctx, randomized, seed, adr), Encoder({})
     else:
         kwargs = None if adr is None else {"adr": adr}
         venv, encoder = policy_env(ctx, env_id, seed, env_kwargs=kwargs, subproc=algo.vec_env == "subproc")

@@ -11,7 +11,8 @@ Supported: tasks whose env is one of Gymnasium's `InvertedPendulum-v5`, `Reacher
 (any constructor arguments); physics parameters `body_mass`, `friction`, `joint_damping`,
 `actuator_gain`, `gravity`, `timestep`; every built-in effect but `control_jitter`. Not supported (one
 line each): PyBullet or other envs without a batched version, `frame_skip` and `CustomParam`s,
-`resample_every_steps`, ADR, user effects.
+`resample_every_steps`, user effects. With `randomization.adr` every world pins edges and files its
+returns into the one ADR state, so thousands of worlds fill its buffers quickly.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import gymnasium as gym
 import torch
 
 from simreal.schema import ConfigError
+from simreal.simulation.adr import AdrState
 from simreal.simulation.batched.effects import BatchedEffects
 from simreal.simulation.batched.tasks import SUPPORTED, BatchedTask, batched_task
 from simreal.simulation.batched.worlds import WorldPhysics, batched_fields
@@ -52,11 +54,6 @@ def check_batched(task: Task, randomized: bool, where: str = "sim_backend") -> N
     if not randomized:
         return
     r = spec.randomization
-    if r.adr is not None:
-        raise ConfigError(
-            f"{spec.source}: randomization.adr: not supported by sim_backend: warp yet "
-            "(allowed: fixed ranges; or sim_backend: gymnasium)"
-        )
     if r.resample_every_steps is not None:
         raise ConfigError(
             f"{spec.source}: randomization.resample_every_steps: not supported by sim_backend: warp "
@@ -99,8 +96,11 @@ def _free_memory(device: torch.device) -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def make_batched(task: Task, randomized: bool, nworld: int, seed: int, device: torch.device) -> Any:
-    """The task's randomized (or nominal) source sim as `nworld` worlds of one Warp model (a VecEnv)."""
+def make_batched(
+    task: Task, randomized: bool, nworld: int, seed: int, device: torch.device, adr: AdrState | None = None
+) -> Any:
+    """The task's randomized (or nominal) source sim as `nworld` worlds of one Warp model (a VecEnv);
+    `adr`: with `randomization.adr`, the state its worlds draw from and grow (else one is made)."""
     from simreal.simulation.batched.warp_env import WarpVecEnv
 
     check_batched(task, randomized)
@@ -108,7 +108,10 @@ def make_batched(task: Task, randomized: bool, nworld: int, seed: int, device: t
     spec = task.spec
     physics = effects = None
     if randomized and spec.randomization.params:
-        physics = WorldPhysics(host, spec.randomization, nworld, f"{spec.source}: randomization.params")
+        r = spec.randomization
+        if adr is None and r.adr is not None:
+            adr = AdrState.for_entries(r.adr, r.params)
+        physics = WorldPhysics(host, r, nworld, f"{spec.source}: randomization.params", adr)
     if randomized and spec.source_effects:
         obs, act = host.observation_space, host.action_space
         assert isinstance(obs, gym.spaces.Box) and isinstance(act, gym.spaces.Box)

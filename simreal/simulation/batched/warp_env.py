@@ -283,6 +283,8 @@ class WarpVecEnv(VecEnv):
                     "l": int(self._elapsed[w]),
                     "t": now,
                 }
+            if self.physics is not None:
+                self.physics.end_episodes(worlds, self._returns[worlds])
             self._reset_worlds(worlds)
             fresh = self._observe()
             if self.effects is not None:

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from simreal.schema import ConfigError
+from simreal.simulation.adr import AdrState
 from simreal.simulation.physics import MujocoParams
 from simreal.simulation.randomization import RandomizationSpec, physics_space
 from simreal.simulation.references import is_reference
-from simreal.simulation.sampling import bind
+from simreal.simulation.sampling import BoundParam, bind
 
 FIELDS: dict[str, tuple[str, ...]] = {
     "body_mass": (
@@ -80,8 +81,21 @@ class WorldPhysics:
     `write_fields`; only masses go through the host model, world by world, for `mj_setConst`'s derived
     constants."""
 
-    def __init__(self, host: gym.Env[Any, Any], spec: RandomizationSpec, nworld: int, where: str) -> None:
+    def __init__(
+        self,
+        host: gym.Env[Any, Any],
+        spec: RandomizationSpec,
+        nworld: int,
+        where: str,
+        adr: AdrState | None = None,
+    ) -> None:
+        """`adr`: the ADR state the worlds draw from and report to (`randomization.adr`): each world's
+        episode pins an edge (or none) as one env's would, and files its return at its end."""
         self.fields = batched_fields(spec, where)
+        self.adr = adr
+        self._dims = adr.dimension_of(spec.params) if adr is not None else {}
+        self._pin = np.full(nworld, -1)  # the ADR dimension a world's episode pins (-1: none)
+        self._high = np.zeros(nworld, dtype=bool)  # ... at its high edge (else low)
         space = physics_space(host, spec.params)
         self._bound = [bind(space, s, f"{where}.{i}") for i, s in enumerate(spec.params)]
         backend = space.backend
@@ -100,8 +114,11 @@ class WorldPhysics:
         """New values for `worlds` (one array draw per YAML entry) into their rows and their records."""
         arrays = {name: np.tile(nominal, (len(worlds), 1)) for name, nominal in self._nominal.items()}
         records: list[dict[str, float]] = [{} for _ in worlds]
-        for b in self._bound:
-            drawn = b.draw(rng, len(worlds))
+        self._begin_episodes(worlds, rng)
+        for i, b in enumerate(self._bound):
+            drawn = (
+                self._adr_draw(b, self._dims[i], worlds, rng) if i in self._dims else b.draw(rng, len(worlds))
+            )
             arrays[b.spec.param][:, b.indices] = drawn
             for record, row in zip(records, drawn.tolist(), strict=True):
                 record.update(zip(b.labels, row, strict=True))
@@ -114,6 +131,39 @@ class WorldPhysics:
             self._derive(block)
         for f, rows in self.rows.items():
             rows[worlds] = block[f]
+
+    def _begin_episodes(self, worlds: np.ndarray, rng: np.random.Generator) -> None:
+        """ADR: each new episode pins one edge with `boundary_prob` (`AdrState.begin_episode`'s rule)."""
+        adr = self.adr
+        if adr is None or adr.frozen or not adr.dims:
+            return
+        n = len(worlds)
+        pinned = rng.random(n) < adr.spec.boundary_prob
+        self._pin[worlds] = np.where(pinned, rng.integers(len(adr.dims), size=n), -1)
+        self._high[worlds] = rng.random(n) >= 0.5
+
+    def _adr_draw(self, b: BoundParam, dim: int, worlds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """An ADR entry for `worlds`: inside the dimension's current range, or at the pinned edge."""
+        assert self.adr is not None
+        d = self.adr.dims[dim]
+        raw = d.sample(rng, len(worlds) * b.draws_per_world).reshape(len(worlds), -1)
+        edge = np.where(self._high[worlds], d.high, d.low)
+        at_edge = self._pin[worlds] == dim
+        raw[at_edge] = edge[at_edge, None]
+        return b.values(raw)
+
+    def end_episodes(self, worlds: np.ndarray, returns: np.ndarray) -> None:
+        """ADR: file each finished episode's return under the edge it pinned."""
+        adr = self.adr
+        if adr is None:
+            return
+        for w, episode_return in zip(worlds, returns, strict=True):
+            if self._pin[w] >= 0:
+                adr.pinned = (int(self._pin[w]), "high" if self._high[w] else "low")
+                adr.episode_return = float(episode_return)
+                adr.end_episode()
+                self._pin[w] = -1
+        adr.pinned = None
 
     def _derive(self, block: dict[str, np.ndarray]) -> None:
         """`mj_setConst` per world on the host model (its masses set from the block, nominal after)."""
