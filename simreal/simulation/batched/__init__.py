@@ -17,14 +17,16 @@ returns into the one ADR state, so thousands of worlds fill its buffers quickly.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
+import mujoco
 import torch
 
 from simreal.schema import ConfigError
 from simreal.simulation.adr import AdrState
-from simreal.simulation.batched.effects import BatchedEffects
+from simreal.simulation.batched.effects import BatchedEffects, check_effects
 from simreal.simulation.batched.tasks import SUPPORTED, BatchedTask, batched_task
 from simreal.simulation.batched.worlds import WorldPhysics, batched_fields
 from simreal.simulation.registry import Task
@@ -46,7 +48,7 @@ def _host(task: Task) -> tuple[gym.Env[Any, Any], BatchedTask]:
     return host, batched
 
 
-def check_batched(task: Task, randomized: bool, where: str = "sim_backend") -> None:
+def check_batched(task: Task, randomized: bool) -> None:
     """Every refusal `make_batched` would raise, without building a Warp model."""
     spec = task.spec
     host, _ = _host(task)
@@ -60,20 +62,11 @@ def check_batched(task: Task, randomized: bool, where: str = "sim_backend") -> N
             "(worlds draw their physics at their resets) (allowed: null; or sim_backend: gymnasium)"
         )
     batched_fields(r, f"{spec.source}: randomization.params")
-    for i, effect in enumerate(spec.source_effects):
-        from simreal.simulation.batched.effects import BATCHED
-
-        if effect.type not in BATCHED:
-            raise ConfigError(
-                f"{spec.source}: source_effects.{i}.type: {effect.type} has no batched form for "
-                f"sim_backend: warp (allowed: {', '.join(BATCHED)}; or sim_backend: gymnasium)"
-            )
+    check_effects(spec.source_effects, f"{spec.source}: source_effects")
 
 
 def check_memory(task: Task, nworld: int, device: torch.device) -> None:
     """`nworld` worlds must fit in half the device's free memory (estimated from one world's arrays)."""
-    import mujoco
-
     host, _ = _host(task)
     model = host.unwrapped.model  # type: ignore[attr-defined]
     host.close()
@@ -91,8 +84,6 @@ def check_memory(task: Task, nworld: int, device: torch.device) -> None:
 def _free_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    import os
-
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 

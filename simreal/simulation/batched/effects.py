@@ -208,6 +208,16 @@ BATCHED: dict[str, type[BatchedEffect]] = {
 }
 
 
+def check_effects(specs: Sequence[EffectSpec], where: str) -> None:
+    """Every effect must have a batched form; else a one-line ConfigError naming `<where>.<i>.type`."""
+    for i, spec in enumerate(specs):
+        if spec.type not in BATCHED:
+            raise ConfigError(
+                f"{where}.{i}.type: {spec.type} has no batched form for sim_backend: warp "
+                f"(allowed: {', '.join(BATCHED)}; or sim_backend: gymnasium)"
+            )
+
+
 class BatchedEffects:
     """An ordered effect stack over N worlds, with the wrappers' `info["effects"]` record names."""
 
@@ -219,12 +229,7 @@ class BatchedEffects:
         obs: gym.spaces.Box,
         where: str,
     ) -> None:
-        for i, spec in enumerate(specs):
-            if spec.type not in BATCHED:
-                raise ConfigError(
-                    f"{where}.{i}.type: {spec.type} has no batched form for sim_backend: warp "
-                    f"(allowed: {', '.join(BATCHED)}; or sim_backend: gymnasium)"
-                )
+        check_effects(specs, where)
         self.effects = [BATCHED[s.type](s, nworld, action, obs) for s in specs]
         self.prefixes: list[str] = []
         for e in self.effects:
