@@ -5,7 +5,9 @@ it up (its n_envs, n_steps, batch, epochs, network and pretraining budget) on th
 sim, from state observations: the full state (what a perfect perception would give), positions only (no
 velocity), and the positions of the last 3 steps (what 3 stacked frames can give at best); the first and
 the last also with the last 2 actions (the source delays actions by 0-2 steps, which a camera cannot
-see). If the full state does not balance within the budget, the budget or PPO setup is the limit, not
+see); and the stacked positions as the newest one and their differences (what frame differences give),
+raw and divided by the control period (finite-difference velocities).
+If the full state does not balance within the budget, the budget or PPO setup is the limit, not
 the camera; if positions-only fails but stacked positions work, velocity must reach the policy through
 the stack.
 Each final policy: 10 episodes on the randomized source, fixed seeds.
@@ -48,7 +50,19 @@ VIEWS = (
     "stacked_positions",
     "state+action_history",
     "stacked_positions+action_history",
+    "differences+action_history",
+    "finite_differences+action_history",
 )
+
+
+CONTROL_PERIOD = 0.04
+"""Seconds between two observations of the pendulum (timestep 0.02 x frame_skip 2)."""
+
+
+def _differences(stacked: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """[p_{t-2}, p_{t-1}, p_t] (flattened, 2 each) -> [p_t, p_t - p_{t-1}, p_{t-1} - p_{t-2}] (x scale)."""
+    p = stacked.reshape(3, 2)
+    return np.concatenate([p[2], scale * (p[2] - p[1]), scale * (p[1] - p[0])]).astype(np.float32)
 
 
 def _view(kind: str) -> Any:
@@ -59,8 +73,13 @@ def _view(kind: str) -> Any:
             env = gym.wrappers.TransformObservation(
                 env, lambda o: o[:2].astype(np.float32), gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
             )
-        if base == "stacked_positions":
+        if base in ("stacked_positions", "differences", "finite_differences"):
             env = gym.wrappers.FlattenObservation(gym.wrappers.FrameStackObservation(env, 3))
+        if base in ("differences", "finite_differences"):  # the newest positions, the stack's differences
+            scale = 1.0 / CONTROL_PERIOD if base == "finite_differences" else 1.0  # velocity units
+            env = gym.wrappers.TransformObservation(
+                env, lambda o: _differences(o, scale), gym.spaces.Box(-np.inf, np.inf, (6,), np.float32)
+            )
         if kind.endswith("+action_history"):  # the source delays actions 0-2 steps: the commands in flight
             env = ActionHistory(env, 2)
         return env
