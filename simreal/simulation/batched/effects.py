@@ -11,6 +11,7 @@ as `<name>_2`, ...); per-step randomness (noise, drops) drawn as (N, dim) arrays
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -61,9 +62,17 @@ class BatchedEffect:
 
 
 def _default(cls: type[Any], key: str) -> Any:
-    import inspect
-
     return inspect.signature(cls.__init__).parameters[key].default
+
+
+def _delayed(hist: Array, steps: Array, new: Array) -> Array:
+    """A per-world delay line: `hist[:, j]` holds the value of j+1 steps ago. Returns what each world
+    receives now (`hist[:, k-1]`, or `new` itself for k = 0) and shifts `new` in."""
+    k = steps.astype(np.int64)
+    out = np.where((k > 0)[:, None], hist[np.arange(len(k)), np.maximum(k - 1, 0)], new)
+    hist[:, 1:] = hist[:, :-1]
+    hist[:, 0] = new
+    return out
 
 
 class ActionNoise(BatchedEffect):
@@ -89,34 +98,42 @@ class ActionDelay(BatchedEffect):
         self.hist[worlds] = self.neutral
 
     def act(self, action: Array, rng: np.random.Generator) -> Array:
-        k = self.now["steps"].astype(np.int64)
-        delayed = self.hist[np.arange(len(k)), np.maximum(k - 1, 0)]
-        out = np.where((k > 0)[:, None], delayed, action)
-        self.hist[:, 1:] = self.hist[:, :-1]
-        self.hist[:, 0] = action
-        return out
+        return _delayed(self.hist, self.now["steps"], action)
 
 
 class ActuatorDeadZone(BatchedEffect):
     name = "actuator_dead_zone"
 
+    def __init__(self, spec: EffectSpec, nworld: int, action: gym.spaces.Box, obs: gym.spaces.Box) -> None:
+        super().__init__(spec, nworld, action, obs)
+        self.neutral = neutral_value(action)
+        self._half_range = (action.high.astype(np.float64) - action.low) / 2.0
+        self.width = np.zeros((nworld, *action.shape), dtype=action.dtype)
+
+    def begin(self, worlds: Array, rng: np.random.Generator) -> None:
+        self.width[worlds] = self.now["threshold"][worlds, None] * self._half_range
+
     def act(self, action: Array, rng: np.random.Generator) -> Array:
-        box = self.action_space
-        neutral = neutral_value(box)
-        width = self.now["threshold"][:, None] * (box.high.astype(np.float64) - box.low) / 2.0
-        return np.where(np.abs(action - neutral) < width.astype(action.dtype), neutral, action)
+        return np.where(np.abs(action - self.neutral) < self.width, self.neutral, action)
 
 
 class ActuatorSaturation(BatchedEffect):
     name = "actuator_saturation"
 
-    def act(self, action: Array, rng: np.random.Generator) -> Array:
+    def __init__(self, spec: EffectSpec, nworld: int, action: gym.spaces.Box, obs: gym.spaces.Box) -> None:
+        super().__init__(spec, nworld, action, obs)
+        self.low = np.tile(action.low, (nworld, 1))
+        self.high = np.tile(action.high, (nworld, 1))
+
+    def begin(self, worlds: Array, rng: np.random.Generator) -> None:
         box = self.action_space
         n = neutral_value(box).astype(np.float64)
-        limit = self.now["limit"][:, None]
-        low = (n + limit * (box.low - n)).astype(box.dtype)
-        high = (n + limit * (box.high - n)).astype(box.dtype)
-        return np.maximum(np.minimum(action, high), low)
+        limit = self.now["limit"][worlds, None]
+        self.low[worlds] = n + limit * (box.low - n)
+        self.high[worlds] = n + limit * (box.high - n)
+
+    def act(self, action: Array, rng: np.random.Generator) -> Array:
+        return np.maximum(np.minimum(action, self.high), self.low)
 
 
 class ObservationNoise(BatchedEffect):
@@ -131,19 +148,18 @@ class ObservationNoise(BatchedEffect):
         std = self.now["bias_std"][worlds].reshape(-1, *[1] * (self.bias.ndim - 1))
         self.bias[worlds] = rng.standard_normal((len(worlds), *self.bias.shape[1:])) * std
 
-    def observe(self, obs: Array, rng: np.random.Generator) -> Array:
-        noisy = obs + self.bias + rng.standard_normal(obs.shape) * self.now["std"][:, None]
+    def _noisy(self, obs: Array, worlds: Array | slice, rng: np.random.Generator) -> Array:
+        noisy = obs + self.bias[worlds] + rng.standard_normal(obs.shape) * self.now["std"][worlds, None]
         if self.clip:
             noisy = np.clip(noisy, self.observation_space.low, self.observation_space.high)
         return noisy.astype(obs.dtype)
 
+    def observe(self, obs: Array, rng: np.random.Generator) -> Array:
+        return self._noisy(obs, slice(None), rng)
+
     def reset_observation(self, obs: Array, worlds: Array, rng: np.random.Generator) -> Array:
         out = obs.copy()
-        rows = obs[worlds] + self.bias[worlds]
-        rows += rng.standard_normal(rows.shape) * self.now["std"][worlds, None]
-        if self.clip:
-            rows = np.clip(rows, self.observation_space.low, self.observation_space.high)
-        out[worlds] = rows
+        out[worlds] = self._noisy(obs[worlds], worlds, rng)
         return out
 
 
@@ -155,12 +171,7 @@ class ObservationDelay(BatchedEffect):
         self.hist = np.zeros((nworld, max(1, int(self.ranges["steps"].high)), *obs.shape), dtype=obs.dtype)
 
     def observe(self, obs: Array, rng: np.random.Generator) -> Array:
-        k = self.now["steps"].astype(np.int64)
-        delayed = self.hist[np.arange(len(k)), np.maximum(k - 1, 0)]
-        out = np.where((k > 0)[:, None], delayed, obs)
-        self.hist[:, 1:] = self.hist[:, :-1]
-        self.hist[:, 0] = obs
-        return out
+        return _delayed(self.hist, self.now["steps"], obs)
 
     def reset_observation(self, obs: Array, worlds: Array, rng: np.random.Generator) -> Array:
         self.hist[worlds] = obs[worlds, None]
