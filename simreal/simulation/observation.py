@@ -34,27 +34,28 @@ class ObservationConfig(Spec):
         return self
 
 
+def history_spaces(obs_space: Any, act_space: Any, steps: int) -> tuple[gym.spaces.Box, np.ndarray]:
+    """The observation space with `steps` actions appended, and the history before the first action
+    (the neutral command: 0 clipped into the bounds, `steps` times) - for one env and for batched worlds."""
+    if not isinstance(obs_space, gym.spaces.Box) or not isinstance(act_space, gym.spaces.Box):
+        raise ValueError(f"observation.action_history needs Box spaces, got {obs_space} and {act_space}")
+    if steps < 1:
+        raise ValueError(f"observation.action_history: steps must be >= 1, got {steps}")
+    low = np.concatenate([obs_space.low.ravel(), np.tile(act_space.low.ravel(), steps)])
+    high = np.concatenate([obs_space.high.ravel(), np.tile(act_space.high.ravel(), steps)])
+    neutral = np.clip(np.zeros(act_space.low.size), act_space.low.ravel(), act_space.high.ravel())
+    space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+    return space, np.tile(neutral, steps).astype(np.float32)
+
+
 class ActionHistory(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
     """Observation = [obs, a_{t-k}, ..., a_{t-1}] (flattened, float32); zeros before the first action."""
 
     def __init__(self, env: gym.Env[np.ndarray, np.ndarray], steps: int) -> None:
         super().__init__(env)
-        obs_space, act_space = env.observation_space, env.action_space
-        if not isinstance(obs_space, gym.spaces.Box) or not isinstance(act_space, gym.spaces.Box):
-            raise ValueError(f"observation.action_history needs Box spaces, got {obs_space} and {act_space}")
-        if steps < 1:
-            raise ValueError(f"observation.action_history: steps must be >= 1, got {steps}")
-        self._steps = steps
-        self._act_dim = int(np.prod(act_space.shape))
-        low = np.concatenate([obs_space.low.ravel(), np.tile(act_space.low.ravel(), steps)]).astype(
-            np.float32
-        )
-        high = np.concatenate([obs_space.high.ravel(), np.tile(act_space.high.ravel(), steps)]).astype(
-            np.float32
-        )
-        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
-        self._history = np.zeros(steps * self._act_dim, dtype=np.float32)
-        self._neutral = np.clip(np.zeros(self._act_dim), act_space.low.ravel(), act_space.high.ravel())
+        self.observation_space, self._neutral = history_spaces(env.observation_space, env.action_space, steps)
+        self._act_dim = int(np.prod(env.action_space.shape or ()))
+        self._history = self._neutral.copy()
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         return np.concatenate([np.asarray(obs, dtype=np.float32).ravel(), self._history])
@@ -63,7 +64,7 @@ class ActionHistory(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray])
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
-        self._history[:] = np.tile(self._neutral, self._steps)
+        self._history[:] = self._neutral
         return self._observe(obs), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
+from simreal.simulation.observation import history_spaces
+
 
 class VecActionHistory(VecEnvWrapper):
     def __init__(self, venv: VecEnv, steps: int) -> None:
-        obs, act = venv.observation_space, venv.action_space
-        if not isinstance(obs, gym.spaces.Box) or not isinstance(act, gym.spaces.Box):
-            raise ValueError(f"observation.action_history needs Box spaces, got {obs} and {act}")
-        low = np.concatenate([obs.low.ravel(), np.tile(act.low.ravel(), steps)]).astype(np.float32)
-        high = np.concatenate([obs.high.ravel(), np.tile(act.high.ravel(), steps)]).astype(np.float32)
-        super().__init__(venv, observation_space=gym.spaces.Box(low, high, dtype=np.float32))
-        self._dim = int(np.prod(act.shape))
-        self._neutral = np.tile(np.clip(np.zeros(self._dim), act.low.ravel(), act.high.ravel()), steps)
-        self._history = np.tile(self._neutral, (venv.num_envs, 1)).astype(np.float32)
+        space, self._neutral = history_spaces(venv.observation_space, venv.action_space, steps)
+        super().__init__(venv, observation_space=space)
+        self._dim = int(np.prod(venv.action_space.shape or ()))
+        self._history = np.tile(self._neutral, (venv.num_envs, 1))
         self._actions = np.zeros((venv.num_envs, self._dim), dtype=np.float32)
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
