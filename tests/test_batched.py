@@ -18,7 +18,7 @@ import simreal  # noqa: F401 - registers the packaged tasks
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.schema import ConfigError
-from simreal.simulation.batched import check_batched, check_memory, make_batched
+from simreal.simulation.batched import check_batched, make_batched
 from simreal.simulation.batched.effects import BatchedEffects
 from simreal.simulation.batched.history import VecActionHistory
 from simreal.simulation.batched.worlds import WorldPhysics
@@ -147,7 +147,7 @@ def test_world_rows_are_what_the_gymnasium_path_writes() -> None:
     world's recorded values (inertia and MuJoCo's derived constants included)."""
     task = PACKAGED["half_cheetah"]
     host = gym.make(task.nominal_id)
-    physics = WorldPhysics(host, task.spec.randomization, 3, "randomization.params")
+    physics = WorldPhysics(host, task.spec.randomization, 3, "randomization")
     physics.draw(np.arange(3), np.random.default_rng(40))
     env = gym.make(task.nominal_id)
     space = physics_space(env, task.spec.randomization.params)
@@ -291,7 +291,7 @@ def test_pretraining_on_warp_runs_through_the_pipeline(tmp_path: Path) -> None:
 
 def test_bad_input_is_one_line_before_training(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sim_backend: warp has no batched version of .*KukaReach"):
-        check_batched(PACKAGED["kuka_reach"], randomized=True)
+        check_batched(PACKAGED["kuka_reach"], 8, CPU)
     frame_skip = {
         "name": "WarpFrameSkip",
         "env": "InvertedPendulum-v5",
@@ -301,7 +301,7 @@ def test_bad_input_is_one_line_before_training(tmp_path: Path) -> None:
         "targets": {"t": {}},
     }
     with pytest.raises(ConfigError, match=r"randomization.params.0.param: frame_skip is not supported"):
-        check_batched(register_task(frame_skip), randomized=True)
+        check_batched(register_task(frame_skip), 8, CPU)
     jitter = {
         "name": "WarpJitter",
         "env": "InvertedPendulum-v5",
@@ -309,9 +309,9 @@ def test_bad_input_is_one_line_before_training(tmp_path: Path) -> None:
         "targets": {"t": {}},
     }
     with pytest.raises(ConfigError, match=r"source_effects.0.type: control_jitter has no batched form"):
-        check_batched(register_task(jitter), randomized=True)
+        check_batched(register_task(jitter), 8, CPU)
     with pytest.raises(ConfigError, match=r"algo.n_envs: 10,000,000,000 worlds need about"):
-        check_memory(PACKAGED["inverted_pendulum"], 10_000_000_000, CPU)
+        check_batched(PACKAGED["inverted_pendulum"], 10_000_000_000, CPU)
     with pytest.raises(ConfigError, match=r"pixels: not supported with sim_backend: warp"):
         load_config(_warp_config(tmp_path, pixels=True, observation={}))
     with pytest.raises(ConfigError, match=r"pretrain.algo_kwargs.n_step: not an argument of PPO"):

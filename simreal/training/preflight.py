@@ -164,10 +164,9 @@ def _check_grid(ctx: Context, source: gym.Env[Any, Any]) -> None:
 def _check_batched(ctx: Context) -> None:
     """`sim_backend: warp`: the task's env has a batched version, its randomized parameters and effects a
     per-world form, and `algo.n_envs` worlds fit in memory (no Warp model is built)."""
-    from simreal.simulation.batched import check_batched, check_memory
+    from simreal.simulation.batched import check_batched
 
-    check_batched(ctx.task, randomized=True)
-    check_memory(ctx.task, ctx.cfg.algo.n_envs, ctx.device)
+    check_batched(ctx.task, ctx.cfg.algo.n_envs, ctx.device)
 
 
 def _check_distill(ctx: Context) -> None:

@@ -3,9 +3,9 @@
 `make_batched(task, randomized, nworld, seed, device)` builds the `VecEnv` a pretraining stage trains
 on: the task's randomized (or nominal) source sim, every world with its own physics and effects drawn
 at its own resets, from the same YAML and with the same validation as the Gymnasium path
-(`simreal.simulation.variants.make_randomized`). `check_batched` does every check without building the
-Warp model (preflight). Target envs never run here: fine-tuning, scratch and evaluation use the target's
-Gymnasium env, so a policy pretrained on either backend meets the same target.
+(`simreal.simulation.variants.make_randomized`); its refusals are one line each. `check_batched` makes
+them without building the Warp model (preflight). Target envs never run here: fine-tuning, scratch and
+evaluation use the target's Gymnasium env, so a policy pretrained on either backend meets the same target.
 
 Supported: tasks whose env is one of Gymnasium's `InvertedPendulum-v5`, `Reacher-v5`, `HalfCheetah-v5`
 (any constructor arguments); physics parameters `body_mass`, `friction`, `joint_damping`,
@@ -48,28 +48,16 @@ def _host(task: Task) -> tuple[gym.Env[Any, Any], BatchedTask]:
     return host, batched
 
 
-def check_batched(task: Task, randomized: bool) -> None:
-    """Every refusal `make_batched` would raise, without building a Warp model."""
+def check_batched(task: Task, nworld: int, device: torch.device) -> None:
+    """Every refusal `make_batched` would raise, without building a Warp model (preflight): the task's env
+    has a batched version, its randomization and source effects a per-world form, and `nworld` worlds fit
+    in half the device's free memory (estimated from one world's arrays)."""
     spec = task.spec
-    host, _ = _host(task)
-    host.close()
-    if not randomized:
-        return
-    r = spec.randomization
-    if r.resample_every_steps is not None:
-        raise ConfigError(
-            f"{spec.source}: randomization.resample_every_steps: not supported by sim_backend: warp "
-            "(worlds draw their physics at their resets) (allowed: null; or sim_backend: gymnasium)"
-        )
-    batched_fields(r, f"{spec.source}: randomization.params")
-    check_effects(spec.source_effects, f"{spec.source}: source_effects")
-
-
-def check_memory(task: Task, nworld: int, device: torch.device) -> None:
-    """`nworld` worlds must fit in half the device's free memory (estimated from one world's arrays)."""
     host, _ = _host(task)
     model = host.unwrapped.model  # type: ignore[attr-defined]
     host.close()
+    batched_fields(spec.randomization, f"{spec.source}: randomization")
+    check_effects(spec.source_effects, f"{spec.source}: source_effects")
     per_world = 2 * mujoco.MjData(model).nbuffer  # Warp's per-world arrays measure about half of this
     need = per_world * nworld
     free = _free_memory(device)
@@ -94,7 +82,6 @@ def make_batched(
     `adr`: with `randomization.adr`, the state its worlds draw from and grow (else one is made)."""
     from simreal.simulation.batched.warp_env import WarpVecEnv
 
-    check_batched(task, randomized)
     host, batched = _host(task)
     spec = task.spec
     physics = effects = None
@@ -102,7 +89,7 @@ def make_batched(
         r = spec.randomization
         if adr is None and r.adr is not None:
             adr = AdrState.for_entries(r.adr, r.params)
-        physics = WorldPhysics(host, r, nworld, f"{spec.source}: randomization.params", adr)
+        physics = WorldPhysics(host, r, nworld, f"{spec.source}: randomization", adr)
     if randomized and spec.source_effects:
         obs, act = host.observation_space, host.action_space
         assert isinstance(obs, gym.spaces.Box) and isinstance(act, gym.spaces.Box)

@@ -47,12 +47,18 @@ FIELDS: dict[str, tuple[str, ...]] = {
 
 
 def batched_fields(spec: RandomizationSpec, where: str) -> tuple[str, ...]:
-    """The model fields `spec` needs per world; a parameter without a per-world form is a ConfigError."""
+    """The model fields `spec` needs per world; what has no per-world form is a one-line ConfigError
+    (`where`: the randomization's key path)."""
+    if spec.resample_every_steps is not None:
+        raise ConfigError(
+            f"{where}.resample_every_steps: not supported by sim_backend: warp (worlds draw their physics "
+            "at their resets) (allowed: null; or sim_backend: gymnasium)"
+        )
     fields: dict[str, None] = {}
     for i, entry in enumerate(spec.params):
         if is_reference(entry.param) or entry.param not in FIELDS:
             raise ConfigError(
-                f"{where}.{i}.param: {entry.param} is not supported by sim_backend: warp "
+                f"{where}.params.{i}.param: {entry.param} is not supported by sim_backend: warp "
                 f"(allowed: {', '.join(FIELDS)}; or sim_backend: gymnasium)"
             )
         fields.update(dict.fromkeys(FIELDS[entry.param]))
@@ -92,16 +98,18 @@ class WorldPhysics:
         """`adr`: the ADR state the worlds draw from and report to (`randomization.adr`): each world's
         episode pins an edge (or none) as one env's would, and files its return at its end."""
         self.fields = batched_fields(spec, where)
+        params = f"{where}.params"
         self.adr = adr
         self._dims = adr.dimension_of(spec.params) if adr is not None else {}
         self._pin = np.full(nworld, -1)  # the ADR dimension a world's episode pins (-1: none)
         self._high = np.zeros(nworld, dtype=bool)  # ... at its high edge (else low)
         space = physics_space(host, spec.params)
-        self._bound = [bind(space, s, f"{where}.{i}") for i, s in enumerate(spec.params)]
+        self._bound = [bind(space, s, f"{params}.{i}") for i, s in enumerate(spec.params)]
         backend = space.backend
         assert isinstance(backend, MujocoParams)  # a batched task is a Gymnasium MuJoCo env
         self._backend = backend
         self._model = backend.model
+        self._scratch = mujoco.MjData(self._model)  # mj_setConst's workspace (the state is not used)
         self._nominal = {name: np.asarray(space.get(name), dtype=np.float64) for name in self._names}
         self.rows = {f: _rows(_host_value(self._model, f), nworld) for f in self.fields}
         self.values: list[dict[str, float]] = [{} for _ in range(nworld)]
@@ -167,7 +175,7 @@ class WorldPhysics:
 
     def _derive(self, block: dict[str, np.ndarray]) -> None:
         """`mj_setConst` per world on the host model (its masses set from the block, nominal after)."""
-        m, scratch = self._model, mujoco.MjData(self._model)
+        m, scratch = self._model, self._scratch
         mass, inertia = m.body_mass.copy(), m.body_inertia.copy()
         for j in range(len(block["body_mass"])):
             m.body_mass[:] = block["body_mass"][j]
