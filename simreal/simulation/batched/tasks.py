@@ -56,7 +56,13 @@ class BatchedTask:
         return None
 
     def reward(
-        self, s: State, action: torch.Tensor, obs: torch.Tensor, before: torch.Tensor | None, dt: torch.Tensor
+        self,
+        s: State,
+        action: torch.Tensor,
+        obs: torch.Tensor,
+        terminated: torch.Tensor,
+        before: torch.Tensor | None,
+        dt: torch.Tensor,
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -88,9 +94,15 @@ class InvertedPendulum(BatchedTask):
         return ~torch.isfinite(obs).all(dim=1) | (obs[:, 1].abs() > 0.2)
 
     def reward(
-        self, s: State, action: torch.Tensor, obs: torch.Tensor, before: torch.Tensor | None, dt: torch.Tensor
+        self,
+        s: State,
+        action: torch.Tensor,
+        obs: torch.Tensor,
+        terminated: torch.Tensor,
+        before: torch.Tensor | None,
+        dt: torch.Tensor,
     ) -> torch.Tensor:
-        return (~self.terminated(obs)).to(obs.dtype)
+        return (~terminated).to(obs.dtype)
 
     def reset_state(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         return self._around(rng, n, self.noise)
@@ -117,7 +129,13 @@ class Reacher(BatchedTask):
         return torch.cat([theta.cos(), theta.sin(), s.qpos[:, 2:], s.qvel[:, :2], vec], dim=1)
 
     def reward(
-        self, s: State, action: torch.Tensor, obs: torch.Tensor, before: torch.Tensor | None, dt: torch.Tensor
+        self,
+        s: State,
+        action: torch.Tensor,
+        obs: torch.Tensor,
+        terminated: torch.Tensor,
+        before: torch.Tensor | None,
+        dt: torch.Tensor,
     ) -> torch.Tensor:
         dist = -torch.linalg.vector_norm(self._to_target(s), dim=1) * self.dist_weight
         return dist - action.square().sum(dim=1) * self.control_weight
@@ -152,7 +170,13 @@ class HalfCheetah(BatchedTask):
         return s.qpos[:, 0].clone()
 
     def reward(
-        self, s: State, action: torch.Tensor, obs: torch.Tensor, before: torch.Tensor | None, dt: torch.Tensor
+        self,
+        s: State,
+        action: torch.Tensor,
+        obs: torch.Tensor,
+        terminated: torch.Tensor,
+        before: torch.Tensor | None,
+        dt: torch.Tensor,
     ) -> torch.Tensor:
         assert before is not None
         velocity = (s.qpos[:, 0] - before) / dt

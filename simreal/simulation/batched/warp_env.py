@@ -128,7 +128,6 @@ class WarpVecEnv(VecEnv):
         self._elapsed = np.zeros(nworld, dtype=np.int64)
         self._returns = np.zeros(nworld)
         self._started = time.perf_counter()
-        self._effects_now: list[dict[str, float]] = [{} for _ in range(nworld)]
 
     def _view(self, field: str) -> torch.Tensor:
         obj = self.model.opt if field.startswith("opt.") else self.model
@@ -153,12 +152,8 @@ class WarpVecEnv(VecEnv):
         if self.physics is not None:
             self.physics.draw(worlds, rng)
             self.physics.upload(self._views, worlds)
-        if self.effects is not None:
-            for w, record in zip(worlds, self.effects.start(worlds, rng), strict=True):
-                self._effects_now[w] = record
+        effects = self.effects.start(worlds, rng) if self.effects is not None else [{} for _ in worlds]
         qpos, qvel = self.task.reset_state(rng, len(worlds))
-        mask = np.zeros(self.num_envs, dtype=bool)
-        mask[worlds] = True
         index = torch.as_tensor(worlds, device=self.device)
         for view in self._cleared:  # what mj_resetData zeroes and a step reads
             view[index] = 0
@@ -170,17 +165,20 @@ class WarpVecEnv(VecEnv):
                 self._sync_torch()
                 mjw.forward(self.model, self.data)
                 self._sync_warp()
-                others = torch.as_tensor(~mask, device=self.device)
+                others = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+                others[index] = False
                 self.state.xpos[others] = kept[others]
         self._elapsed[worlds] = 0
         self._returns[worlds] = 0.0
-        for w in worlds:
-            self.reset_infos[w] = {"dynamics": self._dynamics(w), "effects": dict(self._effects_now[w])}
+        for w, record in zip(worlds, effects, strict=True):
+            self.reset_infos[w] = {"dynamics": self._dynamics(w), "effects": record}
 
     def _simulate(self) -> None:
-        """`frame_skip` physics steps of every world (one captured CUDA graph on a GPU)."""
+        """`frame_skip` physics steps of every world (one captured CUDA graph on a GPU). The first call
+        compiles (or loads) Warp's kernels: its time is logged, then the graph is captured."""
         wp, mjw = self._wp, self._mjw
         self._sync_torch()
+        start = time.perf_counter()
         with wp.ScopedDevice(self._wdevice):
             if self._graph is not None:
                 wp.capture_launch(self._graph)
@@ -188,6 +186,20 @@ class WarpVecEnv(VecEnv):
                 for _ in range(self.task.frame_skip):
                     mjw.step(self.model, self.data)
         self._sync_warp()
+        if self.compile_seconds is None:
+            wp.synchronize()
+            self.compile_seconds = time.perf_counter() - start
+            global _reported
+            log.log(
+                logging.DEBUG if _reported else logging.INFO,
+                "MuJoCo Warp: first step of %d worlds on %s: %.1f s (kernels compiled or loaded; cache %s)",
+                self.num_envs,
+                self._wdevice,
+                self.compile_seconds,
+                wp.config.kernel_cache_dir,
+            )
+            _reported = True
+            self._capture()
 
     def _sync_torch(self) -> None:
         """On CUDA: torch's writes (controls, states, rows) done before Warp's stream reads them."""
@@ -219,7 +231,7 @@ class WarpVecEnv(VecEnv):
         return self.physics.values[world] if self.physics is not None else {}
 
     def _observe(self) -> np.ndarray:
-        return self.task.observe(self.state).detach().cpu().numpy().astype(self.observation_space.dtype)
+        return self.task.observe(self.state).cpu().numpy().astype(self.observation_space.dtype)
 
     # -- VecEnv ---------------------------------------------------------------------------------------
 
@@ -235,43 +247,29 @@ class WarpVecEnv(VecEnv):
         self._actions = np.asarray(actions, dtype=self.action_space.dtype).reshape(self._actions.shape)
 
     def step_wait(self) -> VecEnvStepReturn:
-        wp = self._wp
         applied = self._actions
         if self.effects is not None:
             applied = self.effects.act(applied, self._step_rng)
         action = torch.as_tensor(applied, device=self.device)
         self._ctrl.copy_(action.to(self._ctrl.dtype))
         before = self.task.before_step(self.state)
-        start = time.perf_counter() if self.compile_seconds is None else 0.0
         self._simulate()
-        if self.compile_seconds is None:
-            wp.synchronize()
-            self.compile_seconds = time.perf_counter() - start
-            global _reported
-            log.log(
-                logging.DEBUG if _reported else logging.INFO,
-                "MuJoCo Warp: first step of %d worlds on %s: %.1f s (kernels compiled or loaded; cache %s)",
-                self.num_envs,
-                self._wdevice,
-                self.compile_seconds,
-                wp.config.kernel_cache_dir,
-            )
-            _reported = True
-            self._capture()
         raw = self.task.observe(self.state)
         terminated_t = self.task.terminated(raw)
         dt = self._timestep * self.task.frame_skip
-        reward = self.task.reward(self.state, action.to(raw.dtype), raw, before, dt)
-        obs = raw.detach().cpu().numpy().astype(self.observation_space.dtype)
+        reward = self.task.reward(self.state, action.to(raw.dtype), raw, terminated_t, before, dt)
+        obs = raw.cpu().numpy().astype(self.observation_space.dtype)
         terminated = terminated_t.cpu().numpy()
-        rewards = reward.detach().cpu().numpy().astype(np.float32)
+        rewards = reward.cpu().numpy().astype(np.float32)
         if self.effects is not None:
             obs = self.effects.observe(obs, self._step_rng)
         self._elapsed += 1
         self._returns += rewards
         truncated = self._elapsed >= self.max_episode_steps
         dones = terminated | truncated
-        infos: list[dict[str, Any]] = [{"dynamics": self._dynamics(w)} for w in range(self.num_envs)]
+        infos: list[dict[str, Any]] = [
+            {"dynamics": self._dynamics(w), "TimeLimit.truncated": False} for w in range(self.num_envs)
+        ]
         worlds = np.flatnonzero(dones)
         if len(worlds):
             now = time.perf_counter() - self._started
@@ -290,8 +288,6 @@ class WarpVecEnv(VecEnv):
             if self.effects is not None:
                 fresh = self.effects.reset_observation(fresh, worlds, self._step_rng)
             obs[worlds] = fresh[worlds]
-        for w in np.flatnonzero(~dones):
-            infos[w]["TimeLimit.truncated"] = False
         return obs, rewards, dones, infos
 
     def close(self) -> None:
@@ -309,8 +305,8 @@ class WarpVecEnv(VecEnv):
     def env_method(
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
     ) -> list[Any]:
-        method = getattr(self, method_name)
-        return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+        result = getattr(self, method_name)(*method_args, **method_kwargs)  # once: one object for all
+        return [result for _ in self._get_indices(indices)]
 
     def env_is_wrapped(
         self, wrapper_class: type[gym.Wrapper[Any, Any, Any, Any]], indices: VecEnvIndices = None
