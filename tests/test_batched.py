@@ -420,3 +420,36 @@ def test_adr_grows_from_the_worlds_episodes_and_pins_edges() -> None:
         else:
             assert (low, high) == pytest.approx(start)
         assert 0 < np.mean(pinned) < 16  # about half the worlds' episodes pin an edge
+
+
+def test_a_users_task_file_pretrains_on_warp(tmp_path: Path) -> None:
+    """A task YAML outside the package (its own name, randomization and effects) goes through the same
+    path: registered from the file, its worlds randomized from its YAML, the target its own."""
+    task = {
+        "name": "MyReacher",
+        "env": "Reacher-v5",
+        "env_kwargs": {"reward_control_weight": 0.5},
+        "randomization": {
+            "params": [
+                {
+                    "param": "joint_damping",
+                    "names": ["joint0", "joint1"],
+                    "dist": "uniform",
+                    "low": 0.5,
+                    "high": 1.5,
+                }
+            ]
+        },
+        "source_effects": [{"type": "action_delay", "steps": [0, 1]}],
+        "targets": {"stiff": {"physics": [{"param": "joint_damping", "value": 2.0}]}},
+    }
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "my_reacher.yaml").write_text(yaml.safe_dump(task))
+    config = _warp_config(tmp_path, task="tasks/my_reacher.yaml", target="stiff", observation={})
+    main(["pretrain", str(config), *set_args(tmp_path / "runs", "workers=1", reference=False)])
+    art = load_policy(tmp_path / "runs" / "warp" / "pretrain_randomized" / "seed0" / "policy.pt", CPU)
+    assert art.meta["env_id"] == "simreal/MyReacher-Rand-v0" and art.meta["sim_backend"] == "warp"
+    venv = make_batched(register_task(load_config(config).task), True, 2, 0, CPU)
+    venv.reset()
+    assert set(venv.reset_infos[0]["dynamics"]) == {"joint_damping/joint0", "joint_damping/joint1"}
+    assert venv.task.control_weight == 0.5  # the task's env_kwargs reach the batched arithmetic
