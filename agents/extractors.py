@@ -38,6 +38,7 @@ from agents.backbones import build_backbone
 
 Normalize = Literal["imagenet", "none"]
 Projection = Literal["relu", "layernorm"]
+Readout = Literal["stack", "diff"]
 
 
 class BackboneExtractor(BaseFeaturesExtractor):
@@ -59,6 +60,12 @@ class BackboneExtractor(BaseFeaturesExtractor):
         feeds [0, 1] input as is.
     :param projection: ``"relu"`` = Linear -> ReLU; ``"layernorm"`` = Linear -> LayerNorm -> Tanh (the
         DrQ-v2 trunk, bounded features).
+    :param readout: how the k frames' pooled features are laid out for the projection. ``"stack"``: as
+        they are, oldest first. ``"diff"``: the newest frame's features, then the k-1 differences between
+        consecutive frames, newest first (``f_k, f_k - f_{k-1}, ..., f_2 - f_1``): the same information,
+        with motion as its own features - on a frozen backbone a moving pole changes its features by a
+        small fraction of their size, which a policy network reads poorly from stacked values
+        (``benchmarks/pixels_diagnosis.py``). Same size either way.
 
     SB3's ``ortho_init`` (on by default for PPO/A2C) calls ``extractor.apply(init_weights)``, which would
     overwrite pretrained convolutions: ``apply`` is overridden to reach only the projection when the
@@ -82,6 +89,7 @@ class BackboneExtractor(BaseFeaturesExtractor):
         normalize: Normalize = "imagenet",
         projection: Projection = "relu",
         augmentation: dict[str, Any] | None = None,
+        readout: Readout = "stack",
     ):
         if features_dim <= 0:
             raise ValueError(f"features_dim must be positive, got {features_dim}")
@@ -100,6 +108,9 @@ class BackboneExtractor(BaseFeaturesExtractor):
         if pool <= 0:
             raise ValueError(f"pool must be a positive grid side, got {pool}")
         self.pool = pool
+        if readout not in ("stack", "diff"):
+            raise ValueError(f"readout must be 'stack' or 'diff', got {readout!r}")
+        self.readout = readout
         if normalize not in ("imagenet", "none"):
             raise ValueError(f"normalize must be 'imagenet' or 'none', got {normalize!r}")
         if image_size is not None and image_size <= 0:
@@ -180,7 +191,19 @@ class BackboneExtractor(BaseFeaturesExtractor):
         """(N*k, C, H, W) maps -> (N, k*C*g*g): average over the g x g grid, frames concatenated."""
         if self.pool == 1:
             return maps.mean(dim=(2, 3)).reshape(n, -1)
+        height, width = int(maps.shape[-2]), int(maps.shape[-1])
+        if height % self.pool == 0 and width % self.pool == 0:  # the same cells; exportable to ONNX
+            return F.avg_pool2d(maps, (height // self.pool, width // self.pool)).reshape(n, -1)
         return F.adaptive_avg_pool2d(maps, self.pool).reshape(n, -1)
+
+    def read_out(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Frame-concatenated pooled features (N, k*W), oldest first -> the projection's input layout
+        (``readout``): unchanged for ``"stack"``; the newest frame, then consecutive differences
+        for ``"diff"``."""
+        if self.readout == "stack" or self.n_frames == 1:
+            return pooled
+        frames = pooled.reshape(pooled.shape[0], self.n_frames, -1).flip(1)  # newest first
+        return torch.cat([frames[:, :1], frames[:, :-1] - frames[:, 1:]], dim=1).reshape(pooled.shape[0], -1)
 
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
         """Observations (N, 3k, H, W) in [0, 1] (uint8, HWC accepted) -> normalized frames (N*k, 3, S, S)."""
@@ -221,15 +244,15 @@ class BackboneExtractor(BaseFeaturesExtractor):
         n = obs.shape[0]
         x = self._frozen(self.preprocess(obs))
         if not self.trainable_blocks:
-            return self._pool(x, n)
+            return self.read_out(self._pool(x, n))
         return x.reshape(n, -1, *x.shape[-2:])
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """Pooled frozen features (M, C*g*g) of single RGB frames, laid out like the observations
         ((M, 3, H, W) or (M, H, W, 3)), for a fully frozen backbone; never augmented.
 
-        ``backbone_features`` of a k-frame observation is its frames' rows concatenated, oldest first, so
-        a caller that has encoded some frames already can compute only the new ones.
+        ``backbone_features`` of a k-frame observation is ``read_out`` of its frames' rows concatenated,
+        oldest first, so a caller that has encoded some frames already can compute only the new ones.
         """
         if self.trainable_blocks:
             raise ValueError("frame_features needs a fully frozen backbone (unfreeze_last=0)")
@@ -244,7 +267,7 @@ class BackboneExtractor(BaseFeaturesExtractor):
             x = self.backbone.forward_blocks(
                 x.contiguous(memory_format=torch.channels_last), self.trainable_blocks
             )
-            features = self._pool(x.float(), n)
+            features = self.read_out(self._pool(x.float(), n))
         return self.projection(features)
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
@@ -289,24 +312,37 @@ class CachedFeaturesHead(BaseFeaturesExtractor):
     :param image_shape: (3k, H, W) of the images the frozen part saw.
     :param extractor_kwargs: the :class:`BackboneExtractor` spec (``backbone``, ``weights``, ``tap``,
         ``features_dim``, ``unfreeze_last``, ...); ``frozen`` must be True.
+    :param extra_dims: trailing entries of each observation that are not image features (the other
+        entries of a Dict observation, flattened after them: ``VecFrozenFeatures.layout``); they bypass the
+        projection and are concatenated to its output, so ``features_dim`` = projection + ``extra_dims``.
+        Only with a fully frozen backbone (flat features).
 
     The spec is built whole (so unfrozen blocks start from the loaded weights), then the frozen blocks
     are replaced by Identity: the head's ``state_dict`` holds only the projection and the unfrozen
     blocks, and a saved policy reloads into a head built from the same spec.
     """
 
-    def __init__(self, observation_space: spaces.Box, image_shape: Sequence[int], **extractor_kwargs: Any):
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        image_shape: Sequence[int],
+        extra_dims: int = 0,
+        **extractor_kwargs: Any,
+    ):
         if not extractor_kwargs.get("frozen", True):
             raise ValueError("CachedFeaturesHead needs frozen=True: with nothing frozen, nothing is cached")
+        if extra_dims < 0:
+            raise ValueError(f"extra_dims must be >= 0, got {extra_dims}")
         image_space = spaces.Box(0, 255, tuple(image_shape), np.uint8)
         extractor = BackboneExtractor(image_space, **extractor_kwargs)
-        super().__init__(observation_space, extractor.features_dim)
+        super().__init__(observation_space, extractor.features_dim + extra_dims)
+        self.extra_dims = extra_dims
         shape = observation_space.shape
         backbone = extractor.backbone
         if extractor.trainable_blocks:  # frozen prefix maps, frames folded into channels
-            matches = len(shape) == 3 and shape[0] % extractor.n_frames == 0
-        else:  # pooled vector per frame, concatenated
-            matches = shape == (extractor.pooled_features(),)
+            matches = len(shape) == 3 and shape[0] % extractor.n_frames == 0 and not extra_dims
+        else:  # pooled vector per frame, concatenated, then the extra entries
+            matches = shape == (extractor.pooled_features() + extra_dims,)
         if not matches:
             raise ValueError(f"features of shape {shape} do not come from the frozen part of this spec")
         for block in extractor.frozen_blocks:
@@ -316,11 +352,55 @@ class CachedFeaturesHead(BaseFeaturesExtractor):
         self.extractor = extractor
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.extractor.forward_from_features(features)
+        if not self.extra_dims:
+            return self.extractor.forward_from_features(features)
+        image, extra = features[:, : -self.extra_dims], features[:, -self.extra_dims :]
+        return torch.cat([self.extractor.forward_from_features(image), extra], dim=1)
 
     def param_groups(self, base_lr: float, backbone_lr: float) -> list[dict[str, Any]]:
         """Optimizer groups as :meth:`BackboneExtractor.param_groups`."""
         return self.extractor.param_groups(base_lr, backbone_lr)
+
+
+class DictBackboneExtractor(BaseFeaturesExtractor):
+    """A :class:`BackboneExtractor` on the ``"image"`` entry of a Dict observation, the other entries
+    (``"state"``, ``"action_history"``: Boxes) flattened and concatenated to its output, in the Dict's order.
+
+    For SB3's ``MultiInputPolicy`` when images reach the policy (``cache_features: false``); with cached
+    features a Dict observation is one flat vector and :class:`CachedFeaturesHead` takes ``extra_dims``.
+    """
+
+    def __init__(self, observation_space: spaces.Dict, **extractor_kwargs: Any):
+        if not isinstance(observation_space, spaces.Dict) or "image" not in observation_space.spaces:
+            raise ValueError(
+                f"DictBackboneExtractor needs a Dict observation with 'image', got {observation_space}"
+            )
+        others: list[tuple[str, spaces.Box]] = []
+        for key, box in observation_space.spaces.items():
+            if key == "image":
+                continue
+            if not isinstance(box, spaces.Box):
+                raise ValueError(f"observation entry {key!r}: needs a Box, got {box}")
+            others.append((key, box))
+        image = BackboneExtractor(observation_space["image"], **extractor_kwargs)  # type: ignore[arg-type]
+        extra = sum(int(np.prod(box.shape)) for _, box in others)
+        super().__init__(observation_space, image.features_dim + extra)
+        self.image = image
+        self.keys = [key for key, _ in others]
+
+    def apply(self, fn: Callable[[nn.Module], None]) -> DictBackboneExtractor:
+        """SB3's ``ortho_init`` reaches the image extractor's projection only (see BackboneExtractor)."""
+        self.image.apply(fn)
+        fn(self)
+        return self
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        rest = [observations[key].float().flatten(1) for key in self.keys]
+        return torch.cat([self.image(observations["image"]), *rest], dim=1)
+
+    def param_groups(self, base_lr: float, backbone_lr: float) -> list[dict[str, Any]]:
+        """Optimizer groups as :meth:`BackboneExtractor.param_groups`."""
+        return self.image.param_groups(base_lr, backbone_lr)
 
 
 def _autocast(x: torch.Tensor) -> contextlib.AbstractContextManager[Any]:

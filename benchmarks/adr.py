@@ -63,7 +63,7 @@ def _pretrain(config: Path, out: Path, name: str, seeds: str) -> Path:
 def _zero_shot(policy: Path, target_id: str, seed: int, episodes: int) -> float:
     loaded = load_for_env(policy, lambda: gym.make(target_id), CPU, seed)
     base = 200_000 + 1_000 * seed  # the final evaluation's episode seeds (Context.eval_seed)
-    result = evaluate(loaded.model, loaded.make_env, episodes, base, loaded.obs_rms, loaded.encoder.encode)
+    result = evaluate(loaded.model, loaded.make_env, episodes, base, loaded.obs_rms, loaded.encoder)
     return result.mean_return
 
 

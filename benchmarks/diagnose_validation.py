@@ -36,7 +36,7 @@ CPU = torch.device("cpu")
 def _mean_return(policy: Path, env_id: str, episodes: int) -> float:
     loaded = load_for_env(policy, lambda: gym.make(env_id), CPU, 0)
     return evaluate(
-        loaded.model, loaded.make_env, episodes, 300_000, loaded.obs_rms, loaded.encoder.encode
+        loaded.model, loaded.make_env, episodes, 300_000, loaded.obs_rms, loaded.encoder
     ).mean_return
 
 

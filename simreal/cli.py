@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the env")
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--n-envs", type=int, default=1, help="env instances side by side (the same returns; not for a robot)"
+    )
     ev.add_argument("--json", dest="json_path", help="write the results to this JSON file")
     ev.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     dg = sub.add_parser(
@@ -312,12 +315,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
+    if args.n_envs < 1:
+        raise ConfigError(f"--n-envs: must be >= 1, got {args.n_envs}")
     env_id, kwargs = _evaluation_env(args)
     loaded = load_for_env(
         Path(args.model), lambda: gym.make(env_id, **kwargs), resolve_device(args.device), args.seed
     )
     result = evaluate(
-        loaded.model, loaded.make_env, args.episodes, args.seed, loaded.obs_rms, loaded.encoder.encode
+        loaded.model, loaded.make_env, args.episodes, args.seed, loaded.obs_rms, loaded.encoder, args.n_envs
     )
     out = {
         "env": env_id,

@@ -127,10 +127,16 @@ class ExperimentConfig(Spec):
             )
         if self.perception is not None and not self.pixels:
             raise ValueError("perception: a CNN backbone needs image observations (set pixels: true)")
-        if self.pixels and self.algo.normalize_obs:
-            raise ValueError("algo.normalize_obs: not for image observations (backbones normalize images)")
-        if self.pixels and self.observation.action_history:
-            raise ValueError("observation.action_history: not supported with image observations")
+        cached = self.perception is not None and self.perception.cache_features
+        if self.pixels and self.algo.normalize_obs and not cached:
+            raise ValueError(
+                "algo.normalize_obs: with pixels it normalizes cached backbone features "
+                "(allowed: perception.cache_features: true; the backbone normalizes images itself)"
+            )
+        if self.pixels and (self.observation.privileged or self.observation.history_window):
+            raise ValueError(
+                "observation.privileged/history_window: not with image observations (allowed: action_history)"
+            )
         if self.finetune.freeze_layers > self.algo.hidden_layers:
             depth = self.algo.hidden_layers
             raise ValueError(
@@ -143,6 +149,11 @@ class ExperimentConfig(Spec):
             if self.pixels:
                 raise ValueError("finetune.auto: not for pixel policies yet (allowed: state observations)")
             self._check_candidates(self.finetune.auto)
+        if self.exclusive and (self.evaluation.n_envs or 1) > 1:
+            raise ValueError(
+                f"evaluation.n_envs: {self.evaluation.n_envs} target instances at once, but the target is "
+                "exclusive (allowed: 1)"
+            )
         if self.exclusive and self.target_n_envs > 1:
             key = "finetune.n_envs" if self.finetune.n_envs is not None else "algo.n_envs"
             raise ValueError(

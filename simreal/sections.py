@@ -155,9 +155,13 @@ class EvalConfig(Spec):
     stage's return does. The sample-efficiency threshold is `threshold_fraction` of the way from the
     untrained policy's return to that reference. `count_in_budget`: evaluation episodes (and any other
     target interaction) are part of the target budget, so a robot with N steps to give spends at most N
-    per variant and seed; training gets what is left after reserving the evaluations' worst case."""
+    per variant and seed; training gets what is left after reserving the evaluations' worst case.
+    `n_envs`: target instances an evaluation runs side by side, the policy acting on one batch per step
+    (the same returns as one instance on the same seeds); default 4 for pixel policies (one backbone
+    batch per step), else 1; always 1 on an exclusive target."""
 
     every_steps: int = Field(default=2000, ge=1)
+    n_envs: int | None = Field(default=None, ge=1, le=64)
     episodes: int = Field(default=5, ge=1)
     final_episodes: int = Field(default=10, ge=1)
     threshold_fraction: float = Field(default=0.9, gt=0, le=1)

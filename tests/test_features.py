@@ -66,15 +66,21 @@ class _Recorder(VecEnvWrapper):
         self.obs: np.ndarray = np.empty(0)
         self.terminal: dict[int, np.ndarray] = {}
 
-    def reset(self) -> np.ndarray:
-        self.obs = np.array(self.venv.reset())
-        return self.obs
+    def reset(self) -> Any:
+        obs = self.venv.reset()
+        self.obs = _copy(obs)
+        return obs
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.venv.step_wait()
-        self.obs = np.array(obs)
-        self.terminal = {i: info["terminal_observation"].copy() for i, info in enumerate(infos) if dones[i]}
+        self.obs = _copy(obs)
+        self.terminal = {i: _copy(info["terminal_observation"]) for i, info in enumerate(infos) if dones[i]}
         return obs, rewards, dones, infos
+
+
+def _copy(obs: Any) -> Any:
+    """A copy of an observation batch: an array, or a dict of arrays."""
+    return {k: np.array(v) for k, v in obs.items()} if isinstance(obs, dict) else np.array(obs)
 
 
 def _venv(n_envs: int = 2, n_stack: int = 1, side: int = SIDE, episode_steps: int = 4) -> VecEnv:
@@ -115,6 +121,8 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         ({"pool": 2}, 2, SIDE),
         ({"pool": 2, "unfreeze_last": 1}, 1, SIDE),
         ({"backbone": "efficientnet_lite0", "weights": "imagenet", "tap": "stage3", "pool": 3}, 1, 32),
+        ({"pool": 2, "readout": "diff"}, 3, SIDE),
+        ({"readout": "diff", "unfreeze_last": 1}, 2, SIDE),
     ],
     ids=[
         "small_cnn-frozen",
@@ -123,6 +131,8 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         "small_cnn-grid2-stack2",
         "small_cnn-grid2-unfreeze1",
         "efficientnet-stage3-grid3",
+        "small_cnn-grid2-stack3-diff",
+        "small_cnn-unfreeze1-stack2-diff",
     ],
 )
 def test_head_on_cached_features_equals_the_extractor_on_images(
@@ -170,9 +180,13 @@ def _count_encoded_frames(venv: VecFrozenFeatures) -> list[int]:
     return encoded
 
 
-@pytest.mark.parametrize("channels_first", [False, True], ids=["HWC", "CHW"])
+@pytest.mark.parametrize(
+    ("channels_first", "readout"),
+    [(False, "stack"), (True, "stack"), (False, "diff")],
+    ids=["HWC", "CHW", "diff"],
+)
 def test_stacked_frames_are_encoded_once_and_features_match_a_full_encode(
-    weights_dir: Path, channels_first: bool
+    weights_dir: Path, channels_first: bool, readout: str
 ) -> None:
     """simreal's StackFrames (k=3, reset fills every slot with the reset frame), episodes of 3 steps:
     every observation's features equal a full encode, while the backbone sees each new frame once."""
@@ -190,7 +204,7 @@ def test_stacked_frames_are_encoded_once_and_features_match_a_full_encode(
 
     recorder = _Recorder(DummyVecEnv([make] * n_envs))
     recorder.seed(0)
-    venv, _ = cache_frozen_features(recorder, "cpu", **_spec(weights_dir, pool=2))
+    venv, _ = cache_frozen_features(recorder, "cpu", **_spec(weights_dir, pool=2, readout=readout))
     encoded = _count_encoded_frames(venv)
 
     def check(features: np.ndarray, raw: np.ndarray) -> None:
@@ -383,3 +397,116 @@ def test_a_static_scene_encodes_its_one_frame_once_and_then_nothing(weights_dir:
         np.testing.assert_allclose(np.asarray(obs), venv.encode(recorder.obs), atol=1e-5, rtol=1e-5)
         np.testing.assert_array_equal(np.asarray(obs), first)
     assert encoded == [2]  # the reset frame of each env; the steps bring nothing new
+
+
+def test_diff_readout_is_the_newest_frame_then_consecutive_differences(weights_dir: Path) -> None:
+    space = spaces.Box(0, 255, (SIDE, SIDE, 9), np.uint8)
+    stack = BackboneExtractor(space, **_spec(weights_dir, pool=2)).eval()
+    diff = BackboneExtractor(space, **_spec(weights_dir, pool=2, readout="diff")).eval()
+    diff.load_state_dict(stack.state_dict())
+    obs = torch.as_tensor(np.random.default_rng(0).integers(0, 256, (4, SIDE, SIDE, 9), dtype=np.uint8))
+    f1, f2, f3 = stack.backbone_features(obs).reshape(4, 3, -1).unbind(1)
+    torch.testing.assert_close(diff.backbone_features(obs), torch.cat([f3, f3 - f2, f2 - f1], dim=1))
+
+
+class _DictFrameEnv(_FrameEnv):
+    """Frames plus a 3-d state, as a Dict; the state counts the steps."""
+
+    def __init__(self) -> None:
+        super().__init__(episode_steps=3)
+        state = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        self.image_space = self.observation_space
+        self.observation_space = spaces.Dict({"image": self.image_space, "state": state})  # type: ignore[assignment]
+
+    def _frame(self) -> np.ndarray:
+        return self.np_random.integers(0, 256, self.image_space.shape, dtype=np.uint8)
+
+    def _obs(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        return {"image": image, "state": np.full(3, self._t, np.float32)}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        image, info = super().reset(seed=seed)
+        return self._obs(image), info
+
+    def step(self, action: np.ndarray) -> Any:
+        image, *rest = super().step(action)
+        return (self._obs(image), *rest)
+
+
+def test_dict_observations_become_features_then_the_other_entries_in_order(weights_dir: Path) -> None:
+    """{image, state} + the action history: one flat vector, the layout naming each entry's slice; the
+    head projects the features and passes the rest by; terminal observations too."""
+    from simreal.simulation.observation import ActionHistory
+
+    def make() -> gym.Env[Any, Any]:
+        return ActionHistory(StackFrames(_DictFrameEnv(), 2), 2)  # type: ignore[arg-type]
+
+    recorder = _Recorder(DummyVecEnv([make] * 2))
+    recorder.seed(0)
+    # Gymnasium's Dict keeps its keys sorted; the features come first, then the others in that order.
+    assert list(recorder.observation_space.spaces) == ["action_history", "image", "state"]  # type: ignore[attr-defined]
+    venv, policy_kwargs = cache_frozen_features(recorder, "cpu", **_spec(weights_dir, pool=2, readout="diff"))
+    width = venv.extractor.pooled_features()
+    assert venv.layout == {
+        "image": (0, width),
+        "action_history": (width, width + 4),
+        "state": (width + 4, width + 7),
+    }
+    assert venv.feature_space.shape == (width + 7,)
+    head = CachedFeaturesHead(venv.feature_space, **policy_kwargs["features_extractor_kwargs"]).eval()
+    assert head.features_dim == 16 + 7
+
+    def check(features: np.ndarray, raw: dict[str, np.ndarray]) -> None:
+        np.testing.assert_allclose(features[:, :width], venv.encode(raw["image"]), atol=1e-5, rtol=1e-5)
+        np.testing.assert_array_equal(features[:, width : width + 4], raw["action_history"])
+        np.testing.assert_array_equal(features[:, width + 4 :], raw["state"])
+        with torch.no_grad():
+            out = head(torch.as_tensor(features))
+        np.testing.assert_array_equal(out[:, 16:].numpy(), features[:, width:])
+
+    check(np.asarray(venv.reset()), recorder.obs)  # type: ignore[arg-type]
+    actions = [
+        np.full((2, 2), 0.5, np.float32),
+        np.full((2, 2), -0.25, np.float32),
+        np.zeros((2, 2), np.float32),
+    ]
+    for step, action in enumerate(actions, start=1):
+        obs, _, dones, infos = venv.step(action)
+        check(np.asarray(obs), recorder.obs)  # type: ignore[arg-type]
+        if step == 2:  # the history holds the last two actions, oldest first
+            np.testing.assert_array_equal(
+                np.asarray(obs)[:, width : width + 4], np.full((2, 4), [0.5, 0.5, -0.25, -0.25])
+            )
+    assert dones.all()
+    terminal = np.stack([infos[i]["terminal_observation"] for i in range(2)])
+    raw = {
+        key: np.stack([recorder.terminal[i][key] for i in range(2)])
+        for key in ("image", "state", "action_history")
+    }
+    check(terminal, raw)
+    np.testing.assert_array_equal(
+        raw["state"], np.full((2, 3), 3.0)
+    )  # the terminal step's state, not the reset's
+
+
+def test_dict_extractor_in_the_policy_equals_the_head_on_cached_dict_features(weights_dir: Path) -> None:
+    """The two paths of a Dict observation agree: `DictBackboneExtractor` on what SB3 feeds a
+    MultiInputPolicy, and `CachedFeaturesHead` on `VecFrozenFeatures`' flat vector."""
+    from agents.extractors import DictBackboneExtractor
+    from simreal.simulation.observation import ActionHistory
+
+    recorder = _Recorder(DummyVecEnv([lambda: ActionHistory(StackFrames(_DictFrameEnv(), 2), 2)] * 2))  # type: ignore[arg-type]
+    recorder.seed(0)
+    spec = _spec(weights_dir, pool=2, readout="diff")
+    venv, policy_kwargs = cache_frozen_features(recorder, "cpu", **spec)
+    head = CachedFeaturesHead(venv.feature_space, **policy_kwargs["features_extractor_kwargs"]).eval()
+    transposed = VecTransposeImage(recorder)
+    extractor = DictBackboneExtractor(transposed.observation_space, **spec).eval()  # type: ignore[arg-type]
+    assert not head.extractor.load_state_dict(extractor.image.state_dict(), strict=False).missing_keys
+    assert extractor.features_dim == head.features_dim
+    features = np.asarray(venv.reset())
+    obs = transposed.transpose_observations(recorder.obs)
+    with torch.no_grad():
+        tensors = {k: torch.as_tensor(v) for k, v in obs.items()}
+        reference = extractor(preprocess_obs(tensors, transposed.observation_space))  # type: ignore[arg-type]
+        torch.testing.assert_close(head(torch.as_tensor(features)), reference, atol=1e-5, rtol=1e-5)

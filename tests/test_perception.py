@@ -13,6 +13,7 @@ from tiny import set_args
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.schema import ConfigError
+from simreal.training.artifacts import load_policy
 
 PIXELS = [
     "pixels=true",
@@ -61,6 +62,107 @@ def test_random_init_small_cnn_is_saved_frozen_and_reloaded(tmp_path: Path) -> N
     assert len(json.loads(out.read_text())["returns"]) == 1
 
 
+@pytest.mark.parametrize("cached", [True, False], ids=["cached", "in-policy"])
+def test_camera_with_action_history_is_a_dict_the_policy_reads_as_recorded(
+    tmp_path: Path, cached: bool
+) -> None:
+    """Frames + the last 2 actions through pretraining, fine-tuning on the latency target and evaluation:
+    the artifact records the Dict the env gives and (cached) where each entry sits in what the policy
+    reads; normalization applies to those features, and the frozen backbone is never trained."""
+    norm = "algo.normalize_obs=true" if cached else "algo.normalize_obs=false"
+    perception = (
+        "perception={backbone: small_cnn, weights: null, features_dim: 16, readout: diff, "
+        f"cache_features: {str(cached).lower()}}}"
+    )
+    overrides = [*PIXELS, perception, "observation.action_history=2", norm, "target=latency"]
+    assert main(["run", *set_args(tmp_path, *overrides)]) == 0
+    run = tmp_path / "quickstart"
+    frozen: dict[str, dict[str, torch.Tensor]] = {}
+    for variant in ("pretrain_randomized", "finetune", "scratch"):
+        art = load_policy(run / variant / "seed0/policy.pt")
+        meta = art.meta
+        policy = art.states["policy"]
+        frozen[variant] = art.backbone or {k: v for k, v in policy.items() if ".backbone." in k}
+        env_space = meta["env_observation_space"]
+        assert env_space["type"] == "Dict" and set(env_space["spaces"]) == {"image", "action_history"}
+        assert env_space["spaces"]["action_history"]["shape"] == [2]  # 2 steps of a 1-d action
+        if cached:
+            layout = meta["observation_layout"]
+            width = layout["image"][1]
+            assert layout == {"image": [0, width], "action_history": [width, width + 2]}
+            assert meta["observation_space"]["shape"] == [width + 2]
+            assert art.obs_rms is not None and art.obs_rms.mean.shape == (width + 2,)
+        else:
+            assert "observation_layout" not in meta and meta["observation_space"]["type"] == "Dict"
+            assert art.obs_rms is None
+    src, ft = frozen["pretrain_randomized"], frozen["finetune"]
+    assert src and src.keys() == ft.keys()
+    assert all(torch.equal(src[n], ft[n]) for n in src), "the frozen backbone changed in fine-tuning"
+    out = tmp_path / "eval.json"
+    policy = str(run / "finetune/seed0/policy.pt")
+    env = "simreal/InvertedPendulum-Pixels-Target-Latency-v0"
+    assert main(["evaluate", policy, "--env", env, "--episodes", "1", "--json", str(out)]) == 0
+    assert len(json.loads(out.read_text())["returns"]) == 1
+    if cached:
+        _exported_graph_matches_predict(run / "finetune/seed0/policy.pt", env)
+    _batched_evaluation_equals_the_one_env_loop(run / "pretrain_randomized/seed0/policy.pt", env)
+
+
+def _batched_evaluation_equals_the_one_env_loop(policy: Path, env_id: str) -> None:
+    """Episodes run side by side (one policy batch and, cached, one backbone batch per step, frames
+    reused) return what the one-env loop returns on the same seeds, episode by episode."""
+    import gymnasium as gym
+    import numpy as np
+
+    from simreal.training.evaluation import evaluate
+    from simreal.training.loading import load_for_env
+
+    loaded = load_for_env(policy, lambda: gym.make(env_id), torch.device("cpu"), 0)
+    one = evaluate(loaded.model, loaded.make_env, 5, 7, loaded.obs_rms, loaded.encoder, n_envs=1)
+    side_by_side = evaluate(loaded.model, loaded.make_env, 5, 7, loaded.obs_rms, loaded.encoder, n_envs=3)
+    np.testing.assert_array_equal(side_by_side.lengths, one.lengths)
+    np.testing.assert_allclose(side_by_side.returns, one.returns, rtol=1e-6)
+    assert len(set(one.lengths.tolist())) > 1  # the episodes differ: which env ran which one matters
+
+
+def _exported_graph_matches_predict(policy: Path, env_id: str) -> None:
+    """`simreal export` of a pixel policy: one ONNX graph from uint8 frames and the action history to
+    the action, equal to `predict()` on the cached features of real target frames; the JSON documents
+    the inputs in the graph's order and the layout the policy reads."""
+    import gymnasium as gym
+    import numpy as np
+    import onnxruntime as ort
+
+    from simreal.training.evaluation import normalize
+    from simreal.training.export import ExportError, export_policy, sidecar_path
+    from simreal.training.loading import load_for_env
+
+    onnx_path = export_policy(policy, "onnx")
+    info = json.loads(sidecar_path(onnx_path).read_text())
+    inputs = info["input"]["inputs"]
+    assert [i["name"] for i in inputs] == ["image", "action_history"]
+    assert inputs[0]["dtype"] == "uint8" and inputs[0]["shape"] == ["batch", 64, 64, 9]
+    assert inputs[1]["shape"] == ["batch", 2] and inputs[1]["neutral_action"] == [0.0]
+    assert info["input"]["layout"] == load_policy(policy).meta["observation_layout"]
+    loaded = load_for_env(policy, lambda: gym.make(env_id), torch.device("cpu"), 0)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    env = loaded.make_env()
+    obs, _ = env.reset(seed=3)
+    worst = 0.0
+    for _ in range(12):
+        want, _ = loaded.model.predict(
+            normalize(loaded.encoder.encode(obs), loaded.obs_rms), deterministic=True
+        )
+        feed = {"image": obs["image"][None], "action_history": obs["action_history"][None]}
+        got = session.run(None, feed)[0][0]
+        worst = max(worst, float(np.max(np.abs(got - want))))
+        obs, *_ = env.step(want)
+    env.close()
+    assert worst < 1e-4
+    with pytest.raises(ExportError, match="a pixel policy exports its frozen encoder with it"):
+        export_policy(policy, "safetensors")
+
+
 def test_adabn_reestimates_batchnorm_on_target_frames(tmp_path: Path) -> None:
     run = _run(
         tmp_path,
@@ -80,7 +182,22 @@ def test_adabn_reestimates_batchnorm_on_target_frames(tmp_path: Path) -> None:
     [
         (["perception={backbone: small_cnn}"], "perception: a CNN backbone needs image observations"),
         (["pixels=true", "task=reacher", "target=shifted"], "pixels: task Reacher has no pixels: section"),
-        (["pixels=true", "algo.normalize_obs=true"], "algo.normalize_obs: not for image observations"),
+        (
+            ["pixels=true", "algo.normalize_obs=true"],
+            "algo.normalize_obs: with pixels it normalizes cached backbone features",
+        ),
+        (
+            ["pixels=true", "perception={cache_features: false}", "algo.normalize_obs=true"],
+            "algo.normalize_obs: with pixels it normalizes cached backbone features",
+        ),
+        (
+            ["pixels=true", "perception={readout: deltas}"],
+            "perception.readout: Input should be 'stack' or 'diff'",
+        ),
+        (
+            ["pixels=true", "perception={}", "observation.privileged=true"],
+            "observation.privileged/history_window: not with image observations",
+        ),
         (
             ["pixels=true", "perception={backbone: vgg}"],
             "perception.backbone: unknown backbone 'vgg' (allowed: ",

@@ -290,3 +290,22 @@ def test_bad_pixel_settings_are_one_line_config_errors(data: dict[str, Any], mat
     with pytest.raises(ConfigError, match=match) as err:
         parse(PixelSpec, data, "task.yaml: pixels")
     assert "\n" not in str(err.value)
+
+
+class _StatelessCamera(FrameEnv):
+    """A camera-only env: its own observation is already the frame (no state vector)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = gym.spaces.Box(0, 255, (8, 8, 3), dtype=np.uint8)  # type: ignore[assignment]
+
+
+def test_proprio_on_an_env_without_a_state_vector_is_a_one_line_config_error() -> None:
+    from simreal.simulation.variants import _observe
+
+    spec = parse(PixelSpec, {"image_size": 8, "proprio": True}, "task.yaml: pixels")
+    with pytest.raises(ConfigError, match=r"task.yaml: pixels.proprio: the env's observation is Box") as err:
+        _observe(_StatelessCamera(), spec, 0.0, "task.yaml")
+    assert "\n" not in str(err.value) and "allowed: proprio: false" in str(err.value)
+    plain = _observe(FrameEnv(), spec, 0.0, "task.yaml")  # a state vector: the Dict is built
+    assert set(plain.observation_space.spaces) == {"image", "state"}  # type: ignore[attr-defined]

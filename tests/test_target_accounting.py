@@ -115,6 +115,10 @@ def test_exclusive_target_with_several_instances_per_stage_is_refused(
     config = _experiment(tmp_path, "ManyRobots", {"exclusive": True})
     assert main(["run", str(config), *set_args(tmp_path / "runs", "algo.n_envs=2")]) == 2
     assert "algo.n_envs: 2 target instances at once, but target robot is exclusive" in capsys.readouterr().err
+    assert main(["run", str(config), *set_args(tmp_path / "runs", "evaluation.n_envs=3")]) == 2
+    err = capsys.readouterr().err
+    assert "evaluation.n_envs: 3 target instances at once, but the target is exclusive (allowed: 1)" in err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_provenance_and_cross_task_refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,3 +152,10 @@ def test_provenance_and_cross_task_refusal(tmp_path: Path, capsys: pytest.Captur
         "--allow-cross-task",
     ]
     assert main(allow) == 0
+    # a policy trained with another action history than the experiment's: one line, nothing trained
+    history = set_args(tmp_path, "experiment=history", "observation.action_history=0", reference=False)
+    assert main(["finetune", *history, "--seeds", "0", "--from", str(source)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "trained with observation.action_history=2, this experiment sets 0" in err
+    assert not list((tmp_path / "history").rglob("policy.pt"))

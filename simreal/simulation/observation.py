@@ -4,6 +4,10 @@
 no longer determines what happens next - the commands still in flight do - so a memoryless policy
 needs them to cope with delays (a standard ingredient of latency-robust sim-to-real policies).
 Applied identically to source, target and evaluation envs, so spaces always match.
+
+Camera observations keep their image apart: an image observation becomes the Dict `{"image": frames,
+"action_history": actions}`, and a Dict observation (`{"image", "state"}`) gains the `"action_history"`
+entry, so frames still reach the backbone as frames.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from simreal.schema import Spec
+from simreal.simulation.pixels import IMAGE_KEY
+
+HISTORY_KEY = "action_history"
 
 
 class ObservationConfig(Spec):
@@ -48,26 +55,46 @@ def history_spaces(obs_space: Any, act_space: Any, steps: int) -> tuple[gym.spac
     return space, np.tile(neutral, steps).astype(np.float32)
 
 
-class ActionHistory(gym.Wrapper[np.ndarray, np.ndarray, np.ndarray, np.ndarray]):
-    """Observation = [obs, a_{t-k}, ..., a_{t-1}] (flattened, float32); zeros before the first action."""
+def _is_image(space: Any) -> bool:
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
-    def __init__(self, env: gym.Env[np.ndarray, np.ndarray], steps: int) -> None:
+
+class ActionHistory(gym.Wrapper[Any, np.ndarray, Any, np.ndarray]):
+    """Observation = [obs, a_{t-k}, ..., a_{t-1}] (flattened, float32); zeros before the first action.
+
+    For an image observation, `{"image": obs, "action_history": [a_{t-k}, ..., a_{t-1}]}`; for a Dict
+    observation, the same entry added to it (see the module's docstring)."""
+
+    def __init__(self, env: gym.Env[Any, np.ndarray], steps: int) -> None:
         super().__init__(env)
-        self.observation_space, self._neutral = history_spaces(env.observation_space, env.action_space, steps)
+        space = env.observation_space
+        self._keyed = isinstance(space, gym.spaces.Dict) or _is_image(space)
+        if self._keyed:
+            empty = gym.spaces.Box(np.zeros(0, np.float32), np.zeros(0, np.float32), dtype=np.float32)
+            history, self._neutral = history_spaces(empty, env.action_space, steps)
+            entries = dict(space.spaces) if isinstance(space, gym.spaces.Dict) else {IMAGE_KEY: space}
+            if HISTORY_KEY in entries:
+                raise ValueError(f"observation.action_history: the env's Dict already has {HISTORY_KEY!r}")
+            self.observation_space = gym.spaces.Dict({**entries, HISTORY_KEY: history})
+        else:
+            self.observation_space, self._neutral = history_spaces(space, env.action_space, steps)
         self._act_dim = int(np.prod(env.action_space.shape or ()))
         self._history = self._neutral.copy()
 
-    def _observe(self, obs: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.asarray(obs, dtype=np.float32).ravel(), self._history])
+    def _observe(self, obs: Any) -> Any:
+        if not self._keyed:
+            return np.concatenate([np.asarray(obs, dtype=np.float32).ravel(), self._history])
+        entries = dict(obs) if isinstance(obs, dict) else {IMAGE_KEY: obs}
+        return {**entries, HISTORY_KEY: self._history.copy()}
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         self._history[:] = self._neutral
         return self._observe(obs), info
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+    def step(self, action: np.ndarray) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._history[: -self._act_dim] = self._history[self._act_dim :]
         self._history[-self._act_dim :] = np.asarray(action, dtype=np.float32).ravel()

@@ -59,7 +59,7 @@ def make_pixel_nominal(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
     """The nominal sim of `task` seen through its camera: stacked RGB frames, nothing varied."""
     t = get_task(task)
     pixels = _pixels(t)
-    return _observe(_rendering(t.env, pixels, kwargs), pixels, noise_std=0.0)
+    return _observe(_rendering(t.env, pixels, kwargs), pixels, 0.0, t.source)
 
 
 def make_pixel_randomized(task: str, adr: AdrState | None = None, **kwargs: Any) -> gym.Env[Any, Any]:
@@ -72,7 +72,7 @@ def make_pixel_randomized(task: str, adr: AdrState | None = None, **kwargs: Any)
     )
     env = RandomizeVisuals(env, pixels.randomization, where=f"{t.source}: pixels.randomization.params")
     env = apply_effects(env, effects_under_camera(t.spec.source_effects, pixels.proprio))
-    return _observe(env, pixels, pixels.image_noise_std)
+    return _observe(env, pixels, pixels.image_noise_std, t.source)
 
 
 def make_pixel_target(
@@ -90,7 +90,7 @@ def make_pixel_target(
     )
     env = RandomizeVisuals(env, VisualRandomizationSpec(params=spec.visuals), where=f"{path}.visuals")
     env = apply_effects(env, effects_under_camera(spec.effects, pixels.proprio))
-    return _observe(env, pixels, spec.image_noise_std)
+    return _observe(env, pixels, spec.image_noise_std, t.source)
 
 
 def _counted(env: gym.Env[Any, Any], ledger: TargetLedger | None) -> gym.Env[Any, Any]:
@@ -114,8 +114,16 @@ def effects_under_camera(effects: Sequence[EffectSpec], proprio: bool) -> list[E
     return [e for e in effects if proprio or e.type not in SENSOR_EFFECTS]
 
 
-def _observe(env: gym.Env[Any, Any], pixels: PixelSpec, noise_std: Scalar) -> gym.Env[Any, Any]:
+def _observe(env: gym.Env[Any, Any], pixels: PixelSpec, noise_std: Scalar, where: str) -> gym.Env[Any, Any]:
     """Pixel observation, camera noise (if any) and frame stacking (if more than one frame)."""
+    state = env.observation_space
+    if pixels.proprio and not (isinstance(state, gym.spaces.Box) and len(state.shape) == 1):
+        env.close()
+        raise ConfigError(
+            f"{where}: pixels.proprio: the env's observation is {state}, not a state vector, so there is "
+            "no 'state' entry to observe beside the image (allowed: proprio: false, or an env observing "
+            "a 1-d Box)"
+        )
     env = PixelObservation(env, image_size=pixels.image_size, proprio=pixels.proprio)
     if noise_std != 0.0:
         env = ImageNoise(env, noise_std)

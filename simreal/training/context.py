@@ -50,6 +50,14 @@ class Context:
             return self.task.pixel_randomized_id if randomized else self.task.pixel_nominal_id
         return self.task.randomized_id if randomized else self.task.nominal_id
 
+    @property
+    def eval_envs(self) -> int:
+        """Envs an evaluation runs side by side (`evaluation.n_envs`; one on an exclusive target)."""
+        if self.cfg.exclusive:
+            return 1
+        n = self.cfg.evaluation.n_envs
+        return n if n is not None else (4 if self.cfg.perception is not None else 1)
+
     def eval_seed(self, seed: int, final: bool = False) -> int:
         return (200_000 if final else 100_000) + 1_000 * seed
 

@@ -1,19 +1,24 @@
 """Deterministic evaluation of a policy on an env, with its own normalization statistics.
 
 Episode k of an evaluation with base seed s is reset with seed `s + k`, so every variant of an
-experiment meets the same episode starts (common random numbers make comparisons tighter).
+experiment meets the same episode starts (common random numbers make comparisons tighter). Several
+envs may run the episodes side by side, the policy acting on one batch per step (pixel policies: one
+backbone batch, each new frame encoded once).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.running_mean_std import RunningMeanStd
+
+if TYPE_CHECKING:
+    from simreal.training.perception import Encoder
 
 CLIP_OBS = 10.0
 EPSILON = 1e-8
@@ -55,29 +60,61 @@ def evaluate(
     episodes: int,
     seed: int,
     obs_rms: RunningMeanStd | None = None,
-    encode: Callable[[Any], Any] | None = None,
+    encoder: Encoder | None = None,
+    n_envs: int = 1,
 ) -> EvalResult:
-    """Run `episodes` deterministic episodes on a fresh env from `make_env`.
+    """Run `episodes` deterministic episodes on `n_envs` fresh envs from `make_env` (at most `episodes`).
 
-    `encode` maps an env observation to what the policy reads (e.g. cached backbone features)."""
-    env = make_env()
-    returns, lengths, successes = [], [], []
+    Episode k is reset with seed `seed + k` whichever env runs it, and the envs step together, so the
+    policy and `encoder` (what the policy reads, e.g. cached backbone features) see one batch per step;
+    the returns are those of the one-env loop on the same seeds. `n_envs` > 1 opens that many
+    instances at once: never for an exclusive target."""
+    if n_envs < 1:
+        raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+    encode = encoder.batch() if encoder is not None else None
+    envs = [make_env() for _ in range(min(n_envs, episodes))]
+    returns, lengths, successes = np.zeros(episodes), np.zeros(episodes, int), np.full(episodes, np.nan)
+    running: dict[int, int] = {}  # env -> the episode it runs
+    obs: list[Any] = [None] * len(envs)
+    started = 0
+
+    def start(i: int) -> None:
+        nonlocal started
+        running[i], started = started, started + 1
+        obs[i], _ = envs[i].reset(seed=seed + running[i])
+
     try:
-        for k in range(episodes):
-            obs, info = env.reset(seed=seed + k)
-            done, total, length, success = False, 0.0, 0, float("nan")
-            while not done:
-                policy_obs = encode(obs) if encode is not None else obs
-                action, _ = model.predict(normalize(policy_obs, obs_rms), deterministic=True)
-                obs, reward, terminated, truncated, info = env.step(action)
-                total += float(reward)
-                length += 1
-                done = terminated or truncated
-            if "is_success" in info:
-                success = float(info["is_success"])
-            returns.append(total)
-            lengths.append(length)
-            successes.append(success)
+        for i in range(len(envs)):
+            start(i)
+        rows: dict[int, int] = {}  # env -> its row in the last batch
+        fresh = set(running)
+        while running:
+            active = sorted(running)
+            batch = [obs[i] for i in active]
+            previous = [None if i in fresh else rows[i] for i in active]
+            policy_obs = encode(batch, previous) if encode is not None else stack(batch)
+            actions, _ = model.predict(normalize(policy_obs, obs_rms), deterministic=True)
+            rows, fresh = {i: row for row, i in enumerate(active)}, set()
+            for i, action in zip(active, actions, strict=True):
+                k = running[i]
+                obs[i], reward, terminated, truncated, info = envs[i].step(action)
+                returns[k] += float(reward)
+                lengths[k] += 1
+                if terminated or truncated:
+                    if "is_success" in info:
+                        successes[k] = float(info["is_success"])
+                    del running[i]
+                    if started < episodes:
+                        start(i)
+                        fresh.add(i)
     finally:
-        env.close()
-    return EvalResult(np.array(returns), np.array(lengths), np.array(successes))
+        for env in envs:
+            env.close()
+    return EvalResult(returns, lengths, successes)
+
+
+def stack(observations: list[Any]) -> Any:
+    """One batch of observations: stacked arrays, or a Dict of stacked entries."""
+    if isinstance(observations[0], dict):
+        return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+    return np.stack(observations)

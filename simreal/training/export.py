@@ -406,6 +406,14 @@ def export_policy(model_path: str | Path, fmt: Format, out: str | Path | None = 
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: unknown (allowed: {', '.join(FORMATS)})")
     target = Path(out) if out is not None else Path(model_path).with_suffix(f".{fmt}")
+    if load_policy(model_path).meta.get("perception"):  # a pixel policy: the encoder goes in the graph
+        if fmt != "onnx":
+            raise ExportError(
+                f"--format {fmt}: a pixel policy exports its frozen encoder with it (allowed: onnx)"
+            )
+        from simreal.training.export_pixels import export_pixel_onnx
+
+        return export_pixel_onnx(model_path, target)[0]
     if fmt == "onnx":
         return export_onnx(model_path, target)[0]
     return export_safetensors(model_path, target)

@@ -36,7 +36,10 @@ def build_model(
 ) -> BaseAlgorithm:
     """The configured algorithm on `env` at learning rate (or schedule) `lr`, with the encoder's head."""
     policy_kwargs = {**algo.policy_kwargs(), **(encoder.policy_kwargs if encoder else {})}
-    return make_model(algo.name, algo.policy, env, lr, policy_kwargs, dict(algo.kwargs), device, seed)
+    policy = algo.policy
+    if policy == "MlpPolicy" and isinstance(env.observation_space, gym.spaces.Dict):
+        policy = "MultiInputPolicy"  # images with state or action history, reaching the policy as a Dict
+    return make_model(algo.name, policy, env, lr, policy_kwargs, dict(algo.kwargs), device, seed)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -34,6 +34,9 @@ from simreal.training.artifacts import atomic_write_text
 from simreal.training.checkpoints import checkpoint_steps, load_checkpoint, save_checkpoint
 from simreal.training.evaluation import EvalResult, evaluate
 from simreal.training.guards import KeepBest
+
+if TYPE_CHECKING:
+    from simreal.training.perception import Encoder
 
 CHECKPOINT = "checkpoint.pt"
 CURVE = "curve.json"
@@ -117,7 +120,8 @@ class EvalSchedule:
     every_steps: int
     episodes: int
     seed: int
-    encode: Callable[[Any], Any] | None = None
+    encoder: Encoder | None = None
+    n_envs: int = 1
     curve: list[dict[str, Any]] = field(default_factory=list)
     ledger: TargetLedger | None = None
     shares_training_env: bool = False
@@ -125,7 +129,9 @@ class EvalSchedule:
 
     def record(self, model: BaseAlgorithm, step: int, obs_rms: RunningMeanStd | None) -> EvalResult:
         with self.ledger.doing("evaluation") if self.ledger else contextlib.nullcontext():
-            result = evaluate(model, self.make_env, self.episodes, self.seed, obs_rms, self.encode)
+            result = evaluate(
+                model, self.make_env, self.episodes, self.seed, obs_rms, self.encoder, self.n_envs
+            )
         if self.keep is not None:
             self.keep.observe(step, result.mean_return, model, obs_rms)
         if self.shares_training_env and model.get_env() is not None:

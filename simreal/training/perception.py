@@ -22,12 +22,15 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from pydantic import Field, ValidationInfo, field_validator, model_validator
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from agents.backbones import BACKBONES, build_backbone
-from agents.extractors import BackboneExtractor
+from agents.extractors import BackboneExtractor, DictBackboneExtractor
 from simreal.schema import Spec
+from simreal.simulation.pixels import IMAGE_KEY
+from simreal.training.evaluation import stack
 from simreal.training.features import VecFrozenFeatures, cache_frozen_features
 
 
@@ -55,6 +58,8 @@ class PerceptionConfig(Spec):
     backbone_lr_factor: float = Field(default=0.1, gt=0)
     image_size: int | None = Field(default=None, ge=16)
     projection: Literal["relu", "layernorm"] = "relu"
+    readout: Literal["stack", "diff"] = "stack"
+    """How stacked frames' features reach the projection: as they are, or the newest plus differences."""
     cache_features: bool = True
     adabn_frames: int = Field(default=0, ge=0)
     augmentation: AugmentationConfig | None = None
@@ -103,6 +108,7 @@ class PerceptionConfig(Spec):
             "unfreeze_last": self.unfreeze_last,
             "image_size": self.image_size,
             "projection": self.projection,
+            "readout": self.readout,
             "augmentation": self.augmentation.model_dump() if self.augmentation else None,
         }
 
@@ -114,9 +120,21 @@ class Encoder:
     policy_kwargs: dict[str, Any]
     cached: VecFrozenFeatures | None = None
 
-    def encode(self, obs: np.ndarray) -> np.ndarray:
-        """One env observation -> what the policy reads (identity unless features are cached)."""
-        return obs if self.cached is None else self.cached.encode(obs[None])[0]
+    def encode(self, obs: Any) -> Any:
+        """One env observation (an image, or a Dict) -> what the policy reads (identity unless features
+        are cached)."""
+        if self.cached is None:
+            return obs
+        batch = {k: np.asarray(v)[None] for k, v in obs.items()} if isinstance(obs, dict) else obs[None]
+        return self.cached.observe(batch)[0]
+
+    def batch(self) -> Encoding:
+        """An encoding of observation batches (one row per env) that reuses frames between calls."""
+        return Encoding(self.cached)
+
+    def images(self, obs: Any) -> np.ndarray:
+        """The image of one env observation (itself, or a Dict's "image" entry)."""
+        return np.asarray(obs[IMAGE_KEY] if isinstance(obs, dict) else obs)
 
     def backbone_state(self) -> dict[str, torch.Tensor] | None:
         return None if self.cached is None else self.cached.extractor.state_dict()
@@ -127,8 +145,33 @@ class Encoder:
             self.cached.invalidate()
 
 
+class Encoding:
+    """What the policy reads for a batch of env observations, one per env, step after step.
+
+    `previous[m]` is the row the same env's observation had in the last call (None after a reset): with
+    stacked frames and cached features, frames encoded at the last call are not encoded again (as in
+    `VecFrozenFeatures`), and the batch goes through the backbone at once."""
+
+    def __init__(self, cached: VecFrozenFeatures | None) -> None:
+        self.cached = cached
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, observations: list[Any], previous: list[int | None]) -> Any:
+        batch = stack(observations)
+        if self.cached is None:
+            return batch
+        images = np.asarray(batch[IMAGE_KEY] if isinstance(batch, dict) else batch)
+        rows = self.cached.encode_frames(images, previous, self._last)
+        if self.cached.reuses:
+            self._last = (images, rows)
+        return self.cached.joined(self.cached.features(rows), batch)
+
+
 def env_space(venv: VecEnv) -> Any:
-    """The observation space of the envs under `venv`: images, before cached features replace them."""
+    """The observation space of the envs under `venv`: images, before cached features replace them
+    (and before any normalization of those features)."""
+    if isinstance(venv, VecNormalize):
+        venv = venv.venv
     return venv.venv.observation_space if isinstance(venv, VecFrozenFeatures) else venv.observation_space
 
 
@@ -141,8 +184,9 @@ def attach(cfg: PerceptionConfig | None, venv: VecEnv, device: torch.device) -> 
         if cfg.cache_features:
             wrapped, policy_kwargs = cache_frozen_features(venv, device, **cfg.extractor_kwargs())
             return wrapped, Encoder(policy_kwargs, wrapped)
+        dict_obs = isinstance(venv.observation_space, spaces.Dict)
         kwargs = {
-            "features_extractor_class": BackboneExtractor,
+            "features_extractor_class": DictBackboneExtractor if dict_obs else BackboneExtractor,
             "features_extractor_kwargs": cfg.extractor_kwargs(),
         }
         return venv, Encoder(kwargs)

@@ -96,7 +96,7 @@ def _check_success_return(ctx: Context, model: BaseAlgorithm, encoder: Encoder) 
     if ev.success_return is None or ctx.cfg.exclusive:  # never an untrained policy on a robot
         return 0
     result = evaluate(
-        model, ctx.make_target, ev.episodes, ctx.eval_seed(ctx.cfg.seeds[0]), None, encoder.encode
+        model, ctx.make_target, ev.episodes, ctx.eval_seed(ctx.cfg.seeds[0]), None, encoder, ctx.eval_envs
     )
     if result.mean_return >= ev.success_return:
         raise ConfigError(
@@ -149,9 +149,9 @@ def _check_grid(ctx: Context, source: gym.Env[Any, Any]) -> None:
     if p is None or p.pool == 1:
         return
     from agents.extractors import BackboneExtractor
+    from simreal.training.features import image_space_of
 
-    space = source.observation_space
-    assert isinstance(space, gym.spaces.Box)
+    space = image_space_of(source.observation_space)
     height, width = BackboneExtractor(space, **p.extractor_kwargs()).feature_map_size()
     if p.pool > min(height, width):
         raise ConfigError(

@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from simreal.simulation.accounting import STEPS, TargetLedger
 from simreal.simulation.adr import AdrState
@@ -34,6 +34,7 @@ from simreal.training.artifacts import (
 )
 from simreal.training.context import Context, eval_grid
 from simreal.training.evaluation import EvalResult, evaluate
+from simreal.training.features import VecFrozenFeatures
 from simreal.training.loading import build_model, load_for_env
 from simreal.training.loop import (
     CURVE,
@@ -113,10 +114,14 @@ def policy_env(
     algo = ctx.cfg.algo
     n = n_envs or algo.n_envs
     register = ctx.cfg.task if subproc else None
-    venv = make_vec(
-        env_id, n, seed, algo.normalize_obs, obs_rms, update_stats, ctx.wrapper, env_kwargs, register
-    )
-    return attach(ctx.cfg.perception, venv, ctx.device)
+    perception = ctx.cfg.perception
+    # With a backbone, normalization (if any) applies to what the policy reads: the cached features.
+    norm = algo.normalize_obs and perception is None
+    venv = make_vec(env_id, n, seed, norm, obs_rms, update_stats, ctx.wrapper, env_kwargs, register)
+    venv, encoder = attach(perception, venv, ctx.device)
+    if perception is not None:
+        venv = normalized(venv, algo.normalize_obs, obs_rms, update_stats)
+    return venv, encoder
 
 
 def batched_env(ctx: Context, randomized: bool, seed: int, adr: AdrState | None = None) -> VecEnv:
@@ -149,7 +154,17 @@ def _meta(ctx: Context, variant: str, seed: int, env_id: str, venv: VecEnv) -> d
         "perception": ctx.cfg.perception.model_dump(mode="json") if ctx.cfg.perception else None,
         "pixels": ctx.cfg.pixels,
         "env_observation_space": describe_space(env_space(venv)),
+        **({"observation_layout": layout} if (layout := _layout(venv)) else {}),
     }
+
+
+def _layout(venv: VecEnv) -> dict[str, list[int]] | None:
+    """Where each entry of a Dict pixel observation sits in the flat vector the policy reads (cached
+    features first, then the other entries: `VecFrozenFeatures.layout`); None for other observations."""
+    inner = venv.venv if isinstance(venv, VecNormalize) else venv
+    if isinstance(inner, VecFrozenFeatures) and len(inner.layout) > 1:
+        return {key: [start, stop] for key, (start, stop) in inner.layout.items()}
+    return None
 
 
 def pretrain(ctx: Context, seed: int, randomized: bool, variant: str | None = None) -> Path:
@@ -222,7 +237,7 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
         return
     ev, ledger = ctx.cfg.evaluation, TargetLedger(purpose="evaluation")
     loaded = load_for_env(policy, lambda: gym.make(ctx.target_id, ledger=ledger), ctx.device, seed)
-    run = {"obs_rms": loaded.obs_rms, "encode": loaded.encoder.encode}
+    run = {"obs_rms": loaded.obs_rms, "encoder": loaded.encoder, "n_envs": ctx.eval_envs}
     at_start = evaluate(loaded.model, loaded.make_env, ev.episodes, ctx.eval_seed(seed), **run)
     logger = stage_logger(out, None)
     curve = []

@@ -75,6 +75,15 @@ def _check_source(ctx: Context, source: Path, art: PolicyArtifact, out: Path) ->
             "learned another task; pass --allow-cross-task, or set finetune.allow_cross_task, to fine-tune "
             "it anyway)"
         )
+    had, asked = (
+        (art.meta.get("observation") or {}).get("action_history", 0),
+        ctx.cfg.observation.action_history,
+    )
+    if had != asked:
+        raise ArtifactError(
+            f"{source}: trained with observation.action_history={had}, this experiment sets {asked}: the "
+            f"policy reads {had or 'no'} past actions (allowed: observation.action_history={had})"
+        )
     provenance = {"source_policy": str(source), "source_sha256": file_sha256(source)}
     recorded = out / "source.json"
     if recorded.is_file():
@@ -198,7 +207,8 @@ def _target_training(
         every or cfg.evaluation.every_steps,
         cfg.evaluation.episodes,
         ctx.eval_seed(seed),
-        encoder.encode,
+        encoder,
+        ctx.eval_envs,
         ledger=ledger,
         shares_training_env=cfg.exclusive,
         keep=keep,
@@ -219,7 +229,13 @@ def _target_training(
     save_policy(model, rms, meta, out / POLICY, backbone=encoder.backbone_state())
     with ledger.doing("evaluation"):
         result = evaluate(
-            model, make_eval, cfg.evaluation.final_episodes, ctx.eval_seed(seed, True), rms, encoder.encode
+            model,
+            make_eval,
+            cfg.evaluation.final_episodes,
+            ctx.eval_seed(seed, True),
+            rms,
+            encoder,
+            ctx.eval_envs,
         )
     venv.close()
     write_steps(out, ledger)
@@ -271,10 +287,10 @@ def adapt_to_target(
     with ledger.doing("other"):
         env = make_env()
         env.action_space.seed(seed)
-        frames = [env.reset(seed=ctx.eval_seed(seed) + 500)[0]]
+        frames = [encoder.images(env.reset(seed=ctx.eval_seed(seed) + 500)[0])]
         while len(frames) < perception.adabn_frames:
             obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            frames.append(env.reset()[0] if terminated or truncated else obs)
+            frames.append(encoder.images(env.reset()[0] if terminated or truncated else obs))
         env.close()
     layers = encoder.cached.adapt_batchnorm(np.stack(frames))
     log.info("AdaBN seed %d: %d BatchNorm layers re-estimated on %d target frames", seed, layers, len(frames))
