@@ -15,6 +15,11 @@ runs the same checks in fp32 on the CPU (what CI and ``tests/test_features.py`` 
    on the device (256 on the CPU): its state lives there, 300 synchronized steps match Gymnasium's env,
    and a throughput line - raw env steps/s, and PPO collect + update steps/s (goal on a GPU: >= 100x the
    best Gymnasium setting of ``BENCHMARKS.md``). The first run compiles Warp's kernels (minutes on CUDA).
+4. One pixel training iteration of the shipped pixel config (``configs/inverted_pendulum_pixels.yaml``:
+   MuJoCo frames rendered offscreen, the frozen ImageNet backbone, the Dict of features and action
+   history, PPO) through ``simreal pretrain`` on the device: one rollout (the config's on CUDA, 32 steps
+   per env on the CPU) and its update, a THROUGHPUT line (env steps/s, collect + update, env
+   construction included), and the artifact's layout and frozen encoder checked.
 """
 
 from __future__ import annotations
@@ -163,6 +168,39 @@ def check_warp(device: torch.device) -> None:
     print(f"  THROUGHPUT PPO collect + update env steps/s: {rate:,.0f}")
 
 
+def check_pixel_iteration(device: torch.device) -> None:
+    import tempfile
+
+    from simreal.cli import main as simreal_main
+    from simreal.config import load_config
+    from simreal.training.artifacts import load_policy
+
+    print("one pixel training iteration (configs/inverted_pendulum_pixels.yaml)")
+    config = Path(__file__).resolve().parents[1] / "configs/inverted_pendulum_pixels.yaml"
+    cfg = load_config(config)
+    # The config's rollout on a GPU; a short one on the CPU, where this runs in the test suite.
+    n_steps = int(cfg.algo.kwargs.get("n_steps", 2048)) if device.type == "cuda" else 32
+    steps = cfg.algo.n_envs * n_steps
+    with tempfile.TemporaryDirectory() as out:
+        args = ["pretrain", str(config), "--seeds", "0", "--no-progress", "--device", device.type]
+        args += ["--set", f"output_dir={out}", "--set", f"pretrain.timesteps={steps}"]
+        args += [
+            "--set",
+            f"algo.kwargs.n_steps={n_steps}",
+            "--set",
+            f"algo.kwargs.batch_size={min(256, steps)}",
+        ]
+        start = time.perf_counter()
+        check(simreal_main(args) == 0, "simreal pretrain of the pixel config failed")
+        rate = steps / (time.perf_counter() - start)
+        art = load_policy(next(Path(out).rglob("policy.pt")))
+    check(art.backbone is not None, "the frozen encoder's state is not in the artifact")
+    layout = art.meta.get("observation_layout") or {}
+    check("image" in layout, f"no observation layout recorded ({layout})")
+    print(f"  {steps} steps, layout {layout}")
+    print(f"  THROUGHPUT pixel PPO collect + update env steps/s (with env construction): {rate:,.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -182,6 +220,7 @@ def main() -> int:
         check_backbone(device)
         check_cached_ppo(device)
         check_warp(device)
+        check_pixel_iteration(device)
     except CheckFailed as failure:
         print(f"FAILED: {failure}", file=sys.stderr)
         return 1

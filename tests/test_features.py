@@ -25,7 +25,8 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from stable_baselines3.common.vec_env.vec_transpose import VecTransposeImage
 
 from agents.backbones import resnet18, small_cnn
-from agents.extractors import BackboneExtractor, CachedFeaturesHead
+from agents.extractors import BackboneExtractor
+from agents.heads import CachedFeaturesHead
 from simreal.simulation.pixels import StackFrames
 from simreal.training.features import VecFrozenFeatures, cache_frozen_features, split_extractor
 
@@ -492,7 +493,7 @@ def test_dict_observations_become_features_then_the_other_entries_in_order(weigh
 def test_dict_extractor_in_the_policy_equals_the_head_on_cached_dict_features(weights_dir: Path) -> None:
     """The two paths of a Dict observation agree: `DictBackboneExtractor` on what SB3 feeds a
     MultiInputPolicy, and `CachedFeaturesHead` on `VecFrozenFeatures`' flat vector."""
-    from agents.extractors import DictBackboneExtractor
+    from agents.heads import DictBackboneExtractor
     from simreal.simulation.observation import ActionHistory
 
     recorder = _Recorder(DummyVecEnv([lambda: ActionHistory(StackFrames(_DictFrameEnv(), 2), 2)] * 2))  # type: ignore[arg-type]

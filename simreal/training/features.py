@@ -36,7 +36,8 @@ from numpy.typing import NDArray
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from agents.extractors import BackboneExtractor, CachedFeaturesHead, adapt_batchnorm
+from agents.extractors import BackboneExtractor, adapt_batchnorm
+from agents.heads import CachedFeaturesHead
 from simreal.simulation.pixels import IMAGE_KEY
 
 

@@ -27,7 +27,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from agents.backbones import BACKBONES, build_backbone
-from agents.extractors import BackboneExtractor, DictBackboneExtractor
+from agents.extractors import BackboneExtractor
+from agents.heads import DictBackboneExtractor
 from simreal.schema import Spec
 from simreal.simulation.pixels import IMAGE_KEY
 from simreal.training.evaluation import stack
