@@ -101,13 +101,14 @@ def _random_inputs(inputs: dict[str, Any], n: int, rng: np.random.Generator) -> 
     return out
 
 
-def _predict(loaded: LoadedPolicy, obs: dict[str, np.ndarray], single: bool) -> np.ndarray:
+def _predict(loaded: LoadedPolicy, obs: dict[str, np.ndarray]) -> np.ndarray:
     """SB3 ``predict(deterministic=True)`` on what the policy reads, one observation after another
-    (as an evaluation feeds it) - the reference the graph is verified against."""
-    n = len(next(iter(obs.values())))
+    (as an evaluation feeds it) - the reference the graph is verified against. `obs` holds the graph's
+    inputs; an image-only policy's env observation is the image itself."""
+    n = len(obs[IMAGE_KEY])
     actions = []
     for i in range(n):
-        one: Any = {k: v[i] for k, v in obs.items()} if not single else obs[IMAGE_KEY][i]
+        one: Any = {k: v[i] for k, v in obs.items()} if len(obs) > 1 else obs[IMAGE_KEY][i]
         action, _ = loaded.model.predict(
             normalize(loaded.encoder.encode(one), loaded.obs_rms), deterministic=True
         )
@@ -149,7 +150,7 @@ def export_pixel_onnx(model_path: str | Path, out: str | Path, samples: int = 16
         obs = _random_inputs(inputs, samples, np.random.default_rng(0))
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = session.run(None, {name: obs[name] for name in names})[0]
-        want = _predict(loaded, obs, single=not entries)
+        want = _predict(loaded, obs)
         error = float(np.max(np.abs(got - want.reshape(got.shape))))
         if not error <= VERIFY_TOLERANCE:
             raise ExportError(f"{out}: ONNX output differs from SB3's predict by {error:.2e}")

@@ -95,7 +95,8 @@ def _backbone_lr(ctx: Context, model: BaseAlgorithm) -> None:
     perception = ctx.cfg.perception
     if perception is not None and perception.unfreeze_last > 0:
         n = tr.scale_backbone_lr(model, perception.backbone_lr_factor)
-        log.info("%d backbone parameters at %.2g x the learning rate", n, perception.backbone_lr_factor)
+        if n:  # none to rescale at factor 1: the unfrozen blocks train at the policy's rate
+            log.info("%d backbone parameters at %.2g x the learning rate", n, perception.backbone_lr_factor)
 
 
 def policy_env(
