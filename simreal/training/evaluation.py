@@ -2,8 +2,8 @@
 
 Episode k of an evaluation with base seed s is reset with seed `s + k`, so every variant of an
 experiment meets the same episode starts (common random numbers make comparisons tighter). Several
-envs may run the episodes side by side, the policy acting on one batch per step (pixel policies: one
-backbone batch, each new frame encoded once).
+envs may run the episodes side by side (pixel policies: one backbone batch per step, each new frame
+encoded once), the policy acting on each env's observation alone.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def evaluate(
             active = sorted(running)
             batch = [obs[i] for i in active]
             previous = [None if i in fresh else rows[i] for i in active]
-            policy_obs = encode(batch, previous) if encode is not None else stack(batch)
-            actions = [_act(model, normalize(row, obs_rms)) for row in _rows(policy_obs, len(active))]
+            seen = batch if encode is None else _rows(encode(batch, previous), len(active))
+            actions = [_act(model, normalize(row, obs_rms)) for row in seen]
             rows, fresh = {i: row for row, i in enumerate(active)}, set()
             for i, action in zip(active, actions, strict=True):
                 k = running[i]
