@@ -217,8 +217,11 @@ class ExperimentConfig(Spec):
             raise ValueError(
                 f"distill: not for algo.name {self.algo.name} yet (allowed: {', '.join(allowed)})"
             )
-        if self.pixels:
-            raise ValueError("distill: not for image observations yet (allowed: pixels: false)")
+        if self.pixels and (self.perception is None or not self.perception.cache_features):
+            raise ValueError(
+                "distill: a camera student learns from cached backbone features (allowed: perception with "
+                "cache_features: true, or pixels: false)"
+            )
         if self.algo.policy != "MlpPolicy":
             raise ValueError(f"distill: algo.policy {self.algo.policy} (allowed: MlpPolicy)")
         if "features_extractor_class" in self.algo.policy_extra:

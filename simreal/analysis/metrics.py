@@ -314,28 +314,29 @@ def sample_efficiency_ratio(
     )
 
 
-def describe_ratio(ratio: RatioResult, fraction: float) -> str:
+def describe_ratio(ratio: RatioResult, fraction: float, who: str = "fine-tune") -> str:
     """The ratio in words, e.g. "fine-tune reaches 90% of the reference in 2,048 steps; scratch does not
-    within 61,440: ratio >= 30.0x" (scratch here is whatever curves were compared: the reference stage)."""
+    within 61,440: ratio >= 30.0x" (scratch here is whatever curves were compared: the reference stage;
+    `who` names the fine-tuned curves)."""
     goal = f"{fraction:.0%} of the reference"
     ci = "" if ratio.ci_low is None else f" [95% CI {ratio.ci_low:.2f}, {ratio.ci_high:.2f}]"
     ft, sc = ratio.finetune_steps, ratio.scratch_steps
     if ft is None and sc is None:
         return (
-            f"neither fine-tune (within {ratio.finetune_budget:,.0f} target steps) nor scratch (within "
+            f"neither {who} (within {ratio.finetune_budget:,.0f} target steps) nor scratch (within "
             f"{ratio.scratch_budget:,.0f}) reaches {goal}: no ratio"
         )
     if ft is None:
         assert ratio.estimate is not None and sc is not None
         return (
-            f"scratch reaches {goal} in {sc:,.0f} target steps; fine-tune does not within "
+            f"scratch reaches {goal} in {sc:,.0f} target steps; {who} does not within "
             f"{ratio.finetune_budget:,.0f}: ratio <= {ratio.estimate:.2f}x{ci}"
         )
     assert ratio.estimate is not None
     if ratio.finetune_floored:
-        ft_text = f"fine-tune meets {goal} before any target training (at step 0){ratio.floor_note()}"
+        ft_text = f"{who} meets {goal} before any target training (at step 0){ratio.floor_note()}"
     else:
-        ft_text = f"fine-tune reaches {goal} in {ft:,.0f} target steps"
+        ft_text = f"{who} reaches {goal} in {ft:,.0f} target steps"
     if sc is None:
         sc_text = f"scratch does not within {ratio.scratch_budget:,.0f}"
     else:

@@ -77,6 +77,10 @@ def to_markdown(doc: dict[str, Any]) -> str:
     else:
         lines.append(f"- No threshold, so no sample-efficiency ratio: {doc['threshold_note']}.")
     lines.append(f"- Sample efficiency: {doc['sample_efficiency_ratio']['text']}.")
+    if "student_sample_efficiency_ratio" in doc:
+        lines.append(
+            f"- Sample efficiency of the distilled student: {doc['student_sample_efficiency_ratio']['text']}."
+        )
     variants = doc["variants"]
     for name in ("zeroshot_randomized", "zeroshot_nominal", "zeroshot_student", "finetune", "scratch"):
         if name in variants and variants[name]["fraction_of_reference"] is not None:
@@ -152,8 +156,9 @@ def _distillation_lines(d: dict[str, Any] | None) -> list[str]:
         "",
         "## Distillation",
         "",
-        "The privileged teacher and the history-based student in the randomized sim (the final "
-        f"evaluation seeds), mean over {len(d['seeds'])} seeds: no target steps are spent here. Kept: the "
+        "The teacher (privileged, or reading the state for a camera student) and the student (history-"
+        "based, or the camera policy) in the randomized sim (the final evaluation seeds), mean over "
+        f"{len(d['seeds'])} seeds: no target steps are spent here. Kept: the "
         "share of the way from an untrained student to the teacher. Parameters: the deployed actor's.",
         "",
         "| untrained | teacher return | student return | kept | distillation steps | wall time "

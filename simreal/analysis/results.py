@@ -204,8 +204,11 @@ def _reference(data: Gathered, finals: dict[str, np.ndarray]) -> tuple[dict[str,
     return ref, untrained
 
 
-def _ratio(data: Gathered, threshold: float | None, why: str | None, fraction: float) -> dict[str, Any]:
-    ft = data.curves.get("finetune")
+def _ratio(
+    data: Gathered, threshold: float | None, why: str | None, fraction: float, variant: str = "finetune"
+) -> dict[str, Any]:
+    """The yardstick for `variant`'s curves (fine-tuning; a distilled student's fine-tuning too)."""
+    ft = data.curves.get(variant)
     scratch_variant = "reference" if "reference" in data.curves else "scratch"
     sc = data.curves.get(scratch_variant)
     if threshold is None or ft is None or sc is None:
@@ -222,7 +225,9 @@ def _ratio(data: Gathered, threshold: float | None, why: str | None, fraction: f
         "finetune_budget": r.finetune_budget,
         "scratch_budget": r.scratch_budget,
         "finetune_floored": r.finetune_floored,
-        "text": m.describe_ratio(r, fraction),
+        "text": m.describe_ratio(
+            r, fraction, "the fine-tuned student" if variant == "finetune_student" else "fine-tune"
+        ),
     }
 
 
@@ -272,6 +277,8 @@ def build_results(
         "sample_efficiency_ratio": _ratio(data, threshold, why, fraction),
         "variants": {},
     }
+    if "finetune_student" in data.curves:
+        doc["student_sample_efficiency_ratio"] = _ratio(data, threshold, why, fraction, "finetune_student")
     for variant in LABELS:
         if variant in finals:
             doc["variants"][variant] = _variant_row(

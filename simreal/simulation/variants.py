@@ -62,10 +62,17 @@ def make_pixel_nominal(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
     return _observe(_rendering(t.env, pixels, kwargs), pixels, 0.0, t.source)
 
 
-def make_pixel_randomized(task: str, adr: AdrState | None = None, **kwargs: Any) -> gym.Env[Any, Any]:
-    """The randomized source sim of `task` seen through its camera: physics, look and effects per episode."""
+def make_pixel_randomized(
+    task: str, adr: AdrState | None = None, proprio: bool | None = None, **kwargs: Any
+) -> gym.Env[Any, Any]:
+    """The randomized source sim of `task` seen through its camera: physics, look and effects per episode.
+
+    `proprio` overrides the task's `pixels.proprio`: a teacher labelling a camera student reads the state
+    beside the image, with the sensor effects its state training had (`simreal.training.distill_pixels`)."""
     t = get_task(task)
     pixels = _pixels(t)
+    if proprio is not None:
+        pixels = pixels.model_copy(update={"proprio": proprio})
     where = f"{t.source}: randomization.params"
     env: gym.Env[Any, Any] = RandomizeDynamics(
         _rendering(t.env, pixels, kwargs), t.spec.randomization, where=where, adr=adr

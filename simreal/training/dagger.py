@@ -279,7 +279,10 @@ def train(
                 loss = loss + d.latent_weight * latent
                 out["critic_latent_loss"] = float(latent.detach())
         if mine.value is not None and label.value is not None:
-            value = F.mse_loss(mine.value, label.value) / (label.value.var() + 1e-6)
+            # Relative to the labels' second moment: bounded at the start (a critic at 0 scores 1), where
+            # dividing by their variance exploded for a teacher whose values are all alike (one that
+            # balances: ~1 / (1 - gamma) everywhere) and swamped the action loss in a shared extractor.
+            value = F.mse_loss(mine.value, label.value) / (label.value.pow(2).mean() + 1e-6)
             loss = loss + d.value_weight * value
             out["value_loss"] = float(value.detach())
         optimizer.zero_grad()

@@ -57,6 +57,7 @@ from simreal.training.dagger import (
     student_rms,
 )
 from simreal.training.distill_config import DistillConfig
+from simreal.training.distill_pixels import distill_pixel_student
 from simreal.training.evaluation import evaluate
 from simreal.training.loading import build_model, load_for_env
 from simreal.training.stages import _meta, pretrain, zero_shot
@@ -94,6 +95,12 @@ def teacher_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """The experiment as the privileged teacher trains it: privileged view, the encoder, its budget."""
     assert cfg.distill is not None
     teacher = cfg.distill.teacher
+    pretrain = PretrainConfig(timesteps=teacher.timesteps or cfg.pretrain.timesteps, nominal_baseline=False)
+    if cfg.pixels:  # a camera student's teacher reads the state the camera stands in for
+        algo = cfg.algo.model_copy(update={"net_arch": teacher.net_arch or cfg.algo.net_arch})
+        return cfg.model_copy(
+            update={"pixels": False, "perception": None, "algo": algo, "pretrain": pretrain}
+        )
     base = cfg.observation.model_copy(update={"privileged": False, "history_window": 0})
     obs_space, _ = source_spaces(cfg, base)
     kwargs = {
@@ -102,7 +109,6 @@ def teacher_config(cfg: ExperimentConfig) -> ExperimentConfig:
         "hidden": teacher.encoder,
     }
     algo = _with_extractor(cfg.algo, teacher.net_arch or cfg.algo.net_arch, PRIVILEGED_EXTRACTOR, kwargs)
-    pretrain = PretrainConfig(timesteps=teacher.timesteps or cfg.pretrain.timesteps, nominal_baseline=False)
     observation = base.model_copy(update={"privileged": True})
     return cfg.model_copy(update={"observation": observation, "algo": algo, "pretrain": pretrain})
 
@@ -113,6 +119,9 @@ def student_config(cfg: ExperimentConfig, teacher_meta: dict[str, Any] | None = 
     and observation settings."""
     assert cfg.distill is not None
     distill = cfg.distill
+    if cfg.pixels:  # the experiment's camera policy itself (its backbone and head)
+        net_arch = distill.student.net_arch or cfg.algo.net_arch
+        return cfg.model_copy(update={"algo": cfg.algo.model_copy(update={"net_arch": net_arch})})
     observation = ObservationConfig.model_validate(
         (teacher_meta or {}).get("observation") or cfg.observation.model_dump()
     ).model_copy(update={"privileged": False, "history_window": distill.student.history})
@@ -218,6 +227,8 @@ def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = N
     if policy_path.exists():
         return policy_path
     teacher_meta = check_teacher(cfg, teacher)
+    if cfg.pixels:
+        return distill_pixel_student(ctx, teacher, teacher_meta, seed, out)
     scfg = student_config(cfg, teacher_meta)
     make_source = source_maker(ctx, teacher_meta)
     loaded = load_for_env(teacher, make_source, ctx.device, seed)
