@@ -187,3 +187,28 @@ def test_a_camera_student_needs_cached_features() -> None:
                 "distill={steps: 64}",
             ],
         )
+
+
+def test_an_interrupted_distillation_resumes_its_student_optimizer_and_statistics(
+    run: Path, tmp_path: Path
+) -> None:
+    from simreal.training.distill_pixels import _resume, _save_checkpoint
+
+    policy = run / "student/seed0/policy.pt"
+    env_id = "simreal/InvertedPendulum-Pixels-Rand-v0"
+    saved = load_for_env(policy, lambda: gym.make(env_id), CPU, 0).model
+    optimizer = torch.optim.Adam(saved.policy.parameters(), lr=1e-3)
+    stats = StudentStats(int(saved.observation_space.shape[0]), enabled=True)  # type: ignore[index]
+    stats.update(np.random.default_rng(1).normal(size=(8, stats.rms.mean.shape[0])))  # type: ignore[union-attr]
+    _save_checkpoint(tmp_path / "ckpt.pt", saved, optimizer, stats, 4096)
+    fresh = load_for_env(policy, lambda: gym.make(env_id), CPU, 1).model
+    with torch.no_grad():
+        for p in fresh.policy.parameters():
+            p.add_(1.0)
+    again = StudentStats(stats.rms.mean.shape[0], enabled=True)  # type: ignore[union-attr]
+    step = _resume(tmp_path / "ckpt.pt", fresh, torch.optim.Adam(fresh.policy.parameters(), lr=1e-3), again)
+    assert step == 4096
+    mine, theirs = fresh.policy.state_dict(), saved.policy.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    np.testing.assert_array_equal(again.rms.mean, stats.rms.mean)  # type: ignore[union-attr]
+    assert _resume(tmp_path / "none.pt", fresh, torch.optim.Adam(fresh.policy.parameters()), again) == 0
