@@ -192,7 +192,8 @@ def test_a_camera_student_needs_cached_features() -> None:
 def test_an_interrupted_distillation_resumes_its_student_optimizer_and_statistics(
     run: Path, tmp_path: Path
 ) -> None:
-    from simreal.training.distill_pixels import _resume, _save_checkpoint
+    from simreal.training.dagger import save_checkpoint
+    from simreal.training.distill_pixels import _resume
 
     policy = run / "student/seed0/policy.pt"
     env_id = "simreal/InvertedPendulum-Pixels-Rand-v0"
@@ -200,7 +201,7 @@ def test_an_interrupted_distillation_resumes_its_student_optimizer_and_statistic
     optimizer = torch.optim.Adam(saved.policy.parameters(), lr=1e-3)
     stats = StudentStats(int(saved.observation_space.shape[0]), enabled=True)  # type: ignore[index]
     stats.update(np.random.default_rng(1).normal(size=(8, stats.rms.mean.shape[0])))  # type: ignore[union-attr]
-    _save_checkpoint(tmp_path / "ckpt.pt", saved, optimizer, stats, 4096)
+    save_checkpoint(tmp_path / "ckpt.pt", saved, optimizer, 4096, obs_rms=stats.state())
     fresh = load_for_env(policy, lambda: gym.make(env_id), CPU, 1).model
     with torch.no_grad():
         for p in fresh.policy.parameters():

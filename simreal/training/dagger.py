@@ -8,7 +8,9 @@ Huber), its latent z (RMA's adaptation module; SAC's critic too) and its value (
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.students import LatentExtractor
 from simreal.simulation.privileged import Window
 from simreal.training import artifacts as art
-from simreal.training.artifacts import atomic_save, safe_load
+from simreal.training.artifacts import atomic_save, atomic_write_text, safe_load
 from simreal.training.context import Context
 from simreal.training.distill_config import DistillConfig
 from simreal.training.evaluation import normalize
@@ -33,6 +35,7 @@ from simreal.training.evaluation import normalize
 log = logging.getLogger("simreal")
 
 CHECKPOINT = "distill_checkpoint.pt"
+SUMMARY = "distill.json"
 DISTILL_SEED = 10_000_000
 
 
@@ -145,6 +148,80 @@ class LabelBuffer:
         return self.student[idx], self.teacher[idx]
 
 
+class Cadence:
+    """When a DAgger loop learns, logs and checkpoints: every `train_every` env steps (and at the last)
+    once the buffer holds a batch, every `checkpoint_every_steps` before the end; the finished episodes'
+    mean return goes to TensorBoard with each update."""
+
+    def __init__(self, d: DistillConfig, checkpoint_every: int, step: int, writer: SummaryWriter) -> None:
+        self.d, self.writer = d, writer
+        self.every_save = checkpoint_every
+        self.next_train, self.next_save = step + d.train_every, step + checkpoint_every
+        self.finished: list[float] = []
+        self.losses: dict[str, float] = {}
+
+    def tick(
+        self,
+        step: int,
+        beta: float,
+        ready: bool,
+        learn: Callable[[], dict[str, float]],
+        save: Callable[[int], None],
+    ) -> None:
+        """After the env steps that reached `step` (`beta`: P(teacher acts) then; `ready`: a batch)."""
+        if (step >= self.next_train or step >= self.d.steps) and ready:
+            self.next_train += self.d.train_every
+            self.losses = learn()
+            for key, value in self.losses.items():
+                self.writer.add_scalar(f"distill/{key}", value, step)
+            self.writer.add_scalar("distill/teacher_acts", beta, step)
+            if self.finished:
+                self.writer.add_scalar("distill/episode_return", float(np.mean(self.finished)), step)
+                self.finished = []
+        if step >= self.next_save and step < self.d.steps:
+            self.next_save += self.every_save
+            save(step)
+
+
+def save_checkpoint(
+    path: Path, student: BaseAlgorithm, optimizer: torch.optim.Optimizer, step: int, **extra: Any
+) -> None:
+    """The student, its optimizer and the step reached (and `extra`, e.g. normalization statistics)."""
+    states, tensors = art.torch_state(student)
+    atomic_save(
+        {
+            "format": art.FORMAT,
+            "kind": "distill_checkpoint",
+            "states": states,
+            "tensors": tensors,
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            **extra,
+        },
+        path,
+    )
+
+
+def write_student(
+    out: Path,
+    summary: dict[str, Any],
+    meta: dict[str, Any],
+    student: BaseAlgorithm,
+    rms: RunningMeanStd | None,
+    writer: SummaryWriter,
+    backbone: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """`distill.json`, then the student artifact (a rerun redoes both), the returns in TensorBoard; the
+    checkpoint goes. Returns the artifact's path."""
+    atomic_write_text(json.dumps(summary, indent=1), out / SUMMARY)
+    art.save_policy(student, rms, meta, out / "policy.pt", backbone=backbone)
+    for key in ("teacher_source_return", "student_source_return"):
+        writer.add_scalar(f"distill/{key}", summary[key], summary["steps"])
+    writer.close()
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    return out / "policy.pt"
+
+
 def actor_params(model: BaseAlgorithm) -> int:
     """Parameters of what is deployed: the actor (features extractor, actor trunk, action head)."""
     policy = model.policy
@@ -192,9 +269,7 @@ def distill_loop(
         teacher_obs.append(obs)
         student_obs.append(window.reset(obs[: window.obs_dim]))
     returns = np.zeros(len(envs))
-    finished: list[float] = []
-    losses: dict[str, float] = {}
-    next_train, next_save = step + d.train_every, step + ctx.cfg.checkpoint_every_steps
+    cadence = Cadence(d, ctx.cfg.checkpoint_every_steps, step, writer)
     while step < d.steps:
         t = normalize(np.stack(teacher_obs), teacher_rms)
         s = normalize(np.stack(student_obs), srms)
@@ -208,7 +283,7 @@ def distill_loop(
             obs, reward, terminated, truncated, _ = env.step(action)
             returns[i] += float(reward)
             if terminated or truncated:
-                finished.append(returns[i])
+                cadence.finished.append(returns[i])
                 returns[i] = 0.0
                 obs, _ = env.reset()
                 student_obs[i] = window.reset(obs[: window.obs_dim])
@@ -216,30 +291,14 @@ def distill_loop(
                 student_obs[i] = window.push(action, obs[: window.obs_dim])
             teacher_obs[i] = obs
         step += len(envs)
-        if (step >= next_train or step >= d.steps) and buffer.n >= d.batch_size:
-            next_train += d.train_every
-            losses = train(d, teacher, student, optimizer, buffer, rng, ctx.device)
-            for key, value in losses.items():
-                writer.add_scalar(f"distill/{key}", value, step)
-            writer.add_scalar("distill/teacher_acts", beta, step)
-            if finished:
-                writer.add_scalar("distill/episode_return", float(np.mean(finished)), step)
-                finished = []
-        if step >= next_save and step < d.steps:
-            next_save += ctx.cfg.checkpoint_every_steps
-            states, tensors = art.torch_state(student)
-            atomic_save(
-                {
-                    "format": art.FORMAT,
-                    "kind": "distill_checkpoint",
-                    "states": states,
-                    "tensors": tensors,
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                },
-                out / CHECKPOINT,
-            )
-    return losses, step
+        cadence.tick(
+            step,
+            beta,
+            buffer.n >= d.batch_size,
+            lambda: train(d, teacher, student, optimizer, buffer, rng, ctx.device),
+            lambda at: save_checkpoint(out / CHECKPOINT, student, optimizer, at),
+        )
+    return cadence.losses, step
 
 
 def train(

@@ -44,7 +44,6 @@ from simreal.training.artifacts import (
     atomic_write_text,
     file_sha256,
     load_policy,
-    save_policy,
 )
 from simreal.training.context import Context
 from simreal.training.dagger import (
@@ -55,6 +54,7 @@ from simreal.training.dagger import (
     finish_critics,
     resume,
     student_rms,
+    write_student,
 )
 from simreal.training.distill_config import DistillConfig
 from simreal.training.distill_pixels import distill_pixel_student
@@ -68,7 +68,6 @@ log = logging.getLogger("simreal")
 TEACHER, STUDENT = "pretrain_teacher", "student"
 PRIVILEGED_EXTRACTOR = "agents.students:PrivilegedExtractor"
 HISTORY_EXTRACTOR = "agents.students:HistoryExtractor"
-SUMMARY = "distill.json"
 
 
 def source_spaces(
@@ -280,20 +279,12 @@ def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = N
         "student_params": actor_params(student),
         "final_losses": losses,
     }
-    atomic_write_text(
-        json.dumps(summary, indent=1), out / SUMMARY
-    )  # before the artifact: a rerun redoes both
     meta = {
         **_meta(context_for(ctx, scfg), STUDENT, seed, ctx.task.randomized_id, spaces_venv),
         "teacher": {"policy": str(teacher), "sha256": file_sha256(teacher)},
         "distill": d.model_dump(mode="json"),
     }
-    save_policy(student, srms, meta, policy_path)
-    writer.add_scalar("distill/teacher_source_return", summary["teacher_source_return"], step)
-    writer.add_scalar("distill/student_source_return", summary["student_source_return"], step)
-    writer.close()
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    return policy_path
+    return write_student(out, summary, meta, student, srms, writer)
 
 
 def _source_return(

@@ -21,7 +21,6 @@ balancing at 300k steps; the distilled one is taught in a tenth of the steps.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -39,17 +38,25 @@ from simreal.simulation.adr import AdrState
 from simreal.simulation.observation import HISTORY_KEY, ObservationConfig
 from simreal.simulation.pixels import STATE_KEY
 from simreal.training import artifacts as art
-from simreal.training.artifacts import ArtifactError, atomic_save, atomic_write_text, file_sha256, safe_load
+from simreal.training.artifacts import ArtifactError, file_sha256, safe_load
 from simreal.training.context import Context
-from simreal.training.dagger import CHECKPOINT, DISTILL_SEED, LabelBuffer, actor_params, finish_critics, train
+from simreal.training.dagger import (
+    CHECKPOINT,
+    DISTILL_SEED,
+    Cadence,
+    LabelBuffer,
+    actor_params,
+    finish_critics,
+    save_checkpoint,
+    train,
+    write_student,
+)
 from simreal.training.evaluation import evaluate, normalize
 from simreal.training.loading import build_model, load_for_env
 from simreal.training.perception import Encoder, Encoding
 from simreal.training.stages import _meta, policy_env
 
 log = logging.getLogger("simreal")
-
-SUMMARY = "distill.json"
 
 
 def check_pixel_teacher(cfg: Any, teacher: Path, meta: dict[str, Any]) -> None:
@@ -138,24 +145,6 @@ def pixel_source(
     return lambda: ctx.make_env(source_id, **kwargs)
 
 
-def _save_checkpoint(
-    path: Path, student: BaseAlgorithm, optimizer: torch.optim.Optimizer, stats: StudentStats, step: int
-) -> None:
-    states, tensors = art.torch_state(student)
-    atomic_save(
-        {
-            "format": art.FORMAT,
-            "kind": "distill_checkpoint",
-            "states": states,
-            "tensors": tensors,
-            "optimizer": optimizer.state_dict(),
-            "obs_rms": stats.state(),
-            "step": step,
-        },
-        path,
-    )
-
-
 def _resume(path: Path, student: BaseAlgorithm, optimizer: torch.optim.Optimizer, stats: StudentStats) -> int:
     if not path.exists():
         return 0
@@ -242,21 +231,13 @@ def distill_pixel_student(
         "student_params": actor_params(student),
         "final_losses": losses,
     }
-    atomic_write_text(
-        json.dumps(summary, indent=1), out / SUMMARY
-    )  # before the artifact: a rerun redoes both
     meta = {
         **_meta(sctx, STUDENT, seed, ctx.task.pixel_randomized_id, spaces_venv),
         "teacher": {"policy": str(teacher), "sha256": file_sha256(teacher)},
         "distill": d.model_dump(mode="json"),
     }
-    art.save_policy(student, stats.rms, meta, out / "policy.pt", backbone=encoder.backbone_state())
-    writer.add_scalar("distill/teacher_source_return", summary["teacher_source_return"], step)
-    writer.add_scalar("distill/student_source_return", summary["student_source_return"], step)
-    writer.close()
     spaces_venv.close()
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    return out / "policy.pt"
+    return write_student(out, summary, meta, student, stats.rms, writer, encoder.backbone_state())
 
 
 def _loop(
@@ -282,9 +263,8 @@ def _loop(
     encode: Encoding = encoder.batch()
     obs = [env.reset(seed=DISTILL_SEED + 100_000 * seed + step + i)[0] for i, env in enumerate(envs)]
     previous: list[int | None] = [None] * len(envs)
-    returns, finished = np.zeros(len(envs)), []
-    losses: dict[str, float] = {}
-    next_train, next_save = step + d.train_every, step + ctx.cfg.checkpoint_every_steps
+    returns = np.zeros(len(envs))
+    cadence = Cadence(d, ctx.cfg.checkpoint_every_steps, step, writer)
     while step < d.steps:
         raw = np.asarray(encode(obs, previous), dtype=np.float32)
         s = stats.update(raw)
@@ -301,21 +281,16 @@ def _loop(
             )
             returns[i] += float(reward)
             if terminated or truncated:
-                finished.append(returns[i])
+                cadence.finished.append(returns[i])
                 returns[i] = 0.0
                 obs[i], _ = env.reset()
                 previous[i] = None
         step += len(envs)
-        if (step >= next_train or step >= d.steps) and buffer.n >= d.batch_size:
-            next_train += d.train_every
-            losses = train(d, teacher, student, optimizer, buffer, rng, ctx.device)
-            for key, value in losses.items():
-                writer.add_scalar(f"distill/{key}", value, step)
-            writer.add_scalar("distill/teacher_acts", beta, step)
-            if finished:
-                writer.add_scalar("distill/episode_return", float(np.mean(finished)), step)
-                finished = []
-        if step >= next_save and step < d.steps:
-            next_save += ctx.cfg.checkpoint_every_steps
-            _save_checkpoint(out / CHECKPOINT, student, optimizer, stats, step)
-    return losses, step
+        cadence.tick(
+            step,
+            beta,
+            buffer.n >= d.batch_size,
+            lambda: train(d, teacher, student, optimizer, buffer, rng, ctx.device),
+            lambda at: save_checkpoint(out / CHECKPOINT, student, optimizer, at, obs_rms=stats.state()),
+        )
+    return cadence.losses, step
