@@ -71,7 +71,7 @@ def main() -> int:
     ax.set_xlabel("env steps on the randomized pixel source")
     ax.set_ylabel("episode return")
     ax.set_title("Camera policies on the randomized source (stars: final deterministic return per seed)")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="center right")
     ax.grid(alpha=0.3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
