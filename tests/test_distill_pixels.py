@@ -192,8 +192,7 @@ def test_a_camera_student_needs_cached_features() -> None:
 def test_an_interrupted_distillation_resumes_its_student_optimizer_and_statistics(
     run: Path, tmp_path: Path
 ) -> None:
-    from simreal.training.dagger import save_checkpoint
-    from simreal.training.distill_pixels import _resume
+    from simreal.training.dagger import resume, save_checkpoint
 
     policy = run / "student/seed0/policy.pt"
     env_id = "simreal/InvertedPendulum-Pixels-Rand-v0"
@@ -207,9 +206,14 @@ def test_an_interrupted_distillation_resumes_its_student_optimizer_and_statistic
         for p in fresh.policy.parameters():
             p.add_(1.0)
     again = StudentStats(stats.rms.mean.shape[0], enabled=True)  # type: ignore[union-attr]
-    step = _resume(tmp_path / "ckpt.pt", fresh, torch.optim.Adam(fresh.policy.parameters(), lr=1e-3), again)
+    step = resume(
+        tmp_path / "ckpt.pt",
+        fresh,
+        torch.optim.Adam(fresh.policy.parameters(), lr=1e-3),
+        lambda data: again.load(data["obs_rms"]),
+    )
     assert step == 4096
     mine, theirs = fresh.policy.state_dict(), saved.policy.state_dict()
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
     np.testing.assert_array_equal(again.rms.mean, stats.rms.mean)  # type: ignore[union-attr]
-    assert _resume(tmp_path / "none.pt", fresh, torch.optim.Adam(fresh.policy.parameters()), again) == 0
+    assert resume(tmp_path / "none.pt", fresh, torch.optim.Adam(fresh.policy.parameters())) == 0

@@ -232,13 +232,21 @@ def actor_params(model: BaseAlgorithm) -> int:
     return sum(p.numel() for part in parts for p in part.parameters())
 
 
-def resume(path: Path, student: BaseAlgorithm, optimizer: torch.optim.Optimizer) -> int:
-    """The step a checkpointed distillation reached (its student and optimizer loaded), else 0."""
+def resume(
+    path: Path,
+    student: BaseAlgorithm,
+    optimizer: torch.optim.Optimizer,
+    extra: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """The step a checkpointed distillation reached (its student and optimizer loaded, and `extra` given
+    the checkpoint for what `save_checkpoint` stored beside them), else 0."""
     if not path.exists():
         return 0
     data = safe_load(path)
     art.load_torch_state(student, data["states"], data["tensors"])
     optimizer.load_state_dict(data["optimizer"])
+    if extra is not None:
+        extra(data)
     log.info("distillation continues from step %d (%s)", data["step"], path)
     return int(data["step"])
 

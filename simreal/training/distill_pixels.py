@@ -37,8 +37,7 @@ from torch.utils.tensorboard import SummaryWriter
 from simreal.simulation.adr import AdrState
 from simreal.simulation.observation import HISTORY_KEY, ObservationConfig
 from simreal.simulation.pixels import STATE_KEY
-from simreal.training import artifacts as art
-from simreal.training.artifacts import ArtifactError, file_sha256, safe_load
+from simreal.training.artifacts import ArtifactError, file_sha256
 from simreal.training.context import Context
 from simreal.training.dagger import (
     CHECKPOINT,
@@ -47,6 +46,7 @@ from simreal.training.dagger import (
     LabelBuffer,
     actor_params,
     finish_critics,
+    resume,
     save_checkpoint,
     train,
     write_student,
@@ -145,17 +145,6 @@ def pixel_source(
     return lambda: ctx.make_env(source_id, **kwargs)
 
 
-def _resume(path: Path, student: BaseAlgorithm, optimizer: torch.optim.Optimizer, stats: StudentStats) -> int:
-    if not path.exists():
-        return 0
-    data = safe_load(path)
-    art.load_torch_state(student, data["states"], data["tensors"])
-    optimizer.load_state_dict(data["optimizer"])
-    stats.load(data.get("obs_rms") or {})
-    log.info("distillation continues from step %d (%s)", data["step"], path)
-    return int(data["step"])
-
-
 def distill_pixel_student(
     ctx: Context, teacher: Path, teacher_meta: dict[str, Any], seed: int, out: Path
 ) -> Path:
@@ -180,7 +169,7 @@ def distill_pixel_student(
     plain = pixel_source(ctx, teacher_meta, proprio=False)
     final_seed, episodes = ctx.eval_seed(seed, True), cfg.evaluation.final_episodes
     untrained = evaluate(student, plain, episodes, final_seed, None, encoder, ctx.eval_envs).mean_return
-    step = _resume(out / CHECKPOINT, student, optimizer, stats)
+    step = resume(out / CHECKPOINT, student, optimizer, lambda data: stats.load(data.get("obs_rms") or {}))
     labelled = pixel_source(ctx, teacher_meta, proprio=True)
     log.info(
         "distill seed %d: %s -> pixel student (%s, cached features) for %d steps -> %s",
