@@ -26,7 +26,7 @@ from simreal.simulation.observation import ObservationConfig, observation_wrappe
 from simreal.simulation.privileged import History, Privileged, Window
 from simreal.training.artifacts import ArtifactError, load_policy, save_policy
 from simreal.training.context import Context
-from simreal.training.dagger import student_rms
+from simreal.training.dagger import Holdout, LabelBuffer, student_rms
 from simreal.training.distill import distill_student, pretrain_teacher
 from simreal.training.distill_config import MixingConfig
 from simreal.training.evaluation import normalize
@@ -402,3 +402,35 @@ def test_a_student_stage_from_another_teacher_is_refused(tmp_path: Path, distill
     changed = _ctx(tmp_path, "distill.steps=320")
     with pytest.raises(ArtifactError, match="with other distill settings"):
         distill_student(changed, distilled["teacher"], 0, out)
+
+
+def test_held_out_episodes_are_scored_and_never_trained_on(tmp_path: Path, distilled: dict[str, Any]) -> None:
+    """Rows of a held-out episode go to the holdout buffer only (each env's episode drawn anew at its
+    reset); the stage logs the student's action loss on them beside its training loss."""
+    rng = np.random.default_rng(0)
+    train, held = LabelBuffer(10_000, 1, 1), LabelBuffer(10_000, 1, 1)
+    holdout = Holdout(0.3, 4, held, rng)
+    episode = np.arange(4)  # each env's episode number, written into its rows
+    held_episodes, next_episode = set(), 4
+    for step in range(2_000):
+        for i in range(4):
+            if holdout.held[i]:
+                held_episodes.add(int(episode[i]))
+        rows = episode[:, None].astype(np.float32)
+        holdout.add(train, rows, rows)
+        if step % 10 == 9:  # every env's episode ends
+            for i in range(4):
+                holdout.new_episode(i)
+                episode[i], next_episode = next_episode, next_episode + 1
+    trained = set(train.student[: train.n, 0].astype(int).tolist())
+    scored = set(held.student[: held.n, 0].astype(int).tolist())
+    assert scored == held_episodes and not trained & scored
+    assert trained | scored == set(range(next_episode - 4))  # the last 4 began after the last step
+    assert 0.25 < len(scored) / (next_episode - 4) < 0.35
+
+    ctx = _ctx(tmp_path, "distill.steps=640", "distill.holdout=0.5")
+    student = distill_student(ctx, distilled["teacher"], 0)
+    scores = _scalars(student.parent, "distill/holdout_action_loss")
+    assert scores and all(np.isfinite(scores))
+    summary = json.loads((student.parent / "distill.json").read_text())
+    assert summary["final_losses"]["holdout_action_loss"] == pytest.approx(scores[-1], rel=1e-5)

@@ -37,6 +37,7 @@ log = logging.getLogger("simreal")
 CHECKPOINT = "distill_checkpoint.pt"
 SUMMARY = "distill.json"
 DISTILL_SEED = 10_000_000
+OVERFIT_RATIO = 3.0  # held-out / training action loss above which `warn_overfitting` speaks
 
 
 @dataclass
@@ -146,6 +147,47 @@ class LabelBuffer:
     def sample(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
         idx = rng.integers(0, self.n, size=min(batch, self.n))
         return self.student[idx], self.teacher[idx]
+
+
+class Holdout:
+    """Which envs' current episodes are held out of training (each episode drawn with `fraction`), and the
+    buffer their rows go to: the student is scored on them, never trained on them."""
+
+    def __init__(self, fraction: float, n_envs: int, buffer: LabelBuffer, rng: np.random.Generator) -> None:
+        self.fraction, self.buffer, self.rng = fraction, buffer, rng
+        self.held = rng.random(n_envs) < fraction
+
+    def add(self, train: LabelBuffer, student: np.ndarray, teacher: np.ndarray) -> None:
+        """One row per env: the held-out envs' to the holdout buffer, the others' to `train`."""
+        keep = ~self.held
+        if keep.any():
+            train.add(student[keep], teacher[keep])
+        if self.held.any():
+            self.buffer.add(student[self.held], teacher[self.held])
+
+    def new_episode(self, i: int) -> None:
+        self.held[i] = self.rng.random() < self.fraction
+
+
+def holdout_buffer(d: DistillConfig, student_dim: int, teacher_dim: int) -> LabelBuffer:
+    """Room for the held-out rows (their share of `buffer`, at least a batch)."""
+    return LabelBuffer(max(d.batch_size, int(d.buffer * d.holdout)), student_dim, teacher_dim)
+
+
+def warn_overfitting(losses: dict[str, float]) -> None:
+    """A log line when the student's action loss on held-out episodes is several times its training
+    loss: it has learned the episodes it saw rather than the task (too few distinct episodes, or a
+    perception whose features do not carry over between them)."""
+    train, held = losses.get("action_loss"), losses.get("holdout_action_loss")
+    if train is not None and held is not None and held > OVERFIT_RATIO * max(train, 1e-8):
+        log.warning(
+            "distill: the student's action loss on held-out episodes is %.4f, %.1fx its training loss "
+            "%.4f - it fits the episodes it trained on, not new ones (more distinct episodes: "
+            "distill.steps or n_envs; or a perception that carries over between episodes)",
+            held,
+            held / max(train, 1e-8),
+            train,
+        )
 
 
 class Cadence:
@@ -270,7 +312,9 @@ def distill_loop(
     d = ctx.cfg.distill
     assert d is not None
     rng = np.random.default_rng([seed, step, 17])
-    buffer = LabelBuffer(d.buffer, windows[0].space.shape[0], envs[0].observation_space.shape[0])  # type: ignore[index]
+    dims = windows[0].space.shape[0], envs[0].observation_space.shape[0]  # type: ignore[index]
+    buffer = LabelBuffer(d.buffer, *dims)
+    holdout = Holdout(d.holdout, len(envs), holdout_buffer(d, *dims), rng)
     teacher_obs, student_obs = [], []
     for i, (env, window) in enumerate(zip(envs, windows, strict=True)):
         obs, _ = env.reset(seed=DISTILL_SEED + 100_000 * seed + step + i)  # apart from evaluation seeds
@@ -281,7 +325,7 @@ def distill_loop(
     while step < d.steps:
         t = normalize(np.stack(teacher_obs), teacher_rms)
         s = normalize(np.stack(student_obs), srms)
-        buffer.add(s, t)
+        holdout.add(buffer, s, t)
         beta = d.mixing.beta(step, d.steps)
         teacher_act, _ = teacher.predict(t, deterministic=True)
         student_act, _ = student.predict(s, deterministic=True)
@@ -294,6 +338,7 @@ def distill_loop(
                 cadence.finished.append(returns[i])
                 returns[i] = 0.0
                 obs, _ = env.reset()
+                holdout.new_episode(i)
                 student_obs[i] = window.reset(obs[: window.obs_dim])
             else:
                 student_obs[i] = window.push(action, obs[: window.obs_dim])
@@ -303,7 +348,7 @@ def distill_loop(
             step,
             beta,
             buffer.n >= d.batch_size,
-            lambda: train(d, teacher, student, optimizer, buffer, rng, ctx.device),
+            lambda: train(d, teacher, student, optimizer, buffer, rng, ctx.device, holdout.buffer),
             lambda at: save_checkpoint(out / CHECKPOINT, student, optimizer, at),
         )
     return cadence.losses, step
@@ -317,8 +362,10 @@ def train(
     buffer: LabelBuffer,
     rng: np.random.Generator,
     device: torch.device,
+    held: LabelBuffer | None = None,
 ) -> dict[str, float]:
-    """`updates` minibatch steps on action (+ latent, + value) losses; the last step's losses."""
+    """`updates` minibatch steps on action (+ latent, + value) losses; the last step's losses, and the
+    action loss on (up to 4 batches of) the `held`-out rows."""
     student.policy.set_training_mode(True)
     low = torch.as_tensor(teacher.action_space.low, device=device)  # type: ignore[attr-defined]
     high = torch.as_tensor(teacher.action_space.high, device=device)  # type: ignore[attr-defined]
@@ -357,4 +404,11 @@ def train(
         torch.nn.utils.clip_grad_norm_(student.policy.parameters(), 10.0)
         optimizer.step()
     student.policy.set_training_mode(False)
+    if held is not None and held.n > 0:
+        s_np, t_np = held.sample(rng, 4 * d.batch_size)
+        with torch.no_grad():
+            s, t = torch.as_tensor(s_np, device=device), torch.as_tensor(t_np, device=device)
+            label = outputs(teacher, t, value=False)
+            target = label.action.clamp(low, high) if on_policy else label.action
+            out["holdout_action_loss"] = float(action_loss(outputs(student, s, value=False).action, target))
     return out

@@ -54,6 +54,7 @@ from simreal.training.dagger import (
     finish_critics,
     resume,
     student_rms,
+    warn_overfitting,
     write_student,
 )
 from simreal.training.distill_config import DistillConfig
@@ -265,6 +266,7 @@ def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = N
     wall = time.perf_counter() - started
     for env in envs:
         env.close()
+    warn_overfitting(losses)
     finish_critics(student, critic_trained="critic_latent_loss" in losses)
     student.num_timesteps = step
     summary = {

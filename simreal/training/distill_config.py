@@ -74,6 +74,9 @@ class DistillConfig(Spec):
     train_every: int = Field(default=1024, ge=1)
     updates: int = Field(default=32, ge=1)
     buffer: int = Field(default=100_000, ge=1)
+    # Episodes whose labelled rows are kept out of training (drawn per episode): the student's action loss
+    # on them (`distill/holdout_action_loss`) says how it does on episodes it never learned from.
+    holdout: float = Field(default=0.1, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _buffer_holds_a_batch(self) -> DistillConfig:

@@ -43,12 +43,14 @@ from simreal.training.dagger import (
     CHECKPOINT,
     DISTILL_SEED,
     Cadence,
+    Holdout,
     LabelBuffer,
     actor_params,
     finish_critics,
     resume,
     save_checkpoint,
     train,
+    warn_overfitting,
     write_student,
 )
 from simreal.training.evaluation import evaluate, normalize
@@ -185,6 +187,7 @@ def distill_pixel_student(
     try:
         teacher_dim = int(teacher_model.observation_space.shape[0])  # type: ignore[index]
         buffer = RawRows(d.buffer, width, teacher_dim, stats)
+        held = RawRows(max(d.batch_size, int(d.buffer * d.holdout)), width, teacher_dim, stats)
         losses, step = _loop(
             ctx,
             seed,
@@ -196,6 +199,7 @@ def distill_pixel_student(
             encoder,
             envs,
             buffer,
+            held,
             optimizer,
             out,
             writer,
@@ -204,6 +208,7 @@ def distill_pixel_student(
         for env in envs:
             env.close()
     wall = time.perf_counter() - started
+    warn_overfitting(losses)
     finish_critics(student, critic_trained=False)  # SAC: its critic starts from the actor's head
     student.num_timesteps = step
     student_return = evaluate(student, plain, episodes, final_seed, stats.rms, encoder, ctx.eval_envs)
@@ -240,6 +245,7 @@ def _loop(
     encoder: Encoder,
     envs: list[gym.Env[Any, Any]],
     buffer: RawRows,
+    held: RawRows,
     optimizer: torch.optim.Optimizer,
     out: Path,
     writer: SummaryWriter,
@@ -249,6 +255,7 @@ def _loop(
     d = ctx.cfg.distill
     assert d is not None
     rng = np.random.default_rng([seed, step, 17])
+    holdout = Holdout(d.holdout, len(envs), held, rng)
     encode: Encoding = encoder.batch()
     obs = [env.reset(seed=DISTILL_SEED + 100_000 * seed + step + i)[0] for i, env in enumerate(envs)]
     previous: list[int | None] = [None] * len(envs)
@@ -258,7 +265,7 @@ def _loop(
         raw = np.asarray(encode(obs, previous), dtype=np.float32)
         s = stats.update(raw)
         t = normalize(teacher_rows(obs), teacher_rms)
-        buffer.add(raw, t)
+        holdout.add(buffer, raw, t)
         beta = d.mixing.beta(step, d.steps)
         teacher_act, _ = teacher.predict(t, deterministic=True)
         student_act, _ = student.predict(s, deterministic=True)
@@ -273,13 +280,14 @@ def _loop(
                 cadence.finished.append(returns[i])
                 returns[i] = 0.0
                 obs[i], _ = env.reset()
+                holdout.new_episode(i)
                 previous[i] = None
         step += len(envs)
         cadence.tick(
             step,
             beta,
             buffer.n >= d.batch_size,
-            lambda: train(d, teacher, student, optimizer, buffer, rng, ctx.device),
+            lambda: train(d, teacher, student, optimizer, buffer, rng, ctx.device, held),
             lambda at: save_checkpoint(out / CHECKPOINT, student, optimizer, at, obs_rms=stats.state()),
         )
     return cadence.losses, step
