@@ -1,0 +1,217 @@
+"""Why a distilled camera student falls: what its frozen features tell about the state on episodes it
+never saw, and how well heads fitted to them generalize.
+
+Usage: python benchmarks/diagnose_pixel_student.py RUN_DIR [--seed 1] [--steps 30000]
+
+RUN_DIR is a finished `simreal run configs/inverted_pendulum_pixels_distill.yaml` (its teacher and
+student of `--seed`). The script:
+
+1. collects `--steps` rows in the randomized pixel source, 8 envs, the student and the teacher each
+   acting with probability 0.5 (the states DAgger sees): the student's cached-feature rows, the
+   teacher's [state, action history] rows and each row's episode;
+2. holds out a fifth of the episodes (never fitted) and reports, on them, the R^2 of a ridge probe from
+   the features to each state value (cart position, pole angle, their velocities);
+3. fits heads to the teacher's actions on the other episodes (940 minibatch steps of 256, the budget of
+   the shipped config's DAgger) and prints training and held-out MSE: the student's own head (the
+   LayerNorm projection and MLP of the config), with weight decay, with dropout on its input, and a
+   spatial-softmax keypoint head (Levine et al. 2016) on the 8x8 maps.
+
+Results and their reading: BENCHMARKS.md, "Why the camera students fall".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from stable_baselines3.common.running_mean_std import RunningMeanStd  # noqa: E402
+from torch import nn  # noqa: E402
+
+from simreal.config import load_config  # noqa: E402
+from simreal.simulation.pixels import STATE_KEY  # noqa: E402
+from simreal.training.context import Context  # noqa: E402
+from simreal.training.dagger import outputs  # noqa: E402
+from simreal.training.distill import context_for, student_config  # noqa: E402
+from simreal.training.distill_pixels import teacher_rows  # noqa: E402
+from simreal.training.evaluation import normalize  # noqa: E402
+from simreal.training.loading import LoadedPolicy, build_model, load_for_env  # noqa: E402
+from simreal.training.stages import policy_env  # noqa: E402
+
+CPU = torch.device("cpu")
+UPDATES, BATCH = 940, 256
+
+
+def collect(ctx: Context, student: LoadedPolicy, teacher: LoadedPolicy, steps: int, seed: int) -> Any:
+    pid = ctx.task.pixel_randomized_id
+    envs = [ctx.make_env(pid, proprio=True) for _ in range(8)]
+    encode = student.encoder.batch()
+    rng = np.random.default_rng(seed)
+    obs = [env.reset(seed=777_000 + seed * 1000 + i)[0] for i, env in enumerate(envs)]
+    episode, next_episode = list(range(8)), 8
+    previous: list[int | None] = [None] * 8
+    rows, labels, episodes = [], [], []
+    for _ in range(steps // 8):
+        seen = [{k: v for k, v in o.items() if k != STATE_KEY} for o in obs]
+        raw = np.asarray(encode(seen, previous), dtype=np.float32)
+        t = teacher_rows(obs)
+        rows.append(raw)
+        labels.append(t)
+        episodes.append(list(episode))
+        a_s, _ = student.model.predict(normalize(raw, student.obs_rms), deterministic=True)
+        a_t, _ = teacher.model.predict(normalize(t, teacher.obs_rms), deterministic=True)
+        use_teacher = rng.random(8) < 0.5
+        previous = list(range(8))
+        for i, env in enumerate(envs):
+            obs[i], _, terminated, truncated, _ = env.step(a_t[i] if use_teacher[i] else a_s[i])
+            if terminated or truncated:
+                obs[i], _ = env.reset()
+                previous[i], episode[i], next_episode = None, next_episode, next_episode + 1
+    for env in envs:
+        env.close()
+    return np.concatenate(rows), np.concatenate(labels), np.concatenate(episodes)
+
+
+def ridge_r2(x: np.ndarray, y: np.ndarray, held: np.ndarray, lam: float = 1000.0) -> np.ndarray:
+    mu, sd = x[~held].mean(0), x[~held].std(0) + 1e-6
+    z = np.c_[(x - mu) / sd, np.ones(len(x))]
+    w = np.linalg.solve(z[~held].T @ z[~held] + lam * np.eye(z.shape[1]), z[~held].T @ y[~held])
+    err = ((z[held] @ w - y[held]) ** 2).mean(0)
+    return np.asarray(1 - err / y[held].var(0))
+
+
+class Keypoints(nn.Module):
+    """Spatial softmax over K maps (a 1x1 conv of the channel-standardized 8x8 features) -> expected
+    (x, y) per map, for the newest frame and the one before (newest minus the difference); then an MLP
+    on [keypoints, their motion, the action history]."""
+
+    def __init__(self, channels: int, grid: int, width: int, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.c, self.g, self.w, k = channels, grid, width, 16
+        self.register_buffer("mean", mean.view(1, channels, 1, 1))
+        self.register_buffer("std", std.view(1, channels, 1, 1))
+        self.maps = nn.Conv2d(channels, k, 1)
+        self.temperature = nn.Parameter(torch.zeros(1))
+        cells = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid * 2 - 1
+        self.register_buffer("gx", cells.repeat(grid))
+        self.register_buffer("gy", cells.repeat_interleave(grid))
+        self.mlp = nn.Sequential(
+            nn.Linear(4 * k + 2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1)
+        )
+
+    def points(self, f: torch.Tensor) -> torch.Tensor:
+        maps = (f.reshape(-1, self.c, self.g, self.g) - self.mean) / self.std
+        p = (self.maps(maps).flatten(2) * 4 * self.temperature.exp()).softmax(-1)
+        return torch.cat([(p * self.gx).sum(-1), (p * self.gy).sum(-1)], -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f, diff, history = x[:, : self.w], x[:, self.w : 2 * self.w], x[:, 2 * self.w :]
+        now, before = self.points(f), self.points(f - diff)
+        return self.mlp(torch.cat([now, 10 * (now - before), history], -1))
+
+
+def fit(
+    act: Any,
+    params: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    held: np.ndarray,
+    wd: float = 0.0,
+    drop: float = 0.0,
+) -> tuple[float, float]:
+    optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=wd)
+    rng = np.random.default_rng(0)
+    train_idx, held_idx = np.flatnonzero(~held), np.flatnonzero(held)
+    for _ in range(UPDATES):
+        idx = rng.choice(train_idx, BATCH)
+        inputs = F.dropout(x[idx], drop) if drop else x[idx]
+        loss = F.mse_loss(act(inputs, True), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        train = F.mse_loss(act(x[train_idx[:4000]], False), y[train_idx[:4000]]).item()
+        return train, F.mse_loss(act(x[held_idx], False), y[held_idx]).item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=30_000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cfg = load_config(str(args.run / "config.yaml"))
+    ctx = Context(cfg, Path("/nonexistent"), CPU, progress_bar=False)
+    pid = ctx.task.pixel_randomized_id
+    s = args.seed
+    student = load_for_env(args.run / f"student/seed{s}/policy.pt", lambda: ctx.make_env(pid), CPU, s)
+    teacher_path = args.run / f"pretrain_teacher/seed{s}/policy.pt"
+    teacher = load_for_env(teacher_path, lambda: gym.make(ctx.task.randomized_id), CPU, s)
+    started = time.perf_counter()
+    rows, labels, episodes = collect(ctx, student, teacher, args.steps, s)
+    names = np.unique(episodes)
+    held = np.isin(episodes, np.random.default_rng(0).choice(names, max(1, len(names) // 5), replace=False))
+    print(
+        f"{len(rows)} rows, {len(names)} episodes ({held.sum()} rows held out), "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    r2 = ridge_r2(rows.astype(np.float64), labels[:, :4], held)
+    print(
+        "ridge R^2 on held-out episodes: "
+        + ", ".join(f"{n} {v:.3f}" for n, v in zip(("x", "theta", "x_dot", "theta_dot"), r2, strict=True))
+    )
+
+    with torch.no_grad():
+        y = outputs(teacher.model, torch.as_tensor(normalize(labels, teacher.obs_rms)), value=False).action
+    y = y.clamp(-3, 3)
+    print(f"teacher action variance {y[torch.as_tensor(held)].var().item():.3f} (held-out rows)")
+    rms = RunningMeanStd(shape=(rows.shape[1],))
+    rms.update(rows[~held])
+    x = torch.as_tensor(normalize(rows, rms))
+    sctx = context_for(ctx, student_config(cfg))
+    for name, wd, drop in (
+        ("student head", 0.0, 0.0),
+        ("+ weight decay 0.1", 0.1, 0.0),
+        ("+ input dropout 0.5", 0.0, 0.5),
+    ):
+        torch.manual_seed(s)
+        venv, encoder = policy_env(sctx, pid, s, n_envs=1)
+        model = build_model(sctx.cfg.algo, venv, 1e-3, CPU, s, encoder)
+        venv.close()
+
+        def act(inputs: torch.Tensor, training: bool, m: Any = model) -> torch.Tensor:
+            m.policy.set_training_mode(training)
+            return outputs(m, inputs, value=False).action
+
+        train, held_mse = fit(act, model.policy.parameters(), x, y, held, wd, drop)
+        print(f"{name:24s} train MSE {train:.4f}  held-out MSE {held_mse:.4f}")
+    width = (rows.shape[1] - 2) // 2
+    grid = 8
+    channels = width // grid**2
+    per_channel = rows[~held][:, :width].reshape(-1, channels, grid * grid)
+    torch.manual_seed(s)
+    head = Keypoints(
+        channels,
+        grid,
+        width,
+        torch.as_tensor(per_channel.mean((0, 2))),
+        torch.as_tensor(per_channel.std((0, 2)) + 1e-6),
+    )
+    raw = torch.as_tensor(rows)
+    train, held_mse = fit(lambda inputs, _t: head(inputs), head.parameters(), raw, y, held)
+    print(f"{'keypoint head':24s} train MSE {train:.4f}  held-out MSE {held_mse:.4f}")
+
+
+if __name__ == "__main__":
+    main()
