@@ -174,7 +174,9 @@ def main() -> None:
 
     with torch.no_grad():
         y = outputs(teacher.model, torch.as_tensor(normalize(labels, teacher.obs_rms)), value=False).action
-    y = y.clamp(-3, 3)
+    space = teacher.model.action_space
+    assert isinstance(space, gym.spaces.Box)
+    y = y.clamp(torch.as_tensor(space.low), torch.as_tensor(space.high))  # what the env applies
     print(f"teacher action variance {y[torch.as_tensor(held)].var().item():.3f} (held-out rows)")
     rms = RunningMeanStd(shape=(rows.shape[1],))
     rms.update(rows[~held])

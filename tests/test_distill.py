@@ -427,6 +427,10 @@ def test_held_out_episodes_are_scored_and_never_trained_on(tmp_path: Path, disti
     assert scored == held_episodes and not trained & scored
     assert trained | scored == set(range(next_episode - 4))  # the last 4 began after the last step
     assert 0.25 < len(scored) / (next_episode - 4) < 0.35
+    untouched = np.random.default_rng(1)
+    none = Holdout(0.0, 4, held, untouched)  # holdout 0: no episode held, the loop's stream as without it
+    none.new_episode(0)
+    assert not none.held.any() and untouched.random() == np.random.default_rng(1).random()
 
     ctx = _ctx(tmp_path, "distill.steps=640", "distill.holdout=0.5")
     student = distill_student(ctx, distilled["teacher"], 0)

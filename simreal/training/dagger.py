@@ -155,7 +155,9 @@ class Holdout:
 
     def __init__(self, fraction: float, n_envs: int, buffer: LabelBuffer, rng: np.random.Generator) -> None:
         self.fraction, self.buffer, self.rng = fraction, buffer, rng
-        self.held = rng.random(n_envs) < fraction
+        self.held = np.zeros(n_envs, dtype=bool)
+        for i in range(n_envs):
+            self.new_episode(i)
 
     def add(self, train: LabelBuffer, student: np.ndarray, teacher: np.ndarray) -> None:
         """One row per env: the held-out envs' to the holdout buffer, the others' to `train`."""
@@ -166,12 +168,13 @@ class Holdout:
             self.buffer.add(student[self.held], teacher[self.held])
 
     def new_episode(self, i: int) -> None:
-        self.held[i] = self.rng.random() < self.fraction
+        """Draw env `i`'s new episode (no draw with `fraction` 0: the loop's random stream is untouched)."""
+        self.held[i] = self.fraction > 0 and self.rng.random() < self.fraction
 
 
-def holdout_buffer(d: DistillConfig, student_dim: int, teacher_dim: int) -> LabelBuffer:
-    """Room for the held-out rows (their share of `buffer`, at least a batch)."""
-    return LabelBuffer(max(d.batch_size, int(d.buffer * d.holdout)), student_dim, teacher_dim)
+def holdout_rows(d: DistillConfig) -> int:
+    """Room for the held-out rows: their share of `buffer`, at least a batch."""
+    return max(d.batch_size, int(d.buffer * d.holdout))
 
 
 def warn_overfitting(losses: dict[str, float]) -> None:
@@ -314,7 +317,7 @@ def distill_loop(
     rng = np.random.default_rng([seed, step, 17])
     dims = windows[0].space.shape[0], envs[0].observation_space.shape[0]  # type: ignore[index]
     buffer = LabelBuffer(d.buffer, *dims)
-    holdout = Holdout(d.holdout, len(envs), holdout_buffer(d, *dims), rng)
+    holdout = Holdout(d.holdout, len(envs), LabelBuffer(holdout_rows(d), *dims), rng)
     teacher_obs, student_obs = [], []
     for i, (env, window) in enumerate(zip(envs, windows, strict=True)):
         obs, _ = env.reset(seed=DISTILL_SEED + 100_000 * seed + step + i)  # apart from evaluation seeds

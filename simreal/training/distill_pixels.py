@@ -47,6 +47,7 @@ from simreal.training.dagger import (
     LabelBuffer,
     actor_params,
     finish_critics,
+    holdout_rows,
     resume,
     save_checkpoint,
     train,
@@ -187,7 +188,7 @@ def distill_pixel_student(
     try:
         teacher_dim = int(teacher_model.observation_space.shape[0])  # type: ignore[index]
         buffer = RawRows(d.buffer, width, teacher_dim, stats)
-        held = RawRows(max(d.batch_size, int(d.buffer * d.holdout)), width, teacher_dim, stats)
+        held = RawRows(holdout_rows(d), width, teacher_dim, stats)
         losses, step = _loop(
             ctx,
             seed,
@@ -287,7 +288,7 @@ def _loop(
             step,
             beta,
             buffer.n >= d.batch_size,
-            lambda: train(d, teacher, student, optimizer, buffer, rng, ctx.device, held),
+            lambda: train(d, teacher, student, optimizer, buffer, rng, ctx.device, holdout.buffer),
             lambda at: save_checkpoint(out / CHECKPOINT, student, optimizer, at, obs_rms=stats.state()),
         )
     return cadence.losses, step
