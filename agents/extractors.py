@@ -35,9 +35,10 @@ from torch import nn
 
 from agents.augment import Augmentation
 from agents.backbones import build_backbone
+from agents.keypoints import SpatialKeypoints
 
 Normalize = Literal["imagenet", "none"]
-Projection = Literal["relu", "layernorm"]
+Projection = Literal["relu", "layernorm", "keypoints"]
 Readout = Literal["stack", "diff"]
 
 
@@ -59,7 +60,11 @@ class BackboneExtractor(BaseFeaturesExtractor):
         with (``backbone.input_mean/input_std``; inception-style 127/128 for EfficientNet-Lite0), ``"none"``
         feeds [0, 1] input as is.
     :param projection: ``"relu"`` = Linear -> ReLU; ``"layernorm"`` = Linear -> LayerNorm -> Tanh (the
-        DrQ-v2 trunk, bounded features).
+        DrQ-v2 trunk, bounded features); ``"keypoints"`` = a spatial-softmax read-out of each frame's
+        grid (``agents.keypoints.SpatialKeypoints``): ``keypoints`` (x, y) positions of the newest frame
+        and their motions, so ``features_dim`` is ``2 * keypoints * frames`` (the argument is ignored);
+        it needs ``pool >= 2`` and ``readout="stack"`` (the motion is the keypoints' own difference).
+    :param keypoints: the number of keypoints per frame with ``projection="keypoints"``.
     :param readout: how the k frames' pooled features are laid out for the projection. ``"stack"``: as
         they are, oldest first. ``"diff"``: the newest frame's features, then the k-1 differences between
         consecutive frames, newest first (``f_k, f_k - f_{k-1}, ..., f_2 - f_1``): the same information,
@@ -90,21 +95,27 @@ class BackboneExtractor(BaseFeaturesExtractor):
         projection: Projection = "relu",
         augmentation: dict[str, Any] | None = None,
         readout: Readout = "stack",
+        keypoints: int = 16,
     ):
-        if features_dim <= 0:
-            raise ValueError(f"features_dim must be positive, got {features_dim}")
-        super().__init__(observation_space, features_dim)
         shape = observation_space.shape
         if not isinstance(observation_space, spaces.Box) or shape is None or len(shape) != 3:
             raise ValueError(
                 f"BackboneExtractor needs an image Box (C,H,W) or (H,W,C), got {observation_space}"
             )
-        self._image_shape: tuple[int, ...] = tuple(shape)
-        self.channels_first = is_image_space_channels_first(observation_space)
-        channels = shape[0] if self.channels_first else shape[-1]
+        channels_first = is_image_space_channels_first(observation_space)
+        channels = shape[0] if channels_first else shape[-1]
         if channels % 3 != 0:
             raise ValueError(f"expected 3k RGB channels (k stacked frames), got {channels}")
-        self.n_frames = channels // 3
+        n_frames = channels // 3
+        if projection == "keypoints":
+            if readout != "stack":
+                raise ValueError("projection 'keypoints' reads each frame's grid: needs readout 'stack'")
+            features_dim = 2 * keypoints * n_frames
+        if features_dim <= 0:
+            raise ValueError(f"features_dim must be positive, got {features_dim}")
+        super().__init__(observation_space, features_dim)
+        self._image_shape: tuple[int, ...] = tuple(shape)
+        self.channels_first, self.n_frames = channels_first, n_frames
         if pool <= 0:
             raise ValueError(f"pool must be a positive grid side, got {pool}")
         self.pool = pool
@@ -146,14 +157,18 @@ class BackboneExtractor(BaseFeaturesExtractor):
         self.register_buffer("input_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
         in_features = self.pooled_features()
-        if projection == "relu":
+        self.projection: nn.Module
+        if projection == "keypoints":
+            channels_at_tap = self.backbone.tap_channels(self.tap)
+            self.projection = SpatialKeypoints(channels_at_tap, pool, n_frames, keypoints)
+        elif projection == "relu":
             self.projection = nn.Sequential(nn.Linear(in_features, features_dim), nn.ReLU())
         elif projection == "layernorm":
             self.projection = nn.Sequential(
                 nn.Linear(in_features, features_dim), nn.LayerNorm(features_dim), nn.Tanh()
             )
         else:
-            raise ValueError(f"projection must be 'relu' or 'layernorm', got {projection!r}")
+            raise ValueError(f"projection must be 'relu', 'layernorm' or 'keypoints', got {projection!r}")
         self.train()
 
     # ----- modes and initialization -----

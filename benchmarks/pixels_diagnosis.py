@@ -135,7 +135,7 @@ def part_b(frames: int) -> None:
     print(f"  per-feature mean / std, median ratio: {np.median(np.abs(feats.mean(0)) / (std + 1e-8)):.1f}")
     print(f"  share of features with std < 1% of the largest: {(std < 0.01 * std.max()).mean():.2f}")
     torch.manual_seed(0)
-    proj = torch.nn.Linear(feats.shape[1], p.features_dim)
+    proj = torch.nn.Linear(feats.shape[1], p.extractor_kwargs()["features_dim"])
     torch.nn.init.orthogonal_(proj.weight, gain=np.sqrt(2))
     torch.nn.init.zeros_(proj.bias)
     out = proj(torch.as_tensor(feats)).detach().numpy()

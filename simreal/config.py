@@ -133,6 +133,16 @@ class ExperimentConfig(Spec):
                 "algo.normalize_obs: with pixels it normalizes cached backbone features "
                 "(allowed: perception.cache_features: true; the backbone normalizes images itself)"
             )
+        if (
+            self.perception is not None
+            and self.perception.projection == "keypoints"
+            and self.algo.normalize_obs
+        ):
+            raise ValueError(
+                "algo.normalize_obs: it would normalize every cell of the cached grid on its own, which "
+                "breaks perception.projection: keypoints (its filters are shared across cells and it "
+                "standardizes channels itself; allowed: normalize_obs: false)"
+            )
         if self.pixels and (self.observation.privileged or self.observation.history_window):
             raise ValueError(
                 "observation.privileged/history_window: not with image observations (allowed: action_history)"

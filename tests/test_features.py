@@ -124,6 +124,8 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         ({"backbone": "efficientnet_lite0", "weights": "imagenet", "tap": "stage3", "pool": 3}, 1, 32),
         ({"pool": 2, "readout": "diff"}, 3, SIDE),
         ({"readout": "diff", "unfreeze_last": 1}, 2, SIDE),
+        ({"pool": 2, "projection": "keypoints", "keypoints": 3}, 3, SIDE),
+        ({"pool": 2, "projection": "keypoints", "unfreeze_last": 1}, 2, SIDE),
     ],
     ids=[
         "small_cnn-frozen",
@@ -134,6 +136,8 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         "efficientnet-stage3-grid3",
         "small_cnn-grid2-stack3-diff",
         "small_cnn-unfreeze1-stack2-diff",
+        "small_cnn-grid2-stack3-keypoints",
+        "small_cnn-grid2-unfreeze1-keypoints",
     ],
 )
 def test_head_on_cached_features_equals_the_extractor_on_images(

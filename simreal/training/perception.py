@@ -34,6 +34,9 @@ from simreal.simulation.pixels import IMAGE_KEY
 from simreal.training.evaluation import stack
 from simreal.training.features import VecFrozenFeatures, cache_frozen_features
 
+DEFAULT_FEATURES_DIM = 128
+DEFAULT_KEYPOINTS = 16
+
 
 class AugmentationConfig(Spec):
     """Image augmentation of training batches (DrQ shift, crop, colour jitter); never when acting."""
@@ -53,12 +56,16 @@ class PerceptionConfig(Spec):
     weights: str | None = "imagenet"
     init_seed: int = 0
     tap: str | None = None
-    features_dim: int = Field(default=128, ge=1)
+    features_dim: int | None = Field(default=None, ge=1)
+    """Output of the projection: 128 when left out; with `projection: keypoints` it is 2 x keypoints x
+    frames and cannot be set."""
     pool: int = Field(default=1, ge=1, le=8)
     unfreeze_last: int = Field(default=0, ge=0)
     backbone_lr_factor: float = Field(default=0.1, gt=0)
     image_size: int | None = Field(default=None, ge=16)
-    projection: Literal["relu", "layernorm"] = "relu"
+    projection: Literal["relu", "layernorm", "keypoints"] = "relu"
+    keypoints: int | None = Field(default=None, ge=1)
+    """With `projection: keypoints`: the (x, y) positions read from each frame's grid (16 when left out)."""
     readout: Literal["stack", "diff"] = "stack"
     """How stacked frames' features reach the projection: as they are, or the newest plus differences."""
     cache_features: bool = True
@@ -72,6 +79,27 @@ class PerceptionConfig(Spec):
                 "augmentation: needs the images at training time; set cache_features: false "
                 "(cached features are computed once, before any augmentation could apply)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _keypoints_layout(self) -> PerceptionConfig:
+        if self.projection == "keypoints":
+            if self.pool < 2:
+                raise ValueError(
+                    f"pool: {self.pool} leaves no positions for projection: keypoints (allowed: 2..8)"
+                )
+            if self.readout != "stack":
+                raise ValueError(
+                    "readout: diff with projection: keypoints, which reads each frame's grid and computes "
+                    "the keypoints' motion itself (allowed: stack)"
+                )
+            if self.features_dim is not None:
+                raise ValueError(
+                    "features_dim: projection: keypoints outputs 2 x keypoints x frames features "
+                    "(allowed: leave features_dim out, set perception.keypoints)"
+                )
+        elif self.keypoints is not None:
+            raise ValueError(f"keypoints: only with projection: keypoints (projection is {self.projection})")
         return self
 
     @field_validator("tap")
@@ -103,13 +131,14 @@ class PerceptionConfig(Spec):
             "backbone": self.backbone,
             "weights": self.weights,
             "tap": self.tap,
-            "features_dim": self.features_dim,
+            "features_dim": self.features_dim or DEFAULT_FEATURES_DIM,
             "pool": self.pool,
             "frozen": True,
             "unfreeze_last": self.unfreeze_last,
             "image_size": self.image_size,
             "projection": self.projection,
             "readout": self.readout,
+            "keypoints": self.keypoints or DEFAULT_KEYPOINTS,
             "augmentation": self.augmentation.model_dump() if self.augmentation else None,
         }
 
