@@ -13,8 +13,9 @@ student of `--seed`). The script:
    the features to each state value (cart position, pole angle, their velocities);
 3. fits heads to the teacher's actions on the other episodes (940 minibatch steps of 256, the budget of
    the shipped config's DAgger) and prints training and held-out MSE: the student's own head (the
-   LayerNorm projection and MLP of the config), with weight decay, with dropout on its input, and a
-   spatial-softmax keypoint head (Levine et al. 2016) on the 8x8 maps.
+   projection and MLP of the run's config), with weight decay, with dropout on its input, and the
+   product's spatial-softmax keypoint read-out (`agents.keypoints`) on each frame's grid of the student's
+   perception (its frames recovered from the cached read-out).
 
 Results and their reading: BENCHMARKS.md, "Why the camera students fall".
 """
@@ -38,6 +39,8 @@ import torch.nn.functional as F  # noqa: E402
 from stable_baselines3.common.running_mean_std import RunningMeanStd  # noqa: E402
 from torch import nn  # noqa: E402
 
+from agents.extractors import BackboneExtractor  # noqa: E402
+from agents.keypoints import SpatialKeypoints  # noqa: E402
 from simreal.config import load_config  # noqa: E402
 from simreal.simulation.pixels import STATE_KEY  # noqa: E402
 from simreal.training.context import Context  # noqa: E402
@@ -90,34 +93,36 @@ def ridge_r2(x: np.ndarray, y: np.ndarray, held: np.ndarray, lam: float = 1000.0
     return np.asarray(1 - err / y[held].var(0))
 
 
-class Keypoints(nn.Module):
-    """Spatial softmax over K maps (a 1x1 conv of the channel-standardized 8x8 features) -> expected
-    (x, y) per map, for the newest frame and the one before (newest minus the difference); then an MLP
-    on [keypoints, their motion, the action history]."""
+class KeypointHead(nn.Module):
+    """The product's keypoint read-out (`agents.keypoints.SpatialKeypoints`, 16 per frame) on each frame's
+    grid, then an MLP 64-64 on [keypoints and their motion, the action history]."""
 
-    def __init__(self, channels: int, grid: int, width: int, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(self, channels: int, grid: int, n_frames: int, history: int) -> None:
         super().__init__()
-        self.c, self.g, self.w, k = channels, grid, width, 16
-        self.register_buffer("mean", mean.view(1, channels, 1, 1))
-        self.register_buffer("std", std.view(1, channels, 1, 1))
-        self.maps = nn.Conv2d(channels, k, 1)
-        self.temperature = nn.Parameter(torch.zeros(1))
-        cells = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid * 2 - 1
-        self.register_buffer("gx", cells.repeat(grid))
-        self.register_buffer("gy", cells.repeat_interleave(grid))
+        self.points = SpatialKeypoints(channels, grid, n_frames, keypoints=16)
         self.mlp = nn.Sequential(
-            nn.Linear(4 * k + 2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1)
+            nn.Linear(self.points.out_features + history, 64),
+            nn.Tanh(),
+            nn.Linear(64, 64),
+            nn.Tanh(),
+            nn.Linear(64, 1),
         )
-
-    def points(self, f: torch.Tensor) -> torch.Tensor:
-        maps = (f.reshape(-1, self.c, self.g, self.g) - self.mean) / self.std
-        p = (self.maps(maps).flatten(2) * 4 * self.temperature.exp()).softmax(-1)
-        return torch.cat([(p * self.gx).sum(-1), (p * self.gy).sum(-1)], -1)
+        self.image = n_frames * channels * grid * grid
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f, diff, history = x[:, : self.w], x[:, self.w : 2 * self.w], x[:, 2 * self.w :]
-        now, before = self.points(f), self.points(f - diff)
-        return self.mlp(torch.cat([now, 10 * (now - before), history], -1))
+        return self.mlp(torch.cat([self.points(x[:, : self.image]), x[:, self.image :]], -1))
+
+
+def frames_oldest_first(rows: np.ndarray, extractor: BackboneExtractor) -> np.ndarray:
+    """Cached rows (image features in the extractor's read-out, then the other entries) -> the same rows
+    with each frame's own features, oldest first (undoing ``readout: diff``)."""
+    k = extractor.n_frames
+    image = extractor.pooled_features()
+    if extractor.readout == "stack" or k == 1:
+        return rows
+    parts = rows[:, :image].reshape(len(rows), k, -1)  # newest, then newest-first differences
+    newest_first = parts[:, :1] - np.concatenate([np.zeros_like(parts[:, :1]), np.cumsum(parts[:, 1:], 1)], 1)
+    return np.concatenate([newest_first[:, ::-1].reshape(len(rows), -1), rows[:, image:]], 1)
 
 
 def fit(
@@ -178,8 +183,10 @@ def main() -> None:
     assert isinstance(space, gym.spaces.Box)
     y = y.clamp(torch.as_tensor(space.low), torch.as_tensor(space.high))  # what the env applies
     print(f"teacher action variance {y[torch.as_tensor(held)].var().item():.3f} (held-out rows)")
-    rms = RunningMeanStd(shape=(rows.shape[1],))
-    rms.update(rows[~held])
+    rms = None
+    if student.obs_rms is not None:  # the student reads normalized rows (algo.normalize_obs)
+        rms = RunningMeanStd(shape=(rows.shape[1],))
+        rms.update(rows[~held])
     x = torch.as_tensor(normalize(rows, rms))
     sctx = context_for(ctx, student_config(cfg))
     for name, wd, drop in (
@@ -198,20 +205,22 @@ def main() -> None:
 
         train, held_mse = fit(act, model.policy.parameters(), x, y, held, wd, drop)
         print(f"{name:24s} train MSE {train:.4f}  held-out MSE {held_mse:.4f}")
-    width = (rows.shape[1] - 2) // 2
-    grid = 8
-    channels = width // grid**2
-    per_channel = rows[~held][:, :width].reshape(-1, channels, grid * grid)
+    assert student.encoder.cached is not None, "a camera student has cached features"
+    extractor = student.encoder.cached.extractor
+    raw = torch.as_tensor(frames_oldest_first(rows, extractor))
     torch.manual_seed(s)
-    head = Keypoints(
-        channels,
-        grid,
-        width,
-        torch.as_tensor(per_channel.mean((0, 2))),
-        torch.as_tensor(per_channel.std((0, 2)) + 1e-6),
+    head = KeypointHead(
+        extractor.backbone.tap_channels(extractor.tap),
+        extractor.pool,
+        extractor.n_frames,
+        rows.shape[1] - extractor.pooled_features(),
     )
-    raw = torch.as_tensor(rows)
-    train, held_mse = fit(lambda inputs, _t: head(inputs), head.parameters(), raw, y, held)
+
+    def act_kp(inputs: torch.Tensor, training: bool) -> torch.Tensor:
+        head.train(training)
+        return head(inputs)
+
+    train, held_mse = fit(act_kp, head.parameters(), raw, y, held)
     print(f"{'keypoint head':24s} train MSE {train:.4f}  held-out MSE {held_mse:.4f}")
 
 
