@@ -42,7 +42,7 @@ from torch import nn  # noqa: E402
 from agents.extractors import BackboneExtractor  # noqa: E402
 from agents.keypoints import SpatialKeypoints  # noqa: E402
 from simreal.config import load_config  # noqa: E402
-from simreal.simulation.pixels import STATE_KEY  # noqa: E402
+from simreal.simulation.pixels import SIM_STATE_KEY  # noqa: E402
 from simreal.training.context import Context  # noqa: E402
 from simreal.training.dagger import outputs  # noqa: E402
 from simreal.training.distill import context_for, student_config  # noqa: E402
@@ -57,7 +57,7 @@ UPDATES, BATCH = 940, 256
 
 def collect(ctx: Context, student: LoadedPolicy, teacher: LoadedPolicy, steps: int, seed: int) -> Any:
     pid = ctx.task.pixel_randomized_id
-    envs = [ctx.make_env(pid, proprio=True) for _ in range(8)]
+    envs = [ctx.make_env(pid, teacher_state=True) for _ in range(8)]
     encode = student.encoder.batch()
     rng = np.random.default_rng(seed)
     obs = [env.reset(seed=777_000 + seed * 1000 + i)[0] for i, env in enumerate(envs)]
@@ -65,7 +65,7 @@ def collect(ctx: Context, student: LoadedPolicy, teacher: LoadedPolicy, steps: i
     previous: list[int | None] = [None] * 8
     rows, labels, episodes = [], [], []
     for _ in range(steps // 8):
-        seen = [{k: v for k, v in o.items() if k != STATE_KEY} for o in obs]
+        seen = [{k: v for k, v in o.items() if k != SIM_STATE_KEY} for o in obs]
         raw = np.asarray(encode(seen, previous), dtype=np.float32)
         t = teacher_rows(obs)
         rows.append(raw)

@@ -227,10 +227,10 @@ class ExperimentConfig(Spec):
             raise ValueError(
                 f"distill: not for algo.name {self.algo.name} yet (allowed: {', '.join(allowed)})"
             )
-        if self.pixels and (self.perception is None or not self.perception.cache_features):
+        if self.pixels and self.perception is None:
             raise ValueError(
-                "distill: a camera student learns from cached backbone features (allowed: perception with "
-                "cache_features: true, or pixels: false)"
+                "distill: a camera student needs a perception: section (its backbone: cached features, or "
+                "a CNN trained end to end with cache_features: false)"
             )
         if self.algo.policy != "MlpPolicy":
             raise ValueError(f"distill: algo.policy {self.algo.policy} (allowed: MlpPolicy)")

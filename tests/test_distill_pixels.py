@@ -17,7 +17,6 @@ from tiny import set_args
 
 from simreal.cli import main
 from simreal.config import load_config
-from simreal.schema import ConfigError
 from simreal.simulation.observation import ObservationConfig, observation_wrapper
 from simreal.simulation.registry import ensure
 from simreal.training.artifacts import ArtifactError, load_policy, save_policy
@@ -132,7 +131,7 @@ def test_the_labelled_env_shows_the_teacher_its_state_view_beside_the_camera() -
     task = ensure(load_config(None).task)
     wrap = observation_wrapper(ObservationConfig(action_history=2))
     assert wrap is not None
-    env = wrap(gym.make(task.pixel_randomized_id, proprio=True))
+    env = wrap(gym.make(task.pixel_randomized_id, teacher_state=True))
     plain = wrap(gym.make(task.pixel_randomized_id))
     try:
         assert set(plain.observation_space.spaces) == {"image", "action_history"}  # type: ignore[attr-defined]
@@ -143,11 +142,11 @@ def test_the_labelled_env_shows_the_teacher_its_state_view_beside_the_camera() -
             obs, *_ = env.step(np.array([0.7], dtype=np.float32))
             inner: Any = env.unwrapped
             true = np.concatenate([inner.data.qpos, inner.data.qvel])
-            errors.append(obs["state"] - true)
+            errors.append(obs["sim_state"] - true)
         assert 0.0 < std <= 0.02  # the source's sensor noise, drawn for the episode
         assert 0.3 * std < np.std(errors) < 3 * std
         row = teacher_rows([obs])[0]
-        np.testing.assert_array_equal(row, np.r_[obs["state"], obs["action_history"]].astype(np.float32))
+        np.testing.assert_array_equal(row, np.r_[obs["sim_state"], obs["action_history"]].astype(np.float32))
         np.testing.assert_allclose(obs["action_history"], [0.7, 0.7])
         assert obs["image"].shape == plain.observation_space["image"].shape  # type: ignore[index]
     finally:
@@ -177,16 +176,76 @@ def test_a_teacher_with_another_action_history_is_refused_in_one_line(run: Path,
     assert "\n" not in message and "action_history 2" in message and "allowed: the same" in message
 
 
-def test_a_camera_student_needs_cached_features() -> None:
-    with pytest.raises(ConfigError, match="cache_features: true"):
-        load_config(
-            None,
-            [
-                *PIXEL_DISTILL[:-2],
-                "perception={backbone: small_cnn, weights: null, cache_features: false}",
-                "distill={steps: 64}",
-            ],
-        )
+def test_frame_rows_keep_uint8_frames_and_entries_and_split_held_out_episodes() -> None:
+    from simreal.training.dagger import Holdout
+    from simreal.training.distill_pixels import FrameRows, StudentStats, label_buffer
+
+    space = gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 255, (4, 4, 6), np.uint8),
+            "action_history": gym.spaces.Box(-1, 1, (2,), np.float32),
+        }
+    )
+    train = label_buffer(10, space, 0, 3, StudentStats(0, False), cached=False)
+    held = FrameRows(10, space, 3)
+    assert isinstance(train, FrameRows)
+    holdout = Holdout(0.0, 2, held, np.random.default_rng(0))
+    holdout.held[:] = [False, True]  # env 1's episode is held out
+    for t in range(3):
+        rows = {
+            "image": np.full((2, 4, 4, 6), [[10 * t]], np.uint8).reshape(2, 4, 4, 6)
+            + np.arange(2, dtype=np.uint8)[:, None, None, None],
+            "action_history": np.array([[t, 0.5], [t, -0.5]], np.float32),
+        }
+        holdout.add(train, rows, np.array([[t, 0, 0], [t, 1, 1]], np.float32))
+    assert train.n == 3 and held.n == 3
+    s, teacher = train.sample(np.random.default_rng(1), 64)
+    assert isinstance(s, dict) and s["image"].dtype == np.uint8 and s["image"].shape[1:] == (4, 4, 6)
+    assert (s["image"] % 10 == 0).all() and (teacher[:, 1] == 0).all()  # env 0's rows only
+    np.testing.assert_array_equal(s["action_history"][:, 0], teacher[:, 0])  # rows stay paired
+    h, held_teacher = held.sample(np.random.default_rng(1), 64)
+    assert isinstance(h, dict) and (h["image"] % 10 == 1).all() and (held_teacher[:, 1] == 1).all()
+
+
+def test_an_end_to_end_camera_student_trains_its_cnn_on_frames(run: Path, tmp_path: Path) -> None:
+    """`cache_features: false`: the small CNN learns (with DrQ shifts) from the frames of the label
+    buffer; its weights leave their init, the action loss falls, and the artifact is an uncached policy."""
+    from simreal.training.distill import context_for, student_config
+    from simreal.training.loading import build_model
+    from simreal.training.stages import policy_env
+
+    cfg = load_config(
+        None,
+        [
+            *PIXEL_DISTILL[:-2],
+            "algo.normalize_obs=false",
+            "perception={backbone: small_cnn, weights: null, features_dim: 16, cache_features: false, "
+            "unfreeze_last: 3, augmentation: {shift_pad: 2}}",
+            DISTILL_LONG,
+            f"output_dir={tmp_path}",
+        ],
+    )
+    ctx = Context(cfg, tmp_path / "x", CPU, progress_bar=False)
+    sctx = context_for(ctx, student_config(cfg))
+
+    def fresh() -> dict[str, torch.Tensor]:
+        venv, encoder = policy_env(sctx, ctx.task.pixel_randomized_id, 0, n_envs=1)
+        model = build_model(sctx.cfg.algo, venv, 1e-3, CPU, 0, encoder)
+        venv.close()
+        return {k: v.clone() for k, v in model.policy.state_dict().items() if "features_extractor" in k}
+
+    init = fresh()
+    assert init and all(torch.equal(v, fresh()[k]) for k, v in init.items())  # the init is reproducible
+    student = distill_student(ctx, _loud_teacher(run, tmp_path), 0, tmp_path / "student")
+    art = load_policy(student)
+    assert art.backbone is None and art.obs_rms is None and art.meta["perception"]["cache_features"] is False
+    trained = {k: v for k, v in art.states["policy"].items() if k in init}
+    assert trained.keys() == init.keys()
+    assert any(not torch.equal(v, init[k]) for k, v in trained.items() if ".backbone." in k)
+    losses = _scalars(student.parent, "distill/action_loss")
+    assert len(losses) == 8 and losses[0] > 0.05 and np.mean(losses[-2:]) < 0.7 * losses[0]
+    summary = json.loads((student.parent / "distill.json").read_text())
+    assert np.isfinite(summary["final_losses"]["holdout_action_loss"])
 
 
 def test_an_interrupted_distillation_resumes_its_student_optimizer_and_statistics(

@@ -109,6 +109,81 @@ def test_proprio_observation_is_a_dict_with_the_state() -> None:
     np.testing.assert_array_equal(obs["state"], [1.0, 1.0])
 
 
+class _ArmEnv(FrameEnv):
+    """A 3-d state [t, 10 t, 100 t]: "joint", "velocity" and the "goal" a camera policy must not read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = gym.spaces.Box(-1e4, 1e4, (3,), dtype=np.float32)
+
+    def reset(self, **kwargs: Any) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        super().reset(**kwargs)
+        return np.array([0, 0, 0], dtype=np.float32), {}
+
+    def step(self, action: Any) -> tuple[NDArray[np.float32], SupportsFloat, bool, bool, dict[str, Any]]:
+        _, reward, terminated, truncated, info = super().step(action)
+        return np.array([1, 10, 100], dtype=np.float32) * self.t, reward, terminated, truncated, info
+
+
+def test_proprio_dims_keep_those_state_dimensions_and_the_teacher_gets_the_whole_state() -> None:
+    env = PixelObservation(_ArmEnv(), image_size=8, proprio=True, state_dims=[1, 0], sim_state=True)
+    space = env.observation_space
+    assert isinstance(space, gym.spaces.Dict) and set(space.spaces) == {"image", "state", "sim_state"}
+    assert space["state"].shape == (2,) and space["sim_state"].shape == (3,)
+    env.reset(seed=0)
+    obs = env.step(np.zeros(1, dtype=np.float32))[0]
+    assert space.contains(obs)
+    np.testing.assert_array_equal(obs["state"], [10.0, 1.0])  # in the order given, the goal left out
+    np.testing.assert_array_equal(obs["sim_state"], [1.0, 10.0, 100.0])
+    camera_only = PixelObservation(_ArmEnv(), image_size=8, sim_state=True)  # no state for the policy
+    assert set(camera_only.observation_space.spaces) == {"image", "sim_state"}  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"state_dims \[3\] need proprio=True .* \(allowed: 0..2\)"):
+        PixelObservation(_ArmEnv(), image_size=8, proprio=True, state_dims=[3])
+
+
+@pytest.mark.parametrize(
+    ("pixels", "match"),
+    [
+        ({"proprio_dims": [0]}, "proprio_dims: only with proprio: true"),
+        ({"proprio": True, "proprio_dims": [0, 0]}, r"proprio_dims: need distinct indices >= 0 .* \[0, 0\]"),
+        ({"proprio": True, "proprio_dims": [-1]}, r"proprio_dims: need distinct indices >= 0"),
+    ],
+)
+def test_bad_proprio_dims_are_one_line_errors_naming_the_key(pixels: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as err:
+        parse(PixelSpec, {"image_size": 8, **pixels}, "task.yaml: pixels")
+    assert "\n" not in str(err.value) and "task.yaml: pixels" in str(err.value)
+
+
+def test_proprio_dims_past_the_state_vector_are_refused_when_the_env_is_built() -> None:
+    from simreal.simulation.variants import _observe
+
+    spec = parse(PixelSpec, {"image_size": 8, "proprio": True, "proprio_dims": [0, 3]}, "task.yaml: pixels")
+    with pytest.raises(ConfigError, match=r"task.yaml: pixels.proprio_dims: index 3 is past") as err:
+        _observe(_ArmEnv(), spec, 0.0, "task.yaml")
+    assert "\n" not in str(err.value) and "allowed: 0..2" in str(err.value)
+
+
+def test_kuka_camera_policy_reads_the_joint_encoders_and_the_teacher_the_target() -> None:
+    """The packaged KukaReach pixel ids: the policy's state is the joints (positions and velocities), the
+    target only in the image; the labelling env adds the whole state, whose first 14 entries those are."""
+    task = PACKAGED["kuka_reach"]
+    env = gym.make(task.pixel_randomized_id, teacher_state=True)
+    plain = gym.make(task.pixel_randomized_id)
+    try:
+        assert set(plain.observation_space.spaces) == {"image", "state"}  # type: ignore[attr-defined]
+        obs, _ = env.reset(seed=1)
+        for _ in range(3):
+            obs, *_ = env.step(env.action_space.sample())
+        assert obs["state"].shape == (14,) and obs["sim_state"].shape == (23,)
+        np.testing.assert_array_equal(obs["state"], obs["sim_state"][:14])
+        target = env.unwrapped._target  # type: ignore[attr-defined]
+        np.testing.assert_allclose(obs["sim_state"][17:20], target, atol=0.1)  # with the source's noise
+    finally:
+        env.close()
+        plain.close()
+
+
 def test_pixel_observation_rejects_wrong_size_and_missing_render_mode() -> None:
     with pytest.raises(ValueError, match="render_mode='rgb_array'"):
         PixelObservation(FrameEnv(render_mode=None), image_size=8)
@@ -191,12 +266,15 @@ def test_pixel_ids_give_uint8_frames_of_the_declared_shape(key: str) -> None:
     assert pixels is not None
     env = gym.make(task.pixel_nominal_id)
     shape = (pixels.image_size, pixels.image_size, 3 * pixels.frame_stack)
-    assert env.observation_space.shape == shape and env.observation_space.dtype == np.uint8
+    space = env.observation_space
+    image = space["image"] if pixels.proprio else space  # type: ignore[index]
+    assert image.shape == shape and image.dtype == np.uint8
     obs, _ = env.reset(seed=0)
     for _ in range(3):
         obs = env.step(env.action_space.sample())[0]
-        assert obs.shape == shape and obs.dtype == np.uint8 and env.observation_space.contains(obs)
-    assert obs[..., -3:].std() > 10  # a scene, not a blank frame
+        frame = obs["image"] if pixels.proprio else obs
+        assert frame.shape == shape and frame.dtype == np.uint8 and env.observation_space.contains(obs)
+    assert frame[..., -3:].std() > 10  # a scene, not a blank frame
     env.close()
 
 
@@ -256,7 +334,11 @@ def test_pixel_wrapper_order(key: str) -> None:
     order = [StackFrames, ImageNoise, PixelObservation, ActionDelay, RandomizeVisuals, RandomizeDynamics]
     positions = [types.index(t) for t in order]
     assert positions == sorted(positions), types
-    assert ObservationNoise not in types  # sensor effects on the state vector are not seen through a camera
+    # Sensor effects on the state vector are not seen through a camera, only on a "state" entry beside it.
+    proprio = task.spec.pixels is not None and task.spec.pixels.proprio
+    assert (ObservationNoise in types) == proprio
+    if proprio:
+        assert types.index(PixelObservation) < types.index(ObservationNoise)
     env.close()
     nominal = gym.make(task.pixel_nominal_id)
     assert [t for t in chain(nominal) if t.__module__.startswith("simreal")] == [

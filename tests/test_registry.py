@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -49,17 +50,27 @@ def test_env_passes_checkers(env_id: str) -> None:
     env.close()
 
 
+def _assert_same(obs_a: Any, obs_b: Any) -> None:
+    """Equal observations: arrays, or Dicts (camera + joint encoders) of them, key by key."""
+    if isinstance(obs_a, dict):
+        assert obs_a.keys() == obs_b.keys()
+        for key in obs_a:
+            np.testing.assert_array_equal(obs_a[key], obs_b[key])
+    else:
+        np.testing.assert_array_equal(obs_a, obs_b)
+
+
 @pytest.mark.parametrize("env_id", SIMREAL_IDS)
 def test_seeded_reset_is_reproducible(env_id: str) -> None:
     a, b = gym.make(env_id), gym.make(env_id)
     obs_a, info_a = a.reset(seed=3)
     obs_b, info_b = b.reset(seed=3)
-    np.testing.assert_array_equal(obs_a, obs_b)
+    _assert_same(obs_a, obs_b)
     assert info_a.get("dynamics") == info_b.get("dynamics")
     a.action_space.seed(0)
     for _ in range(5):
         action = a.action_space.sample()
-        np.testing.assert_array_equal(a.step(action)[0], b.step(action)[0])
+        _assert_same(a.step(action)[0], b.step(action)[0])
     a.close()
     b.close()
 

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
@@ -29,6 +30,8 @@ from simreal.simulation.effects.params import NON_NEGATIVE, Param, ScalarLike
 
 IMAGE_KEY = "image"
 STATE_KEY = "state"
+SIM_STATE_KEY = "sim_state"
+"""The full state beside the image, for a teacher labelling a camera student - never a policy input."""
 StepResult = tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]
 
 
@@ -52,12 +55,24 @@ def _with_image(obs: Any, image: Array) -> Any:
 class PixelObservation(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """Observe the rendered RGB frame (uint8, (size, size, 3)) instead of the state.
 
-    With `proprio=True` the observation is a Dict `{"image": frame, "state": the inner observation}`.
+    With `proprio=True` the observation is a Dict `{"image": frame, "state": the inner observation}`
+    (with `state_dims`, only those dimensions of it: the joint encoders without the goal, say). With
+    `sim_state=True` the Dict also carries the whole inner observation under `"sim_state"`, what a state
+    teacher reads while it labels a camera student.
     The frame is rendered once per `reset` and once per `step`, after the inner env has moved.
     """
 
-    def __init__(self, env: gym.Env[Any, Any], image_size: int = 64, proprio: bool = False) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, image_size=image_size, proprio=proprio)
+    def __init__(
+        self,
+        env: gym.Env[Any, Any],
+        image_size: int = 64,
+        proprio: bool = False,
+        state_dims: Sequence[int] | None = None,
+        sim_state: bool = False,
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self, image_size=image_size, proprio=proprio, state_dims=state_dims, sim_state=sim_state
+        )
         gym.Wrapper.__init__(self, env)
         if image_size < 1:
             raise ValueError(f"PixelObservation: image_size must be >= 1, got {image_size}")
@@ -67,12 +82,26 @@ class PixelObservation(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstruc
             )
         self.image_size = int(image_size)
         self.proprio = proprio
+        self.sim_state = sim_state
         self._release: weakref.finalize[Any, Any] | None = None
         image = spaces.Box(0, 255, (self.image_size, self.image_size, 3), dtype=np.uint8)
+        state = env.observation_space
+        self._dims = None if state_dims is None else np.asarray(state_dims, dtype=np.intp)
+        if self._dims is not None:
+            size = state.shape[0] if isinstance(state, spaces.Box) and len(state.shape) == 1 else 0
+            if not proprio or not len(self._dims) or self._dims.min() < 0 or self._dims.max() >= size:
+                raise ValueError(
+                    f"PixelObservation: state_dims {self._dims.tolist()} need proprio=True and indices of "
+                    f"the env's state vector {state} (allowed: 0..{size - 1})"
+                )
+            assert isinstance(state, spaces.Box)
+            state = spaces.Box(state.low[self._dims], state.high[self._dims], dtype=state.dtype)
+        entries: dict[str, spaces.Space[Any]] = {IMAGE_KEY: image}
         if proprio:
-            self.observation_space = spaces.Dict({IMAGE_KEY: image, STATE_KEY: env.observation_space})
-        else:
-            self.observation_space = image
+            entries[STATE_KEY] = state
+        if sim_state:
+            entries[SIM_STATE_KEY] = env.observation_space
+        self.observation_space = spaces.Dict(entries) if len(entries) > 1 else image
 
     def _render(self) -> Any:
         """One frame, drawn in this env's own OpenGL context.
@@ -115,7 +144,14 @@ class PixelObservation(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstruc
                 f"matching frame size (MuJoCo: width=height={self.image_size}; KukaReach: image_size)"
             )
         image = np.ascontiguousarray(frame)  # MuJoCo's frames are flipped views with negative strides
-        return {IMAGE_KEY: image, STATE_KEY: state} if self.proprio else image
+        if not (self.proprio or self.sim_state):
+            return image
+        obs: dict[str, Any] = {IMAGE_KEY: image}
+        if self.proprio:
+            obs[STATE_KEY] = state if self._dims is None else np.asarray(state)[self._dims]
+        if self.sim_state:
+            obs[SIM_STATE_KEY] = state
+        return obs
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -27,6 +27,7 @@ the same mapping inline in an experiment config::
       image_size_kwargs: [width, height]    # the env's constructor arguments that set the frame size
       frame_stack: 3                        # frames stacked along the channel axis
       proprio: false                        # true: Dict {"image", "state"} observations
+      proprio_dims: null                    # with proprio: the state dimensions kept (default: all)
       env_kwargs: {default_camera_config: {distance: 2.2}}   # extra constructor arguments when rendering
       randomization: {params: [...]}        # visual randomization of the source (`visuals`)
       image_noise_std: [0.0, 4.0]           # source camera noise, drawn per episode
@@ -93,9 +94,23 @@ class PixelSpec(Spec):
     image_size_kwargs: tuple[str, ...] = ("width", "height")
     frame_stack: int = Field(default=3, ge=1)
     proprio: bool = False
+    proprio_dims: tuple[int, ...] | None = None
+    """With `proprio`: the dimensions of the env's state vector the "state" entry keeps (default: all) -
+    a robot's joint encoders, say, without the goal position it must find in the image."""
     env_kwargs: dict[str, Any] = {}
     randomization: VisualRandomizationSpec = VisualRandomizationSpec()
     image_noise_std: Scalar = 0.0
+
+    @model_validator(mode="after")
+    def _dims_need_proprio(self) -> PixelSpec:
+        dims = self.proprio_dims
+        if dims is None:
+            return self
+        if not self.proprio:
+            raise ValueError("proprio_dims: only with proprio: true (the dimensions of the 'state' entry)")
+        if not dims or min(dims) < 0 or len(set(dims)) != len(dims):
+            raise ValueError(f"proprio_dims: need distinct indices >= 0 of the state, got {list(dims)}")
+        return self
 
     @field_validator("image_noise_std", mode="before")
     @classmethod

@@ -63,23 +63,22 @@ def make_pixel_nominal(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
 
 
 def make_pixel_randomized(
-    task: str, adr: AdrState | None = None, proprio: bool | None = None, **kwargs: Any
+    task: str, adr: AdrState | None = None, teacher_state: bool = False, **kwargs: Any
 ) -> gym.Env[Any, Any]:
     """The randomized source sim of `task` seen through its camera: physics, look and effects per episode.
 
-    `proprio` overrides the task's `pixels.proprio`: a teacher labelling a camera student reads the state
-    beside the image, with the sensor effects its state training had (`simreal.training.distill_pixels`)."""
+    `teacher_state`: the Dict also carries the whole state (`"sim_state"`), with the sensor effects a
+    state policy's training had - what a teacher labelling a camera student reads beside the student's
+    view (`simreal.training.distill_pixels`)."""
     t = get_task(task)
     pixels = _pixels(t)
-    if proprio is not None:
-        pixels = pixels.model_copy(update={"proprio": proprio})
     where = f"{t.source}: randomization.params"
     env: gym.Env[Any, Any] = RandomizeDynamics(
         _rendering(t.env, pixels, kwargs), t.spec.randomization, where=where, adr=adr
     )
     env = RandomizeVisuals(env, pixels.randomization, where=f"{t.source}: pixels.randomization.params")
-    env = apply_effects(env, effects_under_camera(t.spec.source_effects, pixels.proprio))
-    return _observe(env, pixels, pixels.image_noise_std, t.source)
+    env = apply_effects(env, effects_under_camera(t.spec.source_effects, pixels.proprio or teacher_state))
+    return _observe(env, pixels, pixels.image_noise_std, t.source, teacher_state)
 
 
 def make_pixel_target(
@@ -121,17 +120,29 @@ def effects_under_camera(effects: Sequence[EffectSpec], proprio: bool) -> list[E
     return [e for e in effects if proprio or e.type not in SENSOR_EFFECTS]
 
 
-def _observe(env: gym.Env[Any, Any], pixels: PixelSpec, noise_std: Scalar, where: str) -> gym.Env[Any, Any]:
+def _observe(
+    env: gym.Env[Any, Any], pixels: PixelSpec, noise_std: Scalar, where: str, teacher_state: bool = False
+) -> gym.Env[Any, Any]:
     """Pixel observation, camera noise (if any) and frame stacking (if more than one frame)."""
     state = env.observation_space
-    if pixels.proprio and not (isinstance(state, gym.spaces.Box) and len(state.shape) == 1):
+    vector = isinstance(state, gym.spaces.Box) and len(state.shape) == 1
+    if (pixels.proprio or teacher_state) and not vector:
         env.close()
         raise ConfigError(
             f"{where}: pixels.proprio: the env's observation is {state}, not a state vector, so there is "
             "no 'state' entry to observe beside the image (allowed: proprio: false, or an env observing "
             "a 1-d Box)"
         )
-    env = PixelObservation(env, image_size=pixels.image_size, proprio=pixels.proprio)
+    dims = pixels.proprio_dims
+    if dims is not None and max(dims) >= state.shape[0]:  # type: ignore[index]
+        env.close()
+        raise ConfigError(
+            f"{where}: pixels.proprio_dims: index {max(dims)} is past the env's state vector of "
+            f"{state.shape[0]} (allowed: 0..{state.shape[0] - 1})"  # type: ignore[index]
+        )
+    env = PixelObservation(
+        env, image_size=pixels.image_size, proprio=pixels.proprio, state_dims=dims, sim_state=teacher_state
+    )
     if noise_std != 0.0:
         env = ImageNoise(env, noise_std)
     if pixels.frame_stack > 1:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch.utils.tensorboard import SummaryWriter
 
@@ -47,10 +48,12 @@ class Outputs:
     value: torch.Tensor | None
 
 
-def outputs(model: BaseAlgorithm, obs: torch.Tensor, value: bool = True) -> Outputs:
+def outputs(model: BaseAlgorithm, obs: Any, value: bool = True) -> Outputs:
     """The deterministic action (PPO/A2C: the Gaussian's mean; SAC: tanh of it, in [-1, 1]), the latent
-    z of a latent extractor and (on-policy) the value of a batch of (normalized) observations."""
+    z of a latent extractor and (on-policy) the value of a batch of (normalized) observations - a tensor,
+    or a Dict of them with uint8 frames (preprocessed as SB3 does: images to [0, 1])."""
     policy = model.policy
+    obs = preprocess_obs(obs, policy.observation_space, normalize_images=policy.normalize_images)
     if isinstance(policy, ActorCriticPolicy):
         extractor = policy.pi_features_extractor
         features = extractor(obs)
@@ -68,7 +71,7 @@ def outputs(model: BaseAlgorithm, obs: torch.Tensor, value: bool = True) -> Outp
     return Outputs(action, latent, v)
 
 
-def critic_latent(critic: Any, obs: torch.Tensor) -> torch.Tensor | None:
+def critic_latent(critic: Any, obs: Any) -> torch.Tensor | None:
     extractor = critic.features_extractor
     return extractor.latent(obs) if isinstance(extractor, LatentExtractor) else None
 
@@ -130,6 +133,16 @@ def student_rms(
     return rms
 
 
+Rows = np.ndarray | dict[str, np.ndarray]
+"""A batch of student observations: a float array, or a Dict of arrays (an end-to-end camera student's
+uint8 frames and the entries beside them)."""
+
+
+def take(rows: Rows, index: Any) -> Rows:
+    """The rows at `index` (a mask or indices) of an array or of every entry of a Dict."""
+    return {k: v[index] for k, v in rows.items()} if isinstance(rows, dict) else rows[index]
+
+
 class LabelBuffer:
     """The most recent `size` (student observation, teacher observation) pairs, normalized."""
 
@@ -138,13 +151,14 @@ class LabelBuffer:
         self.teacher = np.zeros((size, teacher_dim), dtype=np.float32)
         self.size, self.n, self.at = size, 0, 0
 
-    def add(self, student: np.ndarray, teacher: np.ndarray) -> None:
+    def add(self, student: Rows, teacher: np.ndarray) -> None:
+        assert isinstance(student, np.ndarray)
         idx = (self.at + np.arange(len(student))) % self.size  # one row per env, oldest overwritten
         self.student[idx], self.teacher[idx] = student, teacher
         self.at = int((self.at + len(student)) % self.size)
         self.n = min(self.n + len(student), self.size)
 
-    def sample(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator, batch: int) -> tuple[Rows, np.ndarray]:
         idx = rng.integers(0, self.n, size=min(batch, self.n))
         return self.student[idx], self.teacher[idx]
 
@@ -159,13 +173,13 @@ class Holdout:
         for i in range(n_envs):
             self.new_episode(i)
 
-    def add(self, train: LabelBuffer, student: np.ndarray, teacher: np.ndarray) -> None:
+    def add(self, train: LabelBuffer, student: Rows, teacher: np.ndarray) -> None:
         """One row per env: the held-out envs' to the holdout buffer, the others' to `train`."""
         keep = ~self.held
         if keep.any():
-            train.add(student[keep], teacher[keep])
+            train.add(take(student, keep), teacher[keep])
         if self.held.any():
-            self.buffer.add(student[self.held], teacher[self.held])
+            self.buffer.add(take(student, self.held), teacher[self.held])
 
     def new_episode(self, i: int) -> None:
         """Draw env `i`'s new episode (no draw with `fraction` 0: the loop's random stream is untouched)."""
@@ -357,6 +371,12 @@ def distill_loop(
     return cadence.losses, step
 
 
+def student_batch(student: BaseAlgorithm, rows: Rows) -> Any:
+    """Sampled rows as the student's policy reads them: tensors on its device, frames transposed to the
+    channel order SB3 gave its image spaces (as `predict` does)."""
+    return student.policy.obs_to_tensor(rows)[0]
+
+
 def train(
     d: DistillConfig,
     teacher: BaseAlgorithm,
@@ -377,7 +397,7 @@ def train(
     out: dict[str, float] = {}
     for _ in range(d.updates):
         s_np, t_np = buffer.sample(rng, d.batch_size)
-        s, t = torch.as_tensor(s_np, device=device), torch.as_tensor(t_np, device=device)
+        s, t = student_batch(student, s_np), torch.as_tensor(t_np, device=device)
         with torch.no_grad():
             label = outputs(teacher, t, value=on_policy and d.value_weight > 0)
             target = label.action.clamp(low, high) if on_policy else label.action
@@ -410,7 +430,7 @@ def train(
     if held is not None and held.n > 0:
         s_np, t_np = held.sample(rng, 4 * d.batch_size)
         with torch.no_grad():
-            s, t = torch.as_tensor(s_np, device=device), torch.as_tensor(t_np, device=device)
+            s, t = student_batch(student, s_np), torch.as_tensor(t_np, device=device)
             label = outputs(teacher, t, value=False)
             target = label.action.clamp(low, high) if on_policy else label.action
             out["holdout_action_loss"] = float(action_loss(outputs(student, s, value=False).action, target))

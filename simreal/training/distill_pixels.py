@@ -36,7 +36,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from simreal.simulation.adr import AdrState
 from simreal.simulation.observation import HISTORY_KEY, ObservationConfig
-from simreal.simulation.pixels import STATE_KEY
+from simreal.simulation.pixels import SIM_STATE_KEY
 from simreal.training.artifacts import ArtifactError, file_sha256
 from simreal.training.context import Context
 from simreal.training.dagger import (
@@ -45,6 +45,7 @@ from simreal.training.dagger import (
     Cadence,
     Holdout,
     LabelBuffer,
+    Rows,
     actor_params,
     finish_critics,
     holdout_rows,
@@ -118,30 +119,72 @@ class RawRows(LabelBuffer):
         super().__init__(size, student_dim, teacher_dim)
         self.stats = stats
 
-    def sample(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator, batch: int) -> tuple[Rows, np.ndarray]:
         student, teacher = super().sample(rng, batch)
+        assert isinstance(student, np.ndarray)
         return normalize(student, self.stats.rms), teacher
 
 
+class FrameRows(LabelBuffer):
+    """Labels for an end-to-end camera student (`perception.cache_features: false`): its observations
+    as the env gives them - uint8 frames, and the entries beside them - which its extractor (and its
+    augmentation) reads at every update. 36 KB a row for 3 stacked 64x64 frames, allocated as it fills."""
+
+    def __init__(self, size: int, space: gym.spaces.Space[Any], teacher_dim: int) -> None:
+        super().__init__(size, 0, teacher_dim)
+        boxes = space.spaces if isinstance(space, gym.spaces.Dict) else {"": space}
+        self.entries = {k: np.zeros((size, *(box.shape or ())), dtype=box.dtype) for k, box in boxes.items()}
+        self.keyed = isinstance(space, gym.spaces.Dict)
+
+    def add(self, student: Rows, teacher: np.ndarray) -> None:
+        rows = student if isinstance(student, dict) else {"": student}
+        idx = (self.at + np.arange(len(teacher))) % self.size
+        for key, column in self.entries.items():
+            column[idx] = rows[key]
+        self.teacher[idx] = teacher
+        self.at = int((self.at + len(teacher)) % self.size)
+        self.n = min(self.n + len(teacher), self.size)
+
+    def sample(self, rng: np.random.Generator, batch: int) -> tuple[Rows, np.ndarray]:
+        idx = rng.integers(0, self.n, size=min(batch, self.n))
+        rows = {k: v[idx] for k, v in self.entries.items()}
+        return (rows if self.keyed else rows[""]), self.teacher[idx]
+
+
 def teacher_rows(observations: list[dict[str, Any]]) -> np.ndarray:
-    """What the teacher reads of each env's Dict observation: the state, then the action history (the
-    layout `ActionHistory` gives a state observation)."""
+    """What the teacher reads of each env's Dict observation: the whole state, then the action history
+    (the layout `ActionHistory` gives a state observation)."""
     rows = []
     for obs in observations:
-        parts = [np.asarray(obs[STATE_KEY], dtype=np.float32).ravel()]
+        parts = [np.asarray(obs[SIM_STATE_KEY], dtype=np.float32).ravel()]
         if HISTORY_KEY in obs:
             parts.append(np.asarray(obs[HISTORY_KEY], dtype=np.float32).ravel())
         rows.append(np.concatenate(parts))
     return np.stack(rows)
 
 
+def label_buffer(
+    size: int, space: gym.spaces.Space[Any], width: int, teacher_dim: int, stats: StudentStats, cached: bool
+) -> LabelBuffer:
+    """Room for `size` labelled rows: cached features (normalized when sampled), or frames."""
+    return RawRows(size, width, teacher_dim, stats) if cached else FrameRows(size, space, teacher_dim)
+
+
+def student_rows(encoded: Any) -> Rows:
+    """What the student reads of a batch: cached features as float32, or frames and entries as they are
+    (the teacher's whole state, never a policy input, left out)."""
+    if isinstance(encoded, dict):
+        return {k: np.asarray(v) for k, v in encoded.items() if k != SIM_STATE_KEY}
+    return np.asarray(encoded, dtype=np.float32)
+
+
 def pixel_source(
-    ctx: Context, teacher_meta: dict[str, Any], proprio: bool
+    ctx: Context, teacher_meta: dict[str, Any], teacher_state: bool
 ) -> Callable[[], gym.Env[Any, Any]]:
-    """The randomized pixel sim as the policy observes it (with `proprio`, the state beside the image),
-    with ADR at the ranges the teacher's pretraining reached."""
+    """The randomized pixel sim as the policy observes it (with `teacher_state`, the whole state beside
+    the student's view), with ADR at the ranges the teacher's pretraining reached."""
     spec = ctx.cfg.task.randomization
-    kwargs: dict[str, Any] = {"proprio": proprio}
+    kwargs: dict[str, Any] = {"teacher_state": teacher_state}
     if spec.adr is not None and teacher_meta.get("adr"):
         kwargs["adr"] = AdrState.frozen_at(spec.adr, spec.params, teacher_meta["adr"])
     source_id = ctx.task.pixel_randomized_id
@@ -162,23 +205,26 @@ def distill_pixel_student(
     algo = sctx.cfg.algo
     spaces_venv, encoder = policy_env(sctx, ctx.task.pixel_randomized_id, seed, n_envs=1)
     student = build_model(algo, spaces_venv, algo.pretrain_lr, ctx.device, seed, encoder)
-    width = int(spaces_venv.observation_space.shape[0])  # type: ignore[index]
+    space = spaces_venv.observation_space
+    cached = encoder.cached is not None  # else frames: the student's CNN learns end to end
+    width = int(space.shape[0]) if cached else 0  # type: ignore[index]
     stats = StudentStats(width, algo.normalize_obs)
     state_id = ctx.task.randomized_id
     loaded = load_for_env(teacher, lambda: gym.make(state_id), ctx.device, seed)
     teacher_model, teacher_rms = loaded.model, loaded.obs_rms
     teacher_model.policy.set_training_mode(False)
     optimizer = torch.optim.Adam(student.policy.parameters(), lr=d.learning_rate)
-    plain = pixel_source(ctx, teacher_meta, proprio=False)
+    plain = pixel_source(ctx, teacher_meta, teacher_state=False)
     final_seed, episodes = ctx.eval_seed(seed, True), cfg.evaluation.final_episodes
     untrained = evaluate(student, plain, episodes, final_seed, None, encoder, ctx.eval_envs).mean_return
     step = resume(out / CHECKPOINT, student, optimizer, lambda data: stats.load(data.get("obs_rms") or {}))
-    labelled = pixel_source(ctx, teacher_meta, proprio=True)
+    labelled = pixel_source(ctx, teacher_meta, teacher_state=True)
     log.info(
-        "distill seed %d: %s -> pixel student (%s, cached features) for %d steps -> %s",
+        "distill seed %d: %s -> pixel student (%s, %s) for %d steps -> %s",
         seed,
         teacher,
         cfg.perception.backbone if cfg.perception else "no backbone",
+        "cached features" if cached else "end to end, from frames",
         d.steps,
         out,
     )
@@ -187,8 +233,14 @@ def distill_pixel_student(
     envs = [labelled() for _ in range(d.n_envs)]
     try:
         teacher_dim = int(teacher_model.observation_space.shape[0])  # type: ignore[index]
-        buffer = RawRows(d.buffer, width, teacher_dim, stats)
-        held = RawRows(holdout_rows(d), width, teacher_dim, stats)
+        buffer, held = (
+            (
+                RawRows(d.buffer, width, teacher_dim, stats),
+                RawRows(holdout_rows(d), width, teacher_dim, stats),
+            )
+            if cached
+            else (FrameRows(d.buffer, space, teacher_dim), FrameRows(holdout_rows(d), space, teacher_dim))
+        )
         losses, step = _loop(
             ctx,
             seed,
@@ -245,8 +297,8 @@ def _loop(
     stats: StudentStats,
     encoder: Encoder,
     envs: list[gym.Env[Any, Any]],
-    buffer: RawRows,
-    held: RawRows,
+    buffer: LabelBuffer,
+    held: LabelBuffer,
     optimizer: torch.optim.Optimizer,
     out: Path,
     writer: SummaryWriter,
@@ -263,8 +315,8 @@ def _loop(
     returns = np.zeros(len(envs))
     cadence = Cadence(d, ctx.cfg.checkpoint_every_steps, step, writer)
     while step < d.steps:
-        raw = np.asarray(encode(obs, previous), dtype=np.float32)
-        s = stats.update(raw)
+        raw = student_rows(encode(obs, previous))
+        s = stats.update(raw) if isinstance(raw, np.ndarray) else raw
         t = normalize(teacher_rows(obs), teacher_rms)
         holdout.add(buffer, raw, t)
         beta = d.mixing.beta(step, d.steps)

@@ -182,7 +182,7 @@ def _check_distill(ctx: Context) -> None:
     except ValueError as err:
         raise ConfigError(f"{ctx.cfg.task.source}: {err}") from None
     if ctx.cfg.pixels:  # the env the teacher labels in: the state beside the image (refused in one line)
-        ctx.make_env(ctx.task.pixel_randomized_id, proprio=True).close()
+        ctx.make_env(ctx.task.pixel_randomized_id, teacher_state=True).close()
     for who, cfg in (("distill.teacher", tcfg), ("distill.student", scfg)):
         try:
             _dry_run(context_for(ctx, cfg), cfg.algo)
