@@ -8,8 +8,8 @@ Pixel ids, innermost first: the env (rendering `rgb_array` frames of the YAML's 
 `RandomizeDynamics` -> `RandomizeVisuals` -> effects -> `PixelObservation` -> `ImageNoise` ->
 `StackFrames`. The look is applied at reset before the first frame is rendered. Sensor-side effects
 (observation noise, delay, dropped and stuck readings) act on the state vector, which the agent does
-not see through a camera: they are skipped unless `proprio: true`, where they act on the "state" entry.
-Camera noise is `image_noise_std` instead.
+not see through a camera: they are skipped unless `proprio: true`, where they act on the "state" entry
+(and on the whole state a labelling teacher reads, `teacher_state`). Camera noise is `image_noise_std`.
 """
 
 from __future__ import annotations
