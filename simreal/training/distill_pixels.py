@@ -233,14 +233,8 @@ def distill_pixel_student(
     envs = [labelled() for _ in range(d.n_envs)]
     try:
         teacher_dim = int(teacher_model.observation_space.shape[0])  # type: ignore[index]
-        buffer, held = (
-            (
-                RawRows(d.buffer, width, teacher_dim, stats),
-                RawRows(holdout_rows(d), width, teacher_dim, stats),
-            )
-            if cached
-            else (FrameRows(d.buffer, space, teacher_dim), FrameRows(holdout_rows(d), space, teacher_dim))
-        )
+        buffer = label_buffer(d.buffer, space, width, teacher_dim, stats, cached)
+        held = label_buffer(holdout_rows(d), space, width, teacher_dim, stats, cached)
         losses, step = _loop(
             ctx,
             seed,
