@@ -42,11 +42,10 @@ from torch import nn  # noqa: E402
 from agents.extractors import BackboneExtractor  # noqa: E402
 from agents.keypoints import SpatialKeypoints  # noqa: E402
 from simreal.config import load_config  # noqa: E402
-from simreal.simulation.pixels import SIM_STATE_KEY  # noqa: E402
 from simreal.training.context import Context  # noqa: E402
 from simreal.training.dagger import outputs  # noqa: E402
 from simreal.training.distill import context_for, student_config  # noqa: E402
-from simreal.training.distill_pixels import teacher_rows  # noqa: E402
+from simreal.training.distill_pixels import student_rows, teacher_rows  # noqa: E402
 from simreal.training.evaluation import normalize  # noqa: E402
 from simreal.training.loading import LoadedPolicy, build_model, load_for_env  # noqa: E402
 from simreal.training.stages import policy_env  # noqa: E402
@@ -65,8 +64,7 @@ def collect(ctx: Context, student: LoadedPolicy, teacher: LoadedPolicy, steps: i
     previous: list[int | None] = [None] * 8
     rows, labels, episodes = [], [], []
     for _ in range(steps // 8):
-        seen = [{k: v for k, v in o.items() if k != SIM_STATE_KEY} for o in obs]
-        raw = np.asarray(encode(seen, previous), dtype=np.float32)
+        raw = student_rows(encode(obs, previous))  # the student's own view (the teacher's state left out)
         t = teacher_rows(obs)
         rows.append(raw)
         labels.append(t)
