@@ -26,9 +26,9 @@ from simreal.simulation.observation import ObservationConfig, observation_wrappe
 from simreal.simulation.privileged import History, Privileged, Window
 from simreal.training.artifacts import ArtifactError, load_policy, save_policy
 from simreal.training.context import Context
-from simreal.training.dagger import Holdout, LabelBuffer, student_rms
+from simreal.training.dagger import Holdout, LabelBuffer, student_rms, train_rows
 from simreal.training.distill import distill_student, pretrain_teacher
-from simreal.training.distill_config import MixingConfig
+from simreal.training.distill_config import DistillConfig, MixingConfig
 from simreal.training.evaluation import normalize
 from simreal.training.loading import load_for_env
 
@@ -438,3 +438,21 @@ def test_held_out_episodes_are_scored_and_never_trained_on(tmp_path: Path, disti
     assert scores and all(np.isfinite(scores))
     summary = json.loads((student.parent / "distill.json").read_text())
     assert summary["final_losses"]["holdout_action_loss"] == pytest.approx(scores[-1], rel=1e-5)
+
+
+@pytest.mark.parametrize(("steps", "n_envs", "buffer"), [(600, 4, 100_000), (601, 4, 100_000), (600, 4, 256)])
+def test_the_training_buffer_holds_every_row_a_run_adds(steps: int, n_envs: int, buffer: int) -> None:
+    """Room for as many rows as a distillation adds (whole steps of every env, the last one past `steps`),
+    capped at `buffer`: a run with fewer steps than `buffer` never overwrites a row and reserves no room it
+    never fills; a smaller `buffer` keeps the most recent rows."""
+    d = DistillConfig(steps=steps, n_envs=n_envs, buffer=buffer)
+    rows = train_rows(d)
+    assert rows <= min(buffer, steps + n_envs)
+    labels = LabelBuffer(rows, 1, 1)
+    step, added = 0, 0
+    while step < steps:  # as the DAgger loop counts
+        labels.add(np.full((n_envs, 1), added // n_envs, dtype=np.float32), np.zeros((n_envs, 1), np.float32))
+        step, added = step + n_envs, added + n_envs
+    kept = labels.student[: labels.n, 0]
+    assert labels.n == min(added, buffer)  # every row the run added, unless `buffer` is smaller
+    assert kept.min() == (added - labels.n) // n_envs  # the oldest rows went first, if any did

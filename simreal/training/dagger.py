@@ -186,6 +186,12 @@ class Holdout:
         self.held[i] = self.fraction > 0 and self.rng.random() < self.fraction
 
 
+def train_rows(d: DistillConfig) -> int:
+    """Room for the training rows: `buffer`, or no more than one distillation can add (its steps, the
+    last step's envs beyond them), so a buffer larger than the run reserves no memory it never uses."""
+    return min(d.buffer, d.steps + d.n_envs)
+
+
 def holdout_rows(d: DistillConfig) -> int:
     """Room for the held-out rows: their share of `buffer`, at least a batch."""
     return max(d.batch_size, int(d.buffer * d.holdout))
@@ -330,7 +336,7 @@ def distill_loop(
     assert d is not None
     rng = np.random.default_rng([seed, step, 17])
     dims = windows[0].space.shape[0], envs[0].observation_space.shape[0]  # type: ignore[index]
-    buffer = LabelBuffer(d.buffer, *dims)
+    buffer = LabelBuffer(train_rows(d), *dims)
     holdout = Holdout(d.holdout, len(envs), LabelBuffer(holdout_rows(d), *dims), rng)
     teacher_obs, student_obs = [], []
     for i, (env, window) in enumerate(zip(envs, windows, strict=True)):

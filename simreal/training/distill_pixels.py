@@ -52,6 +52,7 @@ from simreal.training.dagger import (
     resume,
     save_checkpoint,
     train,
+    train_rows,
     warn_overfitting,
     write_student,
 )
@@ -233,7 +234,7 @@ def distill_pixel_student(
     envs = [labelled() for _ in range(d.n_envs)]
     try:
         teacher_dim = int(teacher_model.observation_space.shape[0])  # type: ignore[index]
-        buffer = label_buffer(d.buffer, space, width, teacher_dim, stats, cached)
+        buffer = label_buffer(train_rows(d), space, width, teacher_dim, stats, cached)
         held = label_buffer(holdout_rows(d), space, width, teacher_dim, stats, cached)
         losses, step = _loop(
             ctx,
