@@ -388,6 +388,8 @@ def test_a_sac_student_gets_the_teachers_entropy_and_critics_it_can_use(tmp_path
             torch.testing.assert_close(value, policy["critic." + key.removeprefix("critic_target.")])
     losses = _scalars(student.parent, "distill/critic_latent_loss")
     assert losses and all(np.isfinite(losses))  # the critic's own history encoder learned its z
+    q_losses = _scalars(student.parent, "distill/critic_loss")  # its critics learned the teacher's Q
+    assert len(q_losses) >= 2 and all(np.isfinite(q_losses)) and q_losses[-1] < q_losses[0]
     summary = json.loads((student.parent / "distill.json").read_text())
     assert summary["started_from_teacher"] == "head"
 

@@ -76,6 +76,32 @@ def critic_latent(critic: Any, obs: Any) -> torch.Tensor | None:
     return extractor.latent(obs) if isinstance(extractor, LatentExtractor) else None
 
 
+def q_values(critic: Any, obs: Any, actions: list[torch.Tensor]) -> torch.Tensor:
+    """SAC's critics on `obs` at each batch of `actions` (the features computed once): shape (critics,
+    len(actions) x batch, 1). A critic that shares the actor's extractor gets no gradient into it."""
+    features = critic.extract_features(obs, critic.features_extractor)
+    if critic.share_features_extractor:
+        features = features.detach()
+    inputs = torch.cat([torch.cat([features, a], dim=1) for a in actions])
+    return torch.stack([q(inputs) for q in critic.q_networks])
+
+
+def critic_loss(
+    critic: Any, teacher_critic: Any, s: Any, t: torch.Tensor, teacher_action: torch.Tensor, own: torch.Tensor
+) -> torch.Tensor:
+    """SAC: the student's Q-values against the teacher's, at the teacher's action, the student's own and
+    another row's teacher action (the batch rolled by one: an action off this state's optimum), relative
+    to the labels' second moment as the value loss. Without it the student's critics are untrained and
+    the first fine-tuning updates push its actor wherever their random surface slopes."""
+    actions = [teacher_action, own.detach(), teacher_action.roll(1, dims=0)]
+    with torch.no_grad():
+        label = q_values(teacher_critic, t, actions)
+    mine = q_values(critic, s, actions)
+    if label.shape[0] != mine.shape[0]:  # another number of critics: each learns the teacher's mean
+        label = label.mean(dim=0, keepdim=True).expand_as(mine)
+    return F.mse_loss(mine, label) / (label.pow(2).mean() + 1e-6)
+
+
 def copy_head(teacher: BaseAlgorithm, student: BaseAlgorithm) -> str:
     """Start the student from the teacher's policy head (everything but the features extractors) when
     the shapes agree; else only the action noise (PPO's log_std). SAC's entropy coefficient is the
@@ -98,9 +124,11 @@ def critics(model: BaseAlgorithm) -> Any:
     return None if isinstance(model.policy, ActorCriticPolicy) else getattr(model.policy, "critic", None)
 
 
-def finish_critics(student: BaseAlgorithm, critic_trained: bool) -> None:
-    """SAC: where distillation did not train the critic's own history encoder (a teacher without a
-    latent), it takes the actor's; the target critic starts equal to the critic, as in SB3."""
+def finish_critics(student: BaseAlgorithm, losses: dict[str, float]) -> None:
+    """SAC: where distillation trained neither the critics (`critic_loss`) nor their own history encoder
+    (`critic_latent_loss`), the critic's extractor takes the actor's; the target critic starts equal to
+    the critic, as in SB3."""
+    critic_trained = "critic_loss" in losses or "critic_latent_loss" in losses
     critic = critics(student)
     if critic is None:
         return
@@ -428,6 +456,10 @@ def train(
             value = F.mse_loss(mine.value, label.value) / (label.value.pow(2).mean() + 1e-6)
             loss = loss + d.value_weight * value
             out["value_loss"] = float(value.detach())
+        if not on_policy and d.value_weight > 0 and critic is not None and teacher_critic is not None:
+            q = critic_loss(critic, teacher_critic, s, t, label.action, mine.action)
+            loss = loss + d.value_weight * q
+            out["critic_loss"] = float(q.detach())
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.policy.parameters(), 10.0)

@@ -267,7 +267,7 @@ def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = N
     for env in envs:
         env.close()
     warn_overfitting(losses)
-    finish_critics(student, critic_trained="critic_latent_loss" in losses)
+    finish_critics(student, losses)
     student.num_timesteps = step
     summary = {
         "teacher_policy": str(teacher),

@@ -66,6 +66,7 @@ class DistillConfig(Spec):
     steps: int = Field(ge=1)
     loss: Literal["mse", "huber"] = "mse"
     latent_weight: float = Field(default=1.0, ge=0)
+    # On the teacher's value (PPO, A2C) or its critics' Q-values (SAC: `dagger.critic_loss`).
     value_weight: float = Field(default=0.5, ge=0)
     mixing: MixingConfig = MixingConfig()
     n_envs: int = Field(default=8, ge=1)

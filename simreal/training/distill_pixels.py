@@ -257,7 +257,7 @@ def distill_pixel_student(
             env.close()
     wall = time.perf_counter() - started
     warn_overfitting(losses)
-    finish_critics(student, critic_trained=False)  # SAC: its critic starts from the actor's head
+    finish_critics(student, losses)
     student.num_timesteps = step
     student_return = evaluate(student, plain, episodes, final_seed, stats.rms, encoder, ctx.eval_envs)
     teacher_return = evaluate(teacher_model, loaded.make_env, episodes, final_seed, teacher_rms)
