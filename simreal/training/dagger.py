@@ -124,11 +124,16 @@ def critics(model: BaseAlgorithm) -> Any:
     return None if isinstance(model.policy, ActorCriticPolicy) else getattr(model.policy, "critic", None)
 
 
-def finish_critics(student: BaseAlgorithm, losses: dict[str, float]) -> None:
-    """SAC: where distillation trained neither the critics (`critic_loss`) nor their own history encoder
-    (`critic_latent_loss`), the critic's extractor takes the actor's; the target critic starts equal to
-    the critic, as in SB3."""
-    critic_trained = "critic_loss" in losses or "critic_latent_loss" in losses
+def distills_critics(d: DistillConfig, teacher: BaseAlgorithm, student: BaseAlgorithm) -> bool:
+    """SAC: whether `train` teaches the student's critics the teacher's Q-values (`value_weight` > 0 and
+    both have critics) - decided by the setup, so a resumed run that trains no more says the same."""
+    return d.value_weight > 0 and critics(student) is not None and critics(teacher) is not None
+
+
+def finish_critics(student: BaseAlgorithm, critic_trained: bool) -> None:
+    """SAC: where distillation trained neither the critics (`distills_critics`) nor their own history
+    encoder (a teacher without a latent), the critic's extractor takes the actor's; the target critic
+    starts equal to the critic, as in SB3."""
     critic = critics(student)
     if critic is None:
         return
@@ -456,7 +461,7 @@ def train(
             value = F.mse_loss(mine.value, label.value) / (label.value.pow(2).mean() + 1e-6)
             loss = loss + d.value_weight * value
             out["value_loss"] = float(value.detach())
-        if not on_policy and d.value_weight > 0 and critic is not None and teacher_critic is not None:
+        if distills_critics(d, teacher, student):
             q = critic_loss(critic, teacher_critic, s, t, label.action, mine.action)
             loss = loss + d.value_weight * q
             out["critic_loss"] = float(q.detach())

@@ -51,6 +51,7 @@ from simreal.training.dagger import (
     actor_params,
     copy_head,
     distill_loop,
+    distills_critics,
     finish_critics,
     resume,
     student_rms,
@@ -267,7 +268,7 @@ def distill_student(ctx: Context, teacher: Path, seed: int, out: Path | None = N
     for env in envs:
         env.close()
     warn_overfitting(losses)
-    finish_critics(student, losses)
+    finish_critics(student, distills_critics(d, teacher_model, student) or "critic_latent_loss" in losses)
     student.num_timesteps = step
     summary = {
         "teacher_policy": str(teacher),

@@ -47,6 +47,7 @@ from simreal.training.dagger import (
     LabelBuffer,
     Rows,
     actor_params,
+    distills_critics,
     finish_critics,
     holdout_rows,
     resume,
@@ -257,7 +258,7 @@ def distill_pixel_student(
             env.close()
     wall = time.perf_counter() - started
     warn_overfitting(losses)
-    finish_critics(student, losses)
+    finish_critics(student, distills_critics(d, teacher_model, student))
     student.num_timesteps = step
     student_return = evaluate(student, plain, episodes, final_seed, stats.rms, encoder, ctx.eval_envs)
     teacher_return = evaluate(teacher_model, loaded.make_env, episodes, final_seed, teacher_rms)
