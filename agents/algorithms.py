@@ -115,7 +115,7 @@ def check_algo_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     """Reject keys the algorithm's constructor does not take, and values of the wrong plain type.
 
     What the types cannot tell (a combination SB3 refuses) is left to a dry-run construction of the
-    model on the task's env, before any training (`simreal.training.preflight`)."""
+    model on the task's env, before any training (`simreal.training.engine.preflight`)."""
     cls = algo_class(name)
     params = inspect.signature(cls.__init__).parameters
     allowed = sorted(k for k in params if k not in RESERVED_KWARGS and k != "self" and k != "kwargs")

@@ -16,7 +16,7 @@ The computation is split in two so a caller can cache the expensive part (SB3 #4
 part; ``forward`` is exactly their composition. Frozen blocks stay in eval mode even under
 ``policy.train()``, so their BatchNorm statistics and outputs never drift during RL.
 ``agents.heads`` holds the trainable part alone (``CachedFeaturesHead``), for a policy whose observations
-already are those frozen features (``simreal.training.features.VecFrozenFeatures``), and the extractor
+already are those frozen features (``simreal.training.engine.features.VecFrozenFeatures``), and the extractor
 for Dict observations (``DictBackboneExtractor``).
 """
 

@@ -28,9 +28,9 @@ from simreal.analysis import stats
 from simreal.cli import main as simreal_main
 from simreal.config import load_config
 from simreal.simulation.registry import ensure
-from simreal.training.artifacts import load_policy
-from simreal.training.evaluation import evaluate
-from simreal.training.loading import load_for_env
+from simreal.training.engine.artifacts import load_policy
+from simreal.training.engine.evaluation import evaluate
+from simreal.training.engine.sb3.loading import load_for_env
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- adr:start -->", "<!-- adr:end -->"

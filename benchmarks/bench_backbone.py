@@ -32,8 +32,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.extractors import BackboneExtractor
-from simreal.training.device import resolve_device
-from simreal.training.features import VecFrozenFeatures, cache_frozen_features, split_extractor
+from simreal.training.engine.device import resolve_device
+from simreal.training.engine.features import VecFrozenFeatures, cache_frozen_features, split_extractor
 
 BATCH_SIZES = (1, 32, 256)
 SETUPS = ("cached", "uncached", "trainable")

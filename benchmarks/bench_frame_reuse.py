@@ -21,7 +21,7 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import simreal  # noqa: F401 - registers the simreal/ ids
-from simreal.training.features import VecFrozenFeatures, cache_frozen_features
+from simreal.training.engine.features import VecFrozenFeatures, cache_frozen_features
 
 
 def collect(venv: VecFrozenFeatures, steps: int, reuse: bool, seed: int) -> tuple[float, np.ndarray]:

@@ -22,7 +22,7 @@ import torch
 
 import simreal  # noqa: F401 - registers the simreal/ ids
 from agents.algorithms import make_model
-from simreal.training.loop import train_stage
+from simreal.training.engine.loop import train_stage
 
 KWARGS = {"PPO": {"n_steps": 1024, "batch_size": 64}, "SAC": {"learning_starts": 500, "buffer_size": 20000}}
 

@@ -60,8 +60,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    from simreal.training.evaluation import evaluate
-    from simreal.training.loading import load_for_env
+    from simreal.training.engine.evaluation import evaluate
+    from simreal.training.engine.sb3.loading import load_for_env
 
     with tempfile.TemporaryDirectory() as tmp:
         policy = args.policy or untrained_policy(Path(tmp))

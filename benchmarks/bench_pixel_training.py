@@ -42,9 +42,9 @@ BEFORE = [  # the pixel config's settings at commit 9f62438, over today's config
 
 def ppo(config: str, overrides: list[str], steps: int, out: Path) -> Callable[[], float]:
     from simreal.config import load_config
-    from simreal.training.context import Context
-    from simreal.training.loading import build_model
-    from simreal.training.stages import policy_env
+    from simreal.training.engine.context import Context
+    from simreal.training.engine.sb3.loading import build_model
+    from simreal.training.engine.stage import policy_env
 
     def run() -> float:
         cfg = load_config(ROOT / config, [*overrides, f"output_dir={out}"])
@@ -62,8 +62,8 @@ def ppo(config: str, overrides: list[str], steps: int, out: Path) -> Callable[[]
 
 def dagger(steps: int, out: Path) -> Callable[[], float]:
     from simreal.config import load_config
-    from simreal.training.context import Context
-    from simreal.training.distill import distill_student, pretrain_teacher
+    from simreal.training.engine.context import Context
+    from simreal.training.methods.distill.stages import distill_student, pretrain_teacher
 
     config = ROOT / "configs/inverted_pendulum_pixels_distill.yaml"
     cfg = load_config(

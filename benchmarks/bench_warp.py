@@ -40,7 +40,7 @@ from stable_baselines3.common.vec_env import VecEnv
 import simreal  # noqa: F401 - registers the packaged tasks
 from simreal.simulation.batched import make_batched
 from simreal.simulation.registry import PACKAGED, Task
-from simreal.training.loop import make_vec
+from simreal.training.engine.loop import make_vec
 
 CPU = torch.device("cpu")
 SETTINGS = [

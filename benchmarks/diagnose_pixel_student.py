@@ -42,13 +42,13 @@ from torch import nn  # noqa: E402
 from agents.extractors import BackboneExtractor  # noqa: E402
 from agents.keypoints import SpatialKeypoints  # noqa: E402
 from simreal.config import load_config  # noqa: E402
-from simreal.training.context import Context  # noqa: E402
-from simreal.training.dagger import outputs  # noqa: E402
-from simreal.training.distill import context_for, student_config  # noqa: E402
-from simreal.training.distill_pixels import student_rows, teacher_rows  # noqa: E402
-from simreal.training.evaluation import normalize  # noqa: E402
-from simreal.training.loading import LoadedPolicy, build_model, load_for_env  # noqa: E402
-from simreal.training.stages import policy_env  # noqa: E402
+from simreal.training.engine.context import Context  # noqa: E402
+from simreal.training.engine.evaluation import normalize  # noqa: E402
+from simreal.training.engine.sb3.loading import LoadedPolicy, build_model, load_for_env  # noqa: E402
+from simreal.training.engine.stage import policy_env  # noqa: E402
+from simreal.training.methods.distill.dagger import outputs  # noqa: E402
+from simreal.training.methods.distill.pixels import student_rows, teacher_rows  # noqa: E402
+from simreal.training.methods.distill.stages import context_for, student_config  # noqa: E402
 
 CPU = torch.device("cpu")
 UPDATES, BATCH = 940, 256

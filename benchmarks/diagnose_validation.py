@@ -25,9 +25,9 @@ from sections import write_section
 from simreal.analysis.diagnose import diagnose
 from simreal.config import AlgoConfig
 from simreal.simulation.registry import TASKS
-from simreal.training.artifacts import load_policy
-from simreal.training.evaluation import evaluate
-from simreal.training.loading import build_model, load_for_env
+from simreal.training.engine.artifacts import load_policy
+from simreal.training.engine.evaluation import evaluate
+from simreal.training.engine.sb3.loading import build_model, load_for_env
 
 START, END = "<!-- diagnose:start -->", "<!-- diagnose:end -->"
 CPU = torch.device("cpu")

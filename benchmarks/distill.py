@@ -80,9 +80,9 @@ def oracle_return(run: Path, seed: int, episodes: int) -> float:
     from simreal.simulation.observation import ObservationConfig, observation_wrapper
     from simreal.simulation.privileged import Privileged, PrivilegedView
     from simreal.simulation.registry import ensure
-    from simreal.training.artifacts import load_policy
-    from simreal.training.evaluation import evaluate
-    from simreal.training.loading import load_for_env
+    from simreal.training.engine.artifacts import load_policy
+    from simreal.training.engine.evaluation import evaluate
+    from simreal.training.engine.sb3.loading import load_for_env
 
     cfg = load_config(run / "config.yaml")
     task = ensure(cfg.task)
@@ -164,7 +164,7 @@ def inference_times(policy: Path, repeats: int = 2000, rounds: int = 5) -> dict[
     the exported ONNX graph (onnxruntime, 1 thread), interleaved in rounds; medians."""
     import onnxruntime as ort
 
-    from simreal.training.export import DeterministicPolicy, export_policy, rebuild
+    from simreal.training.engine.export import DeterministicPolicy, export_policy, rebuild
 
     torch.set_num_threads(1)
     model, rms, meta = rebuild(policy)
@@ -200,7 +200,7 @@ def small_table(doc: dict[str, Any], run: Path, command: str) -> str:
     teacher = Path(d["per_seed"][0]["teacher_policy"])
     student = run / "student" / f"seed{d['per_seed'][0]['seed']}" / "policy.pt"
     t, s = inference_times(teacher), inference_times(student)
-    from simreal.training.artifacts import load_policy
+    from simreal.training.engine.artifacts import load_policy
 
     history = load_policy(student).meta["history"]["history_steps"]
     target = doc["variants"]

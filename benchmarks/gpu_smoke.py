@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_backbone import fake_vec_env  # noqa: E402
 
 from agents.backbones import efficientnet_lite0  # noqa: E402
-from simreal.training.features import cache_frozen_features  # noqa: E402
+from simreal.training.engine.features import cache_frozen_features  # noqa: E402
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -173,7 +173,7 @@ def check_pixel_iteration(device: torch.device) -> None:
 
     from simreal.cli import main as simreal_main
     from simreal.config import load_config
-    from simreal.training.artifacts import load_policy
+    from simreal.training.engine.artifacts import load_policy
 
     print("one pixel training iteration (configs/inverted_pendulum_pixels.yaml)")
     config = Path(__file__).resolve().parents[1] / "configs/inverted_pendulum_pixels.yaml"

@@ -21,8 +21,8 @@ import torch
 
 import simreal  # noqa: F401 - registers the simreal/ ids
 from simreal.simulation.registry import PACKAGED
-from simreal.training.evaluation import normalize
-from simreal.training.loading import load_for_env
+from simreal.training.engine.evaluation import normalize
+from simreal.training.engine.sb3.loading import load_for_env
 
 # KukaReachEnv's observation: q (7), qd (7), end effector (3), target (3), target - end effector (3).
 EE, TARGET, DELTA = slice(14, 17), slice(17, 20), slice(20, 23)

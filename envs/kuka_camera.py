@@ -8,9 +8,9 @@ target. Kept apart from `kuka_reach` so the task module stays about the task.
 from __future__ import annotations
 
 import numpy as np
-import pybullet as p
 from numpy.typing import NDArray
 
+from envs.bullet import p
 from envs.params import VISUALS
 
 FloatArray = NDArray[np.float64]

@@ -25,11 +25,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import pybullet as p
 import pybullet_data
 from gymnasium import spaces
 from numpy.typing import NDArray
 
+from envs.bullet import p
 from envs.kuka_camera import CAMERA_DISTANCE, Look, render_frame
 from envs.params import PHYSICS, VISUALS
 

@@ -14,6 +14,14 @@ from simreal.simulation.physics import CustomParam
 from simreal.simulation.registry import Task, get_task, register_packaged, register_task
 
 __version__ = "0.1.0"
-__all__ = ["CustomParam", "Task", "get_task", "register_task"]
+__all__ = ["CustomParam", "Task", "get_task", "register_task", "run"]
 
 register_packaged()
+
+
+def run(*args: object, **kwargs: object) -> dict[str, object]:
+    """Run an experiment and return its result document: `simreal.api.run` (imported on first use, so
+    `import simreal` stays light)."""
+    from simreal.api import run as run_experiment
+
+    return run_experiment(*args, **kwargs)  # type: ignore[arg-type]

@@ -15,8 +15,8 @@ from typing import Any
 
 from simreal.config import ExperimentConfig, load_config
 from simreal.schema import ConfigError
-from simreal.training.artifacts import ArtifactError, load_policy
-from simreal.training.device import resolve_device
+from simreal.training.engine.artifacts import ArtifactError, load_policy
+from simreal.training.engine.device import resolve_device
 
 log = logging.getLogger("simreal")
 
@@ -67,21 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(dist, positional=False)
     ev = sub.add_parser("evaluate", help="evaluate a policy artifact on an env")
     ev.add_argument("model", help="a policy.pt artifact")
-    ev.add_argument(
-        "--env",
-        help="a registered env id (simreal/..., Hopper-v5) or Gymnasium's module:EnvId; "
-        "or name a task file's target with --task FILE --target NAME",
-    )
-    ev.add_argument("--task", help="a task YAML (or packaged key) whose target to evaluate on")
-    ev.add_argument("--target", help="with --task: the target's name")
-    ev.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import this module first (it may register the env id; repeatable)",
-    )
+    _target_options(ev, "--env")
     ev.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the env")
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--seed", type=int, default=0)
@@ -94,9 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "diagnose", help="measure a target's gap to a policy's source with a few target episodes"
     )
     dg.add_argument("model", help="a pretrained policy.pt artifact")
-    dg.add_argument(
-        "--target", required=True, help="the target's env id, e.g. simreal/KukaReach-Target-Mujoco-v0"
-    )
+    _target_options(dg, "--target")
     dg.add_argument("--episodes", type=int, default=5, help="episodes on the source and on the target")
     dg.add_argument("--seed", type=int, default=0)
     dg.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the target")
@@ -124,12 +108,22 @@ def _parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="curves and transfer table across seeds and run directories")
     cmp.add_argument("run_dirs", nargs="+", metavar="EXPERIMENT_DIR", help="merged per variant")
     cmp.add_argument("--out", help="where compare.md/.json/.png go (default: the first directory)")
+    cmp.add_argument(
+        "--separate",
+        action="store_true",
+        help="each run's variants as rows of their own (runs with different settings), not pooled seeds",
+    )
     cmp.add_argument("--statistic", choices=["mean", "iqm"], default="mean", help="across seeds")
     cmp.add_argument(
         "--threshold-fraction",
         type=float,
         help="time-to-threshold fraction (default: the config's evaluation.threshold_fraction, 0.9)",
     )
+    ref = sub.add_parser(
+        "config-reference", help="the configuration reference (every key, type, default, doc) from the schema"
+    )
+    ref.add_argument("--out", help="write it here (default: print it), e.g. docs/reference/config.md")
+    ref.add_argument("--check", action="store_true", help="with --out: fail if the file is not current")
     exp = sub.add_parser("export", help="export a policy artifact's deterministic policy (ONNX, safetensors)")
     exp.add_argument("model", help="a policy.pt artifact")
     exp.add_argument("--format", dest="fmt", choices=["onnx", "safetensors"], required=True)
@@ -137,7 +131,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _target_options(parser: argparse.ArgumentParser, env_option: str) -> None:
+    """How `evaluate` and `diagnose` name the env they act on: an env id, or a task file's target."""
+    if env_option == "--env":
+        parser.add_argument(
+            "--env",
+            help="a registered env id (simreal/..., Hopper-v5) or Gymnasium's module:EnvId; "
+            "or name a task file's target with --task FILE --target NAME",
+        )
+        parser.add_argument("--target", help="with --task: the target's name")
+    else:
+        parser.add_argument(
+            "--target",
+            help="the target: a registered env id (e.g. simreal/KukaReach-Target-Mujoco-v0) or Gymnasium's "
+            "module:EnvId; with --task FILE, the name of one of its targets",
+        )
+        parser.add_argument("--env", help="the target's env id (the same as --target ID)")
+    parser.add_argument("--task", help="a task YAML (or packaged key) whose target to act on")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module first (it may register the env id; repeatable)",
+    )
+
+
 def _config(args: argparse.Namespace) -> ExperimentConfig:
+    return load_config(args.config, _overrides(args))
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """`--set` overrides and the options that are config keys (`--seeds`, `--device`, `--workers`)."""
     overrides = list(args.overrides)
     if args.seeds:
         try:
@@ -149,20 +175,14 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
         overrides.append(f"device={args.device}")
     if args.workers is not None:
         overrides.append(f"workers={args.workers}")
-    return load_config(args.config, overrides)
+    return overrides
 
 
 def _context(cfg: ExperimentConfig, args: argparse.Namespace, resume: bool) -> Any:
     """Check everything the run will build (envs, spaces, the model), then create its directory."""
-    from simreal.training.context import Context
-    from simreal.training.pipeline import prepare_run_dir
-    from simreal.training.preflight import preflight
+    from simreal.api import start
 
-    device = resolve_device(cfg.device)
-    preflight(cfg, device)
-    run_dir = prepare_run_dir(cfg, resume)
-    log.info("run directory: %s (device %s)", run_dir, device)
-    return Context(cfg, run_dir, device, progress_bar=not args.no_progress)
+    return start(cfg, resume, progress=not args.no_progress)
 
 
 def _print_summary(report: dict[str, Any], run_dir: Path) -> None:
@@ -193,24 +213,25 @@ def _print_summary(report: dict[str, Any], run_dir: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from simreal.training.pipeline import run
+    from simreal.api import run as run_experiment
 
+    run = {"backend": args.backend, "address": args.address, "progress": not args.no_progress}
     if args.resume:
         if args.config:
             raise ConfigError("--resume: give the run directory only, not a config (its config.yaml is used)")
-        args.config = str(Path(args.resume) / "config.yaml")
-    cfg = _config(args)
-    if args.resume and Path(cfg.output_dir) / cfg.experiment != Path(args.resume):
-        cfg = cfg.model_copy(
-            update={"output_dir": str(Path(args.resume).parent), "experiment": Path(args.resume).name}
-        )
-    ctx = _context(cfg, args, resume=bool(args.resume))
-    report = run(ctx, backend=args.backend, address=args.address)
-    _print_summary(report, ctx.run_dir)
+        if args.seeds:
+            raise ConfigError(
+                f"--resume: --seeds {args.seeds} would change the saved experiment (allowed with --resume: "
+                "--device, --workers, --backend; run more seeds as a new experiment and compare both)"
+            )
+        doc = run_experiment(resume=args.resume, overrides=_overrides(args), **run)
+    else:
+        doc = run_experiment(_config(args), **run)
+    _print_summary(doc, Path(doc["run_dirs"][0]))
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from simreal.training.stages import pretrain
+    from simreal.training.methods.pretrain import pretrain
 
     cfg = _config(args)
     ctx = _context(cfg, args, resume=True)
@@ -221,7 +242,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from simreal.training.target import finetune
+    from simreal.training.methods.finetune import finetune
 
     if args.allow_cross_task:
         args.overrides.append("finetune.allow_cross_task=true")
@@ -232,7 +253,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     ctx = _context(cfg, args, resume=True)
     variant = "finetune"
     if load_policy(source).meta.get("observation", {}).get("history_window"):
-        from simreal.training.distill import student_context
+        from simreal.training.methods.distill.stages import student_context
 
         ctx = student_context(ctx, source)  # a distilled student fine-tunes with its own view and network
         variant = "finetune_student"
@@ -242,7 +263,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
-    from simreal.training.distill import STUDENT, check_teacher, distill_student
+    from simreal.training.methods.distill.stages import STUDENT, check_teacher, distill_student
 
     cfg = _config(args)
     teacher = Path(args.teacher)
@@ -259,8 +280,9 @@ def cmd_distill(args: argparse.Namespace) -> None:
         print(distill_student(ctx, teacher, seed, ctx.stage_dir(STUDENT, seed)))
 
 
-def _evaluation_env(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The env id and constructor arguments `simreal evaluate` was pointed at (one-line errors)."""
+def _evaluation_env(args: argparse.Namespace, env_option: str = "--env") -> tuple[str, dict[str, Any]]:
+    """The env id and constructor arguments `evaluate` or `diagnose` was pointed at (one-line errors):
+    `--task FILE --target NAME`, or an env id (`--env ID`; for diagnose also `--target ID`)."""
 
     from simreal.simulation.references import import_all
     from simreal.simulation.registry import register_task
@@ -273,9 +295,14 @@ def _evaluation_env(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         task = register_task(args.task, Path.cwd())
         task.spec.target(args.target)
         return task.target_id(args.target), kwargs
-    if args.env is None:
-        raise ConfigError("--env: required (or --task FILE --target NAME)")
-    return _registered_id(args.env, "--env"), kwargs
+    name, option = (args.env, "--env") if args.env is not None else (args.target, env_option)
+    if env_option == "--env" and args.env is None and args.target is not None:
+        raise ConfigError(
+            "--target: names a target of --task FILE (allowed: --env ID, or --task FILE --target NAME)"
+        )
+    if name is None:
+        raise ConfigError(f"{env_option}: required (or --task FILE --target NAME)")
+    return _registered_id(name, option), kwargs
 
 
 def _env_kwargs(text: str) -> dict[str, Any]:
@@ -310,8 +337,8 @@ def _registered_id(name: str, option: str) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import gymnasium as gym
 
-    from simreal.training.evaluation import evaluate
-    from simreal.training.loading import load_for_env
+    from simreal.training.engine.evaluation import evaluate
+    from simreal.training.engine.sb3.loading import load_for_env
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
@@ -336,7 +363,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     }
     print(json.dumps(out, indent=1))
     if args.json_path:
-        from simreal.training.artifacts import atomic_write_text
+        from simreal.training.engine.artifacts import atomic_write_text
 
         atomic_write_text(json.dumps(out, indent=1), args.json_path)
 
@@ -346,8 +373,7 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
 
     if args.episodes < 2:
         raise ConfigError(f"--episodes: need >= 2 for held-out estimates, got {args.episodes}")
-    target = _registered_id(args.target, "--target")
-    kwargs = _env_kwargs(args.env_kwargs)
+    target, kwargs = _evaluation_env(args, "--target")
     model = Path(args.model)
     result = diagnose(model, target, args.episodes, args.seed, resolve_device(args.device), kwargs)
     out = Path(args.out) if args.out else model.parent
@@ -366,7 +392,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from simreal.training.sweep import parse_space, sweep
+    from simreal.training.methods.finetune.sweep import parse_space, sweep
 
     if args.trials < 1:
         raise ConfigError(f"--trials: must be >= 1, got {args.trials}")
@@ -383,6 +409,8 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         address=args.address,
     )
     print(f"best {summary['best_params']} -> {summary['best_value']:.1f}; importance {summary['importance']}")
+    for caveat in summary["caveats"]:
+        print(f"caution: {caveat}")
     print(f"details: {Path(args.run_dir) / args.name / 'sweep.md'}")
 
 
@@ -404,16 +432,33 @@ def cmd_compare(args: argparse.Namespace) -> None:
         Path(args.out) if args.out else None,
         args.statistic,
         args.threshold_fraction,
+        args.separate,
     )
     print(result.markdown, end="")
     print(f"written: {result.json_path}  {result.markdown_path}  {result.plot_path}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from simreal.training.export import export_policy, sidecar_path
+    from simreal.training.engine.export import export_policy, sidecar_path
 
     out = export_policy(args.model, args.fmt, args.out)
     print(f"exported: {out}  description: {sidecar_path(out)}")
+
+
+def cmd_config_reference(args: argparse.Namespace) -> None:
+    from simreal.docgen import config_reference
+
+    text = config_reference()
+    if args.out is None:
+        print(text, end="")
+        return
+    out = Path(args.out)
+    if args.check:
+        if not out.is_file() or out.read_text() != text:
+            raise ConfigError(f"{out}: not current (regenerate: simreal config-reference --out {out})")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
 
 
 COMMANDS = {
@@ -428,6 +473,7 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "compare": cmd_compare,
     "export": cmd_export,
+    "config-reference": cmd_config_reference,
 }
 
 

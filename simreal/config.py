@@ -21,23 +21,23 @@ from pydantic import (
 )
 
 from agents.algorithms import (
-    check_algo_kwargs,
     kwarg,
     rollout_steps,
 )
-from simreal.schema import OFFLINE, ConfigError, Spec, config_dir, load_yaml, parse
+from simreal.schema import OFFLINE, ConfigError, Spec, config_dir, format_error, load_yaml, offline, parse
 from simreal.sections import (
     AlgoConfig,
     AutoConfig,
+    DistillConfig,
     EvalConfig,
     FinetuneConfig,
+    PerceptionConfig,
     PretrainConfig,
     ReferenceConfig,
 )
 from simreal.simulation.observation import ObservationConfig
+from simreal.simulation.references import load_attr
 from simreal.simulation.tasks import TaskSpec, load_task
-from simreal.training.distill_config import SUPPORTED_ALGOS, DistillConfig
-from simreal.training.perception import PerceptionConfig
 
 __all__ = [
     "AlgoConfig",
@@ -62,27 +62,95 @@ class ExperimentConfig(Spec):
     directory holds everything `simreal report` and `--resume` need."""
 
     experiment: str
+    """Name of the run directory under `output_dir` (a plain name: no slashes, spaces or leading dot)."""
     task: TaskSpec
+    """The task: a packaged key, a path to a task YAML (relative to this file) or an inline mapping."""
     target: str
+    """Which of the task's `targets` the policy is transferred to."""
     output_dir: str = "runs"
+    """Directory the run directory goes under (relative to the working directory)."""
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
+    """Training seeds, all distinct: every stage runs once per seed."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Torch device of every stage: `auto` is CUDA when available, else the CPU."""
     sim_backend: Literal["gymnasium", "warp"] = "gymnasium"
     """Where pretraining's source sims step: Gymnasium envs, or `algo.n_envs` worlds of one MuJoCo Warp
     model (`simreal.simulation.batched`). Target stages always use the target's Gymnasium env."""
     workers: int = Field(default=0, ge=0)
+    """Processes that run stages side by side (0: one per core, at most as many as can run at once)."""
     torch_threads: int = Field(default=1, ge=1)
+    """Intra-op torch threads of every stage, wherever it runs (results depend on it)."""
     checkpoint_every_steps: int = Field(default=5000, ge=1)
+    """Steps between two checkpoints of a training or distillation stage (what `--resume` continues from)."""
     scratch: bool | None = None
+    """Run the scratch variant, trained on the target from nothing (None: unless the target is exclusive)."""
     observation: ObservationConfig = ObservationConfig()
+    """What the policy observes beyond the env's own observation, in every env of the run."""
     pixels: bool = False
+    """Observe through the task's camera (its pixel ids; the task needs a `pixels:` section)."""
     perception: PerceptionConfig | None = None
+    """The image backbone of a pixel policy (needs `pixels: true`; None: the policy reads the raw frames)."""
     algo: AlgoConfig = AlgoConfig()
+    """The algorithm, its network and its constructor arguments."""
     pretrain: PretrainConfig
+    """Pretraining in the source sim."""
     finetune: FinetuneConfig
+    """Transfer to the target and fine-tuning there; its `timesteps` is the target budget."""
     evaluation: EvalConfig = EvalConfig()
+    """Evaluation on the target: the learning curve and the final measurement."""
     reference: ReferenceConfig | Literal[False] | None = None
+    """The reference stage: `true` or a mapping runs it, `false` skips it; unset: it runs unless the
+    target is exclusive."""
     distill: DistillConfig | None = None
+    """Distillation of a privileged teacher into a history-based student (None: no distillation stages)."""
+    methods: list[str] = []
+    """Transfer methods of your own beside the packaged ones: `module:attr` naming a
+    `simreal.training.engine.Method`. Each may own a top-level section of this file (its `section`),
+    validated by its `config` Spec as strictly as the packaged sections."""
+    method_sections: dict[str, Any] = {}
+    """The validated sections of `methods` (written back as top-level keys; not a key of the file)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _user_sections(cls, data: Any, info: ValidationInfo) -> Any:
+        """Take each user method's section out of the top level and validate it with the method's Spec."""
+        if not isinstance(data, dict) or not data.get("methods"):
+            return data
+        refs = data["methods"]
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            raise ValueError(f"methods: expected a list of module:attr strings, got {refs!r}")
+        data = dict(data)
+        sections = dict(data.pop("method_sections", None) or {})
+        if offline(info.context):  # no user code imported: every other top-level key is a section
+            for key in [k for k in data if k not in cls.model_fields]:
+                sections[key] = data.pop(key)
+            data["method_sections"] = sections
+            return data
+        for i, ref in enumerate(refs):
+            where = f"methods.{i}"
+            method = load_attr(ref, where)
+            name, config = getattr(method, "section", None), getattr(method, "config", None)
+            if not callable(getattr(method, "stages", None)):
+                raise ValueError(
+                    f"{where}: {ref!r} is not a method (allowed: a subclass of "
+                    "simreal.training.engine.Method that declares its stages)"
+                )
+            if name is None:
+                continue
+            if name in cls.model_fields:
+                raise ValueError(f"{where}: {ref!r} claims section {name!r}, a key of the experiment itself")
+            if config is None or not (isinstance(config, type) and issubclass(config, Spec)):
+                raise ValueError(f"{where}: {ref!r} owns section {name!r} but its config is not a Spec")
+            raw = data.pop(name, sections.get(name, {}))
+            if isinstance(raw, Spec):
+                sections[name] = raw
+                continue
+            try:
+                sections[name] = config.model_validate(raw if raw is not None else {}, context=info.context)
+            except ValidationError as err:
+                raise ValueError(format_error(config, err, name)) from None
+        data["method_sections"] = sections
+        return data
 
     @field_validator("reference", mode="before")
     @classmethod
@@ -115,6 +183,7 @@ class ExperimentConfig(Spec):
 
     @model_validator(mode="after")
     def _task(self) -> ExperimentConfig:
+        """The experiment's own rules, then each section's rules that involve the others (`check`)."""
         task = self.task
         if self.target not in task.targets:
             raise ValueError(
@@ -125,79 +194,23 @@ class ExperimentConfig(Spec):
             raise ValueError(
                 f"pixels: task {task.name} has no pixels: section (allowed: add one to {task.source})"
             )
-        if self.perception is not None and not self.pixels:
-            raise ValueError("perception: a CNN backbone needs image observations (set pixels: true)")
-        cached = self.perception is not None and self.perception.cache_features
-        if self.pixels and self.algo.normalize_obs and not cached:
-            raise ValueError(
-                "algo.normalize_obs: with pixels it normalizes cached backbone features "
-                "(allowed: perception.cache_features: true; the backbone normalizes images itself)"
-            )
-        if (
-            self.perception is not None
-            and self.perception.projection == "keypoints"
-            and self.algo.normalize_obs
-        ):
-            raise ValueError(
-                "algo.normalize_obs: it would normalize every cell of the cached grid on its own, which "
-                "breaks perception.projection: keypoints (its filters are shared across cells and it "
-                "standardizes channels itself; allowed: normalize_obs: false)"
-            )
-        if self.pixels and (self.observation.privileged or self.observation.history_window):
-            raise ValueError(
-                "observation.privileged/history_window: not with image observations (allowed: action_history)"
-            )
-        if self.finetune.freeze_layers > self.algo.hidden_layers:
-            depth = self.algo.hidden_layers
-            raise ValueError(
-                f"finetune.freeze_layers: {self.finetune.freeze_layers} exceeds the {depth} hidden layers "
-                f"of algo.net_arch (allowed: 0..{depth})"
-            )
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds: duplicates in {self.seeds}")
-        if self.finetune.auto is not None:
-            if self.pixels:
-                raise ValueError("finetune.auto: not for pixel policies yet (allowed: state observations)")
-            self._check_candidates(self.finetune.auto)
-        if self.exclusive and (self.evaluation.n_envs or 1) > 1:
-            raise ValueError(
-                f"evaluation.n_envs: {self.evaluation.n_envs} target instances at once, but the target is "
-                "exclusive (allowed: 1)"
-            )
-        if self.exclusive and self.target_n_envs > 1:
-            key = "finetune.n_envs" if self.finetune.n_envs is not None else "algo.n_envs"
-            raise ValueError(
-                f"{key}: {self.target_n_envs} target instances at once, but target {self.target} is "
-                "exclusive (allowed: 1 - an exclusive target, e.g. a robot, has one instance at a time)"
-            )
-        try:
-            check_algo_kwargs(self.algo.name, self.pretrain.algo_kwargs)
-        except ValueError as err:
-            raise ValueError(str(err).replace("algo.kwargs.", "pretrain.algo_kwargs.", 1)) from None
         self._check_backend()
-        if self.distill is not None:
-            self._check_distill(self.distill)
-        if self.algo.vec_env == "subproc" and task.randomization.adr is not None:
-            raise ValueError(
-                "algo.vec_env: subproc envs cannot share randomization.adr's ranges, which every env of a "
-                "run grows together (allowed: dummy with ADR)"
-            )
-        starts = self.finetune_learning_starts
-        if self.finetune.learning_starts is not None and starts is None:
-            raise ValueError(
-                f"finetune.learning_starts: {self.algo.name} is on-policy and has no warm-up "
-                "(allowed: SAC, TD3 and other off-policy algorithms)"
-            )
-        if starts is not None and starts >= self.finetune.timesteps:
-            raise ValueError(
-                f"finetune.learning_starts: {starts:,} transitions before the first update, but the budget "
-                f"is {self.finetune.timesteps:,} target steps (allowed: below finetune.timesteps)"
-            )
-        if self.reference_steps is not None and self.reference_steps < self.finetune.timesteps:
-            raise ValueError(
-                f"reference.timesteps: {self.reference_steps} is below the fine-tuning budget "
-                f"{self.finetune.timesteps} (allowed: >= finetune.timesteps; default 10x it)"
-            )
+        sections = (
+            self.observation,
+            self.perception,
+            self.algo,
+            self.pretrain,
+            self.finetune,
+            self.evaluation,
+            self.reference,
+            self.distill,
+            *self.method_sections.values(),
+        )
+        for section in sections:
+            if isinstance(section, Spec):
+                section.check(self)
         return self
 
     def _check_backend(self) -> None:
@@ -219,63 +232,9 @@ class ExperimentConfig(Spec):
                     "allowed: state observations, in-process, no distillation - or sim_backend: gymnasium)"
                 )
 
-    def _check_distill(self, distill: DistillConfig) -> None:
-        """What distillation needs of the rest of the experiment (the env's privileged values are
-        checked by preflight, which builds it)."""
-        allowed = SUPPORTED_ALGOS
-        if self.algo.name not in allowed:
-            raise ValueError(
-                f"distill: not for algo.name {self.algo.name} yet (allowed: {', '.join(allowed)})"
-            )
-        if self.pixels and self.perception is None:
-            raise ValueError(
-                "distill: a camera student needs a perception: section (its backbone: cached features, or "
-                "a CNN trained end to end with cache_features: false)"
-            )
-        if self.algo.policy != "MlpPolicy":
-            raise ValueError(f"distill: algo.policy {self.algo.policy} (allowed: MlpPolicy)")
-        if "features_extractor_class" in self.algo.policy_extra:
-            raise ValueError(
-                "distill: algo.policy_extra.features_extractor_class is set, but teacher and student bring "
-                "their own extractors (allowed: leave it unset)"
-            )
-        if self.observation.privileged or self.observation.history_window:
-            raise ValueError(
-                "observation.privileged / history_window: set by distill for its teacher and student "
-                "(allowed: leave them unset)"
-            )
-        if "squash_output" in self.algo.policy_extra:
-            raise ValueError("distill: algo.policy_extra.squash_output is not supported (allowed: unset)")
-        head = distill.student.net_arch or distill.teacher.net_arch or self.algo.net_arch
-        depth = AlgoConfig(name=self.algo.name, net_arch=head).hidden_layers
-        frozen = [self.finetune.freeze_layers]
-        if self.finetune.auto is not None:
-            frozen += [int(v) for v in self.finetune.auto.candidates.get("freeze_layers", [])]
-        if max(frozen) > depth:
-            raise ValueError(
-                f"distill: the student's policy head has {depth} hidden layers, but fine-tuning may freeze "
-                f"{max(frozen)} (finetune.freeze_layers / auto candidates) (allowed: at most {depth})"
-            )
-
-    def _check_candidates(self, auto: AutoConfig) -> None:
-        """Every candidate must be a valid fine-tuning setting for this network."""
-        for setting in auto.settings():
-            data = {**self.finetune.model_dump(exclude={"auto"}), **setting}
-            try:
-                FinetuneConfig.model_validate(data)
-            except ValidationError as err:
-                first = err.errors()[0]
-                key = ".".join(str(p) for p in first["loc"]) or next(iter(setting))
-                message = str(first["msg"]).removeprefix("Value error, ")
-                raise ValueError(
-                    f"finetune.auto.candidates.{key}: {setting.get(key, setting)!r} is not a valid setting "
-                    f"({message})"
-                ) from None
-            if int(setting.get("freeze_layers", 0)) > self.algo.hidden_layers:
-                raise ValueError(
-                    f"finetune.auto.candidates.freeze_layers: {setting['freeze_layers']} exceeds the "
-                    f"{self.algo.hidden_layers} hidden layers of algo.net_arch"
-                )
+    def section(self, name: str) -> Any:
+        """A user method's validated section (`methods:`), by its name."""
+        return self.method_sections[name]
 
     @property
     def exclusive(self) -> bool:
@@ -384,5 +343,9 @@ def load_config(
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
-    """The resolved config as YAML (saved in every run directory)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """The resolved config as YAML (saved in every run directory): user methods' sections at the top."""
+    data = cfg.model_dump(mode="json")
+    sections = data.pop("method_sections")
+    if not data["methods"]:
+        data.pop("methods")
+    return yaml.safe_dump({**data, **sections}, sort_keys=False)

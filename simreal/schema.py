@@ -22,9 +22,16 @@ class ConfigError(ValueError):
 
 
 class Spec(BaseModel):
-    """Base of all config models: strict about unknown keys, immutable once built."""
+    """Base of all config models: strict about unknown keys, immutable once built.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A section of an experiment (the packaged ones, and a method's own) keeps the rules it shares with
+    other sections in `check(exp)`, which the experiment calls once every section is parsed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    def check(self, exp: Any) -> None:
+        """Raise ValueError naming the key when this section does not fit the rest of the experiment
+        (`exp`: the whole `simreal.config.ExperimentConfig`, typed loosely because it sits above)."""
 
 
 M = TypeVar("M", bound=BaseModel)

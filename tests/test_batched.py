@@ -27,7 +27,7 @@ from simreal.simulation.observation import ActionHistory
 from simreal.simulation.randomization import physics_space
 from simreal.simulation.registry import PACKAGED, register_task
 from simreal.simulation.sampling import ParamSet, bind
-from simreal.training.artifacts import load_policy
+from simreal.training.engine.artifacts import load_policy
 
 pytest.importorskip("mujoco_warp")
 
@@ -331,7 +331,7 @@ def test_warp_pretraining_is_reproducible_and_resumes(
     TensorBoard steps run on without repeats; the worlds restart from a fresh reset, as on Gymnasium)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    import simreal.training.loop as loop
+    import simreal.training.engine.loop as loop
 
     extra = [
         "workers=1",

@@ -8,15 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tiny import set_args
+from tiny import TINY, set_args
 
 from simreal.cli import main
 
+TINY_OVERRIDES = [x for x in TINY if not x.startswith("reference.")]
 SMALL = [  # on top of tiny.TINY: two evaluations and a checkpoint every rollout
     "pretrain.timesteps=256",
     "finetune.timesteps=256",
@@ -143,33 +145,70 @@ def test_unwritable_output_and_corrupt_checkpoint(tmp_path: Path, capsys: pytest
     assert (run / "report.json").read_bytes() == report_before
 
 
-def test_kill_and_resume(tmp_path: Path) -> None:
-    extra = [
-        "finetune.timesteps=2048",
-        "evaluation.every_steps=256",
-        "checkpoint_every_steps=256",
-        "pretrain.nominal_baseline=false",
-        "reference.timesteps=2048",
-    ]
-    cmd = [sys.executable, "-m", "simreal.cli", "run", *_args(tmp_path, extra), "--seeds", "0"]
+def _logged_twice(root: Path) -> list[str]:
+    """Every (TensorBoard run, tag, step) logged more than once under `root`, reading the event files
+    raw (as any script would; TensorBoard's own purge marker hides duplicates only from its UI)."""
+    from collections import Counter
+
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    seen: Counter[tuple[str, str, int]] = Counter()
+    for path in root.rglob("events.out.tfevents.*"):
+        for record in RawEventFileLoader(str(path)).Load():
+            event = Event.FromString(record)
+            for value in event.summary.value:
+                seen[str(path.parent.relative_to(root)), value.tag, event.step] += 1
+    return [f"{run} {tag} @{step} x{n}" for (run, tag, step), n in sorted(seen.items()) if n > 1]
+
+
+def _kill_when(cmd: list[str], ready: Callable[[], bool], what: str) -> None:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "quickstart/finetune/seed0/checkpoint.pt"
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists() and torch.load(ckpt, weights_only=True)["num_timesteps"] >= 768:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "run finished before it could be killed"
+    while time.time() < deadline and proc.poll() is None and not ready():
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed {what}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+def _checkpoint_at(path: Path, steps: int) -> bool:
+    try:
+        return path.exists() and torch.load(path, weights_only=True)["num_timesteps"] >= steps
+    except (RuntimeError, EOFError, OSError):  # being written
+        return False
+
+
+def test_kill_and_resume_logs_every_step_once(tmp_path: Path) -> None:
+    """SIGKILL before a stage's first checkpoint, mid-stage and inside the shared reference cache; after
+    each, `--resume`. The run then completes, no stage runs twice, and every step is logged once."""
+    extra = [
+        "pretrain.timesteps=4096",
+        "finetune.timesteps=2048",
+        "evaluation.every_steps=256",
+        "checkpoint_every_steps=1024",
+        "pretrain.nominal_baseline=false",
+        "reference.timesteps=2048",
+        "workers=1",
+    ]
+    first = [sys.executable, "-m", "simreal.cli", "run", *_args(tmp_path, extra), "--seeds", "0"]
     run = tmp_path / "quickstart"
-    assert not (run / "report.json").exists()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "simreal.cli", "run", "--no-progress", "--resume", str(run)],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    resume = [sys.executable, "-m", "simreal.cli", "run", "--no-progress", "--resume", str(run)]
+    pretrain = run / "pretrain_randomized/seed0"
+    def logged_before_checkpoint() -> bool:  # a few rollouts' values in TensorBoard, no checkpoint yet
+        files = list(pretrain.glob("events.out.tfevents.*"))
+        return bool(files) and files[0].stat().st_size > 2000 and not (pretrain / "checkpoint.pt").exists()
+
+    _kill_when(first, logged_before_checkpoint, "before pretraining's first checkpoint")
+    _kill_when(resume, lambda: _checkpoint_at(run / "finetune/seed0/checkpoint.pt", 512), "mid fine-tuning")
+    references = tmp_path / "references"
+    _kill_when(
+        resume,
+        lambda: any(_checkpoint_at(p, 1024) for p in references.glob("*/seed0/checkpoint.pt")),
+        "inside the shared reference stage",
     )
+    assert not (run / "report.json").exists()
+    resumed = subprocess.run(resume, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     steps = _steps(run, "finetune")
     assert steps == list(range(0, 2049, 256)), steps
@@ -177,8 +216,9 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert [c["step"] for c in curve] == steps
     report = json.loads((run / "report.json").read_text())
     assert set(report["variants"]) == {"finetune", "scratch", "zeroshot_randomized", "reference"}
-    fps = _steps(run, "finetune", "time/fps")
-    assert len(fps) == len(set(fps)) and fps == sorted(fps)
+    assert _logged_twice(run) == [] and _logged_twice(references) == []
+    # the last attempt ran only what was left: the finished stages were not trained again
+    assert "pretrain pretrain_randomized" not in resumed.stderr and "finetune seed 0" not in resumed.stderr
 
 
 def test_same_seed_reproduces_results(tmp_path: Path) -> None:
@@ -203,3 +243,34 @@ def test_diagnose_env_options_are_checked_like_evaluates(
         assert main(["diagnose", str(tmp_path / "policy.pt"), *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and expected in err
+
+
+def test_resume_refuses_settings_that_would_change_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "quickstart"
+    run.mkdir()
+    (run / "config.yaml").write_text("experiment: quickstart\n")
+    for extra in (["--set", "finetune.lr_factor=0.5"], ["--seeds", "0,1"]):
+        assert main(["run", "--resume", str(run), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "would change the saved experiment" in err
+    assert (run / "config.yaml").read_text() == "experiment: quickstart\n"
+
+
+def test_python_entry_point_runs_an_experiment_and_returns_its_report(tmp_path: Path) -> None:
+    import simreal
+
+    overrides = [*TINY_OVERRIDES, f"output_dir={tmp_path}", "seeds=[0]", "reference=false", "device=cpu"]
+    doc = simreal.run(overrides=overrides)
+    assert doc["schema"] == "simreal-results-v1" and doc["variants"]["finetune"]["final_return"]["n"] == 1
+    assert json.loads((tmp_path / "quickstart/report.json").read_text()) == doc
+    again = simreal.run(resume=tmp_path / "quickstart", overrides=["workers=1"])  # nothing left to run
+    assert again["variants"] == doc["variants"]
+
+
+def test_commands_that_build_no_pybullet_env_do_not_load_it() -> None:
+    """PyBullet prints a build banner when it loads: only a PyBullet task may load it."""
+    code = "import simreal.cli, gymnasium as gym; gym.make('simreal/InvertedPendulum-Target-Latency-v0')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "pybullet" not in out.stdout + out.stderr

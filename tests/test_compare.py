@@ -190,6 +190,22 @@ def test_mismatch_and_duplicates_are_errors(tmp_path: Path) -> None:
         gather([tmp_path])
 
 
+def test_runs_with_other_settings_are_not_pooled_but_can_stand_side_by_side(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", [0, 1])
+    frozen = make_run(tmp_path, "frozen", [2, 3], ["finetune.freeze_layers=0"])
+    with pytest.raises(ValueError, match=r"differ in finetune\.freeze_layers \(1 vs 0\).*--separate"):
+        gather([a, frozen])
+    side = compare([a, frozen], tmp_path / "side", separate=True).data
+    assert side["variants"]["finetune"]["final_return"]["n"] == 2
+    row = side["variants"]["finetune@frozen"]
+    assert row["label"] == "fine-tune (randomized -> target) [frozen]" and row["final_return"]["n"] == 2
+    assert row["jumpstart"] is not None  # measured against the first run's scratch, like every row
+    assert "p_finetune_beats_scratch@frozen" in side["comparisons"]
+    # where and how wide a run ran does not change what its seeds measure: those runs pool
+    wide = make_run(tmp_path, "wide", [4], ["workers=2", "device=cpu"])
+    assert gather([a, wide]).finals["finetune"][2]["mean_return"] == FINALS["finetune"][0]
+
+
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = make_run(tmp_path, "a", [0, 1])
     b = make_run(tmp_path, "b", [2, 3])

@@ -94,3 +94,20 @@ def test_freezing_more_layers_than_the_network_has_fails_before_training() -> No
     with pytest.raises(ConfigError, match="exceeds the 1 hidden layers"):
         load_config(None, ["finetune.freeze_layers=2", "algo.net_arch=[16]"])
     assert load_config(None, ["finetune.freeze_layers=1", "algo.net_arch=[16]"]).finetune.freeze_layers == 1
+
+
+def test_input_paths_are_relative_to_the_file_that_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task file and a weights file resolve against the experiment file; output_dir stays as given
+    (relative to the working directory)."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "w.pt").write_bytes(b"")
+    data = yaml.safe_load(default_config_path().read_text())
+    data.update(pixels=True, perception={"backbone": "small_cnn", "weights": "w.pt"}, output_dir="out")
+    (folder / "exp.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(folder / "exp.yaml")
+    assert cfg.perception is not None and cfg.perception.weights == str(folder / "w.pt")
+    assert cfg.output_dir == "out"

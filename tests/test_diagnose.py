@@ -89,3 +89,30 @@ def test_cli_writes_the_four_sections(policy: Path, tmp_path: Path) -> None:
     assert 0.0 <= data["observation_shift"]["auc"] <= 1.0
     assert (out / "diagnose.md").read_text().startswith("# Diagnosis")
     assert main(["diagnose", str(policy), "--target", "simreal/Nope-v0"]) == 2
+
+
+def test_diagnose_takes_a_users_target_as_evaluate_does(policy: Path, tmp_path: Path) -> None:
+    """`--task FILE --target NAME` (the user's task file, its target by name) and `--import MODULE`."""
+    task = tmp_path / "point.yaml"
+    task.write_text(yaml.safe_dump({**TASK, "name": "DiagnosedPointFile"}))
+    out = tmp_path / "diag"
+    common = ["--episodes", "2", "--out", str(out), "--device", "cpu"]
+    assert main(["diagnose", str(policy), "--task", str(task), "--target", "heaviest", *common]) == 0
+    data = json.loads((out / "diagnose.json").read_text())
+    assert data["verdict"]["action"] == "widen_randomization"
+    by_id = ["--import", "user_envs", "--target", "simreal/DiagnosedPoint-Target-Heaviest-v0"]
+    assert main(["diagnose", str(policy), *by_id, *common]) == 0
+    assert main(["diagnose", str(policy), "--env", "simreal/DiagnosedPoint-Target-Same-v0", *common]) == 0
+
+
+def test_diagnose_target_errors_are_one_line(
+    policy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for extra, expected in (
+        (["--task", "inverted_pendulum", "--target", "nope"], "nope"),
+        (["--import", "no_such_module_here", "--target", "x-v0"], "--import.0: cannot import module"),
+        ([], "--target: required"),
+    ):
+        assert main(["diagnose", str(policy), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and expected in err

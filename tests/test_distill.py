@@ -22,15 +22,15 @@ from user_envs import POINT_SOURCE
 
 from simreal.cli import main
 from simreal.config import load_config
+from simreal.sections.distill import DistillConfig, MixingConfig
 from simreal.simulation.observation import ObservationConfig, observation_wrapper
 from simreal.simulation.privileged import History, Privileged, Window
-from simreal.training.artifacts import ArtifactError, load_policy, save_policy
-from simreal.training.context import Context
-from simreal.training.dagger import Holdout, LabelBuffer, student_rms, train_rows
-from simreal.training.distill import distill_student, pretrain_teacher
-from simreal.training.distill_config import DistillConfig, MixingConfig
-from simreal.training.evaluation import normalize
-from simreal.training.loading import load_for_env
+from simreal.training.engine.artifacts import ArtifactError, load_policy, save_policy
+from simreal.training.engine.context import Context
+from simreal.training.engine.evaluation import normalize
+from simreal.training.engine.sb3.loading import load_for_env
+from simreal.training.methods.distill.dagger import Holdout, LabelBuffer, student_rms, train_rows
+from simreal.training.methods.distill.stages import distill_student, pretrain_teacher
 
 CPU = torch.device("cpu")
 TASK: dict[str, Any] = {
@@ -299,7 +299,7 @@ def test_pipeline_reports_the_student_beside_the_other_variants(tmp_path: Path) 
 
 
 def test_an_interrupted_distillation_continues_from_its_checkpoint(tmp_path: Path, monkeypatch: Any) -> None:
-    import simreal.training.dagger as dagger
+    import simreal.training.methods.distill.dagger as dagger
 
     ctx = _ctx(tmp_path, "checkpoint_every_steps=160", "distill.steps=640")
     teacher = pretrain_teacher(ctx, 0)

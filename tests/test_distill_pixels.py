@@ -19,11 +19,11 @@ from simreal.cli import main
 from simreal.config import load_config
 from simreal.simulation.observation import ObservationConfig, observation_wrapper
 from simreal.simulation.registry import ensure
-from simreal.training.artifacts import ArtifactError, load_policy, save_policy
-from simreal.training.context import Context
-from simreal.training.distill import distill_student
-from simreal.training.distill_pixels import StudentStats, teacher_rows
-from simreal.training.loading import load_for_env
+from simreal.training.engine.artifacts import ArtifactError, load_policy, save_policy
+from simreal.training.engine.context import Context
+from simreal.training.engine.sb3.loading import load_for_env
+from simreal.training.methods.distill.pixels import StudentStats, teacher_rows
+from simreal.training.methods.distill.stages import distill_student
 
 PIXEL_DISTILL = [
     "pixels=true",
@@ -177,8 +177,8 @@ def test_a_teacher_with_another_action_history_is_refused_in_one_line(run: Path,
 
 
 def test_frame_rows_keep_uint8_frames_and_entries_and_split_held_out_episodes() -> None:
-    from simreal.training.dagger import Holdout
-    from simreal.training.distill_pixels import FrameRows, StudentStats, label_buffer
+    from simreal.training.methods.distill.dagger import Holdout
+    from simreal.training.methods.distill.pixels import FrameRows, StudentStats, label_buffer
 
     space = gym.spaces.Dict(
         {
@@ -210,9 +210,9 @@ def test_frame_rows_keep_uint8_frames_and_entries_and_split_held_out_episodes() 
 def test_an_end_to_end_camera_student_trains_its_cnn_on_frames(run: Path, tmp_path: Path) -> None:
     """`cache_features: false`: the small CNN learns (with DrQ shifts) from the frames of the label
     buffer; its weights leave their init, the action loss falls, and the artifact is an uncached policy."""
-    from simreal.training.distill import context_for, student_config
-    from simreal.training.loading import build_model
-    from simreal.training.stages import policy_env
+    from simreal.training.engine.sb3.loading import build_model
+    from simreal.training.engine.stage import policy_env
+    from simreal.training.methods.distill.stages import context_for, student_config
 
     cfg = load_config(
         None,
@@ -251,7 +251,7 @@ def test_an_end_to_end_camera_student_trains_its_cnn_on_frames(run: Path, tmp_pa
 def test_an_interrupted_distillation_resumes_its_student_optimizer_and_statistics(
     run: Path, tmp_path: Path
 ) -> None:
-    from simreal.training.dagger import resume, save_checkpoint
+    from simreal.training.methods.distill.dagger import resume, save_checkpoint
 
     policy = run / "student/seed0/policy.pt"
     env_id = "simreal/InvertedPendulum-Pixels-Rand-v0"

@@ -11,7 +11,7 @@ from tiny import set_args
 
 from simreal.cli import main
 from simreal.schema import ConfigError
-from simreal.training.executors import executor
+from simreal.training.engine.executors import executor
 
 
 def test_ray_backend_runs_seeds_as_tasks_and_gathers_results(tmp_path: Path) -> None:

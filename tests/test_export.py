@@ -24,10 +24,10 @@ import simreal  # noqa: F401 - registers the simreal/ ids
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.simulation.observation import ActionHistory
-from simreal.training.artifacts import SpacesEnv, load_policy, save_policy
-from simreal.training.evaluation import normalize
-from simreal.training.export import export_policy, load_safetensors, sidecar_path
-from simreal.training.loading import build_model
+from simreal.training.engine.artifacts import SpacesEnv, load_policy, save_policy
+from simreal.training.engine.evaluation import normalize
+from simreal.training.engine.export import export_policy, load_safetensors, sidecar_path
+from simreal.training.engine.sb3.loading import build_model
 
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra: pip install 'simreal[export]'")
 

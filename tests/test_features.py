@@ -28,7 +28,7 @@ from agents.backbones import resnet18, small_cnn
 from agents.extractors import BackboneExtractor
 from agents.heads import CachedFeaturesHead
 from simreal.simulation.pixels import StackFrames
-from simreal.training.features import VecFrozenFeatures, cache_frozen_features, split_extractor
+from simreal.training.engine.features import VecFrozenFeatures, cache_frozen_features, split_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 40  # the small CNN needs at least 36 px

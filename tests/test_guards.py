@@ -18,8 +18,8 @@ import simreal  # noqa: F401 - registers the simreal/ ids
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.schema import ConfigError
-from simreal.training import guards
-from simreal.training import transfer as tr
+from simreal.training.engine.sb3 import guards
+from simreal.training.engine.sb3 import transfer as tr
 
 ALGOS = {"PPO": PPO, "SAC": SAC, "TD3": TD3}
 SHORT = {"PPO": {"n_steps": 64, "batch_size": 32, "n_epochs": 2}, "SAC": {}, "TD3": {}}

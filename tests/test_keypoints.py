@@ -17,7 +17,7 @@ from agents.keypoints import ChannelStandardize, SpatialKeypoints
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.schema import ConfigError
-from simreal.training.artifacts import load_policy
+from simreal.training.engine.artifacts import load_policy
 
 
 def _peaks(grid: int, cells: list[tuple[int, int]]) -> torch.Tensor:

@@ -13,7 +13,7 @@ from tiny import set_args
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.schema import ConfigError
-from simreal.training.artifacts import load_policy
+from simreal.training.engine.artifacts import load_policy
 
 PIXELS = [
     "pixels=true",
@@ -114,8 +114,8 @@ def _batched_evaluation_equals_the_one_env_loop(policy: Path, env_id: str) -> No
     import gymnasium as gym
     import numpy as np
 
-    from simreal.training.evaluation import evaluate
-    from simreal.training.loading import load_for_env
+    from simreal.training.engine.evaluation import evaluate
+    from simreal.training.engine.sb3.loading import load_for_env
 
     loaded = load_for_env(policy, lambda: gym.make(env_id), torch.device("cpu"), 0)
     one = evaluate(loaded.model, loaded.make_env, 5, 7, loaded.obs_rms, loaded.encoder, n_envs=1)
@@ -133,9 +133,9 @@ def _exported_graph_matches_predict(policy: Path, env_id: str) -> None:
     import numpy as np
     import onnxruntime as ort
 
-    from simreal.training.evaluation import normalize
-    from simreal.training.export import ExportError, export_policy, sidecar_path
-    from simreal.training.loading import load_for_env
+    from simreal.training.engine.evaluation import normalize
+    from simreal.training.engine.export import ExportError, export_policy, sidecar_path
+    from simreal.training.engine.sb3.loading import load_for_env
 
     onnx_path = export_policy(policy, "onnx")
     info = json.loads(sidecar_path(onnx_path).read_text())
@@ -252,7 +252,7 @@ def test_unfrozen_backbone_blocks_train_at_their_own_learning_rate() -> None:
 
     from agents.algorithms import make_model
     from agents.extractors import BackboneExtractor
-    from simreal.training import transfer as tr
+    from simreal.training.engine.sb3 import transfer as tr
 
     class Frames(gym.Env):
         observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)

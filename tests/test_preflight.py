@@ -14,8 +14,8 @@ from tiny import TINY, set_args
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.schema import ConfigError
-from simreal.training.pipeline import prepare_run_dir
-from simreal.training.preflight import preflight
+from simreal.training.engine.pipeline import prepare_run_dir
+from simreal.training.engine.preflight import preflight
 
 CPU = torch.device("cpu")
 KEYS = [

@@ -13,7 +13,7 @@ from tiny import set_args
 
 from simreal.cli import main
 from simreal.schema import ConfigError
-from simreal.training.sweep import _parallel_trials, parse_space
+from simreal.training.methods.finetune.sweep import _parallel_trials, parse_space
 
 
 def test_sweep_over_learning_rate_and_frozen_layers(tmp_path: Path) -> None:
@@ -46,6 +46,10 @@ def test_sweep_over_learning_rate_and_frozen_layers(tmp_path: Path) -> None:
         assert (run / f"sweep/trial{trial['number']}/finetune/seed0/final.json").exists()
     assert summary["best_value"] == max(t["value"] for t in summary["trials"])
     assert (run / "sweep/sweep.md").read_text().startswith("# Fine-tuning sweep")
+    # 4 trials on 1 seed: the sweep says its importances and values rest on too little
+    assert any("4 trials: too few" in c for c in summary["caveats"])
+    assert any("1 seed(s)" in c for c in summary["caveats"])
+    assert "Caution: importances from 4 trials" in (run / "sweep/sweep.md").read_text()
     # a second sweep never overwrites the first: a new --name, or a one-line error
     again = ["sweep", str(run), "--trials", "1", "--space", "finetune.freeze_layers=int:0:1"]
     assert main(again) == 2

@@ -12,9 +12,15 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
 import simreal  # noqa: F401 - registers the simreal/ ids
 from agents.algorithms import make_model
-from simreal.training import transfer as tr
-from simreal.training.artifacts import ArtifactError, check_spaces, load_policy, load_torch_state, save_policy
-from simreal.training.schedules import WarmupDecaySchedule
+from simreal.training.engine.artifacts import (
+    ArtifactError,
+    check_spaces,
+    load_policy,
+    load_torch_state,
+    save_policy,
+)
+from simreal.training.engine.sb3 import transfer as tr
+from simreal.training.engine.schedules import WarmupDecaySchedule
 
 ENV = "simreal/InvertedPendulum-v0"
 TARGET = "simreal/InvertedPendulum-Target-Latency-v0"

@@ -31,6 +31,7 @@ POINT_TASK: dict[str, Any] = {
         "sim_shift": {"physics": [{"param": "user_envs:MASS", "value": 1.8}]},
     },
 }
+MOTORS = "user_envs:WrongMotors"  # a target with a second motor
 
 
 def _write(path: Path, data: dict[str, Any]) -> Path:
@@ -246,6 +247,15 @@ def test_invalid_target_physics_fails_before_the_run_directory_exists(
             },
             "effects.0.p: unknown key (allowed: type, prob)",
         ),
+        (
+            {
+                "task": {**POINT_TASK, "name": "MotorMismatch", "targets": {"t": {"env": MOTORS}}},
+                "target": "t",
+                "observation": {"action_history": 2},
+            },
+            "the target's action space Box(shape=(2,), float32) does not match the source's "
+            "Box(shape=(1,), float32)",
+        ),
     ],
 )
 def test_bad_tasks_are_one_line_errors_before_anything_is_written(
@@ -254,6 +264,7 @@ def test_bad_tasks_are_one_line_errors_before_anything_is_written(
     config = _experiment(tmp_path, POINT_TASK, change.get("target", "real"))
     data = yaml.safe_load(config.read_text())
     data["task"] = change["task"]
+    data.update({k: v for k, v in change.items() if k not in ("task", "target")})
     config.write_text(yaml.safe_dump(data))
     assert main(["run", str(config), *set_args(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip()
@@ -269,6 +280,16 @@ def test_envs_lists_a_user_task_with_ids_parameters_and_targets(
     out = capsys.readouterr().out
     assert "simreal/ListedPoint-Rand-v0" in out and "simreal/ListedPoint-Target-Real-v0" in out
     assert "the heavy robot, another env class" in out and "[env user_envs:HeavyPointMass]" in out
+    assert "!" not in out  # every target fits the source
+
+
+def test_envs_reports_a_target_whose_spaces_do_not_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = {**POINT_TASK, "name": "ListedMismatch", "targets": {"two_motors": {"env": MOTORS}}}
+    assert main(["envs", "--task", str(_write(tmp_path / "mismatch.yaml", task))]) == 0
+    out = capsys.readouterr().out
+    assert "! the target's action space Box(shape=(2,), float32) does not match the source's" in out
 
 
 def test_a_run_of_a_user_task_is_read_back_without_its_code(tmp_path: Path) -> None:

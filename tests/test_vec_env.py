@@ -14,7 +14,7 @@ from tiny import set_args
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.schema import ConfigError
-from simreal.training.artifacts import load_policy
+from simreal.training.engine.artifacts import load_policy
 
 CPU = torch.device("cpu")
 

@@ -74,6 +74,17 @@ class WrongSpaces(PointMass):
         return np.append(obs, 0.0).astype(np.float32), info
 
 
+class WrongMotors(PointMass):
+    """A target with a second motor: its action space differs (the observation does not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+
+    def step(self, action: Array) -> tuple[Array, float, bool, bool, dict]:
+        return super().step(np.asarray(action)[:1])
+
+
 class MotorSlip(ActionEffect):
     """With probability `prob` per step the command is lost (the motor receives 0)."""
 

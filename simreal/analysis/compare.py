@@ -2,7 +2,8 @@
 
 Writes ``compare.json`` (the same document as a run's ``report.json``: see `results`), ``compare.md``,
 ``compare.png`` and TensorBoard summary series under ``summary/``. Several directories given together
-are merged per variant - seeds run by separate invocations or machines count once each.
+are merged per variant - seeds run by separate invocations or machines count once each - as long as
+their settings agree; `--separate` puts different runs side by side instead.
 
 Example:
     >>> compare([Path("runs/quickstart"), Path("runs/quickstart_more_seeds")])  # doctest: +SKIP
@@ -34,10 +35,15 @@ def compare(
     out: Path | None = None,
     statistic: Statistic = "mean",
     threshold_fraction: float | None = None,
+    separate: bool = False,
 ) -> Comparison:
-    """Gather, compute, write compare.json/.md/.png and summary series into `out` (default: the first run)."""
+    """Gather, compute, write compare.json/.md/.png and summary series into `out` (default: the first run).
+
+    Runs of one experiment pool their seeds; runs whose settings differ are refused (the error names the
+    keys) unless `separate`: then each later run's variants are rows of their own (`finetune@<run>`),
+    measured with the first run's yardstick."""
     out_dir = out if out is not None else run_dirs[0]
-    doc, markdown = write_results(run_dirs, out_dir, "compare", statistic, threshold_fraction)
+    doc, markdown = write_results(run_dirs, out_dir, "compare", statistic, threshold_fraction, separate)
     return Comparison(
         doc, markdown, out_dir / "compare.json", out_dir / "compare.md", out_dir / "compare.png"
     )

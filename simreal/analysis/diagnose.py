@@ -35,9 +35,9 @@ import torch
 from scipy import stats
 
 from simreal.simulation.accounting import TargetLedger
-from simreal.training.artifacts import atomic_write_text, load_policy
-from simreal.training.evaluation import normalize
-from simreal.training.loading import LoadedPolicy, load_for_env
+from simreal.training.engine.artifacts import atomic_write_text, load_policy
+from simreal.training.engine.evaluation import normalize
+from simreal.training.engine.sb3.loading import LoadedPolicy, load_for_env
 
 GAP_DEPLOY = 1.5  # dynamics-gap score below which the target moves like the source
 AUC_DEPLOY = 0.75  # observation-shift AUC below which the target looks like the source
@@ -232,7 +232,7 @@ def _target_env(target_id: str, ledger: TargetLedger, kwargs: dict[str, Any]) ->
     from simreal.simulation.accounting import CountSteps
 
     entry = str(gym.spec(target_id).entry_point)
-    if entry.endswith(("make_target", "make_pixel_target")):
+    if entry.endswith("make_target"):
         return gym.make(target_id, ledger=ledger, **kwargs)
     return CountSteps(gym.make(target_id, **kwargs), ledger)
 

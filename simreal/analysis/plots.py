@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from simreal.analysis import stats
-from simreal.analysis.results import CONFIDENCE, LABELS, LEARNING, Gathered
+from simreal.analysis.results import CONFIDENCE, Gathered
 
 
 def plot_curves(data: Gathered, doc: dict[str, Any], path: Path) -> None:
@@ -23,21 +23,23 @@ def plot_curves(data: Gathered, doc: dict[str, Any], path: Path) -> None:
     with_reference = "reference" in data.curves
     fig, axes = plt.subplots(1, 2 if with_reference else 1, figsize=(12 if with_reference else 7, 4.2))
     axes = np.atleast_1d(axes)
-    colors = dict(zip(LABELS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {name: palette[i % len(palette)] for i, name in enumerate(data.variants)}
     budget = doc["train_budget"] or doc["target_budget"]
-    for variant in LABELS:
+    for variant, declared in data.variants.items():
         if variant not in data.curves or (variant == "reference" and with_reference):
             continue
         band = stats.curve_band(data.curves[variant], statistic, CONFIDENCE, rng=stats.seeded(None))
-        style = "-" if variant in LEARNING else "--"
-        label = f"{LABELS[variant]} (n={len(data.curves[variant])})"
+        style = "-" if declared.learning else "--"
+        label = f"{declared.label} (n={len(data.curves[variant])})"
         axes[0].plot(band.steps, band.center, style, color=colors[variant], label=label)
         axes[0].fill_between(band.steps, band.low, band.high, color=colors[variant], alpha=0.15)
     if with_reference:
         band = stats.curve_band(data.curves["reference"], statistic, CONFIDENCE, rng=stats.seeded(None))
         inside = band.steps <= budget
         for ax, keep in ((axes[0], inside), (axes[1], np.ones_like(inside))):
-            ax.plot(band.steps[keep], band.center[keep], color=colors["reference"], label=LABELS["reference"])
+            label = data.variants["reference"].label
+            ax.plot(band.steps[keep], band.center[keep], color=colors["reference"], label=label)
             ax.fill_between(
                 band.steps[keep], band.low[keep], band.high[keep], color=colors["reference"], alpha=0.15
             )

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from simreal.analysis.plots import plot_curves
-from simreal.analysis.results import LABELS, build_results, gather
+from simreal.analysis.results import build_results, gather
 from simreal.analysis.tensorboard import write_summary
-from simreal.training.artifacts import atomic_write_text
+from simreal.training.engine.artifacts import atomic_write_text
+from simreal.training.engine.method import Variant
 
 
 def _num(x: float | None, fmt: str = ".1f", none: str = "-") -> str:
@@ -32,8 +33,48 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def to_markdown(doc: dict[str, Any]) -> str:
-    """The document as a Markdown page: a variant table, the yardstick, transfer metrics and verdicts."""
+MIN_SEEDS = 3
+"""Fewer seeds than this per variant: the report says its probabilities and intervals are indications."""
+
+
+def verdicts(doc: dict[str, Any], variants: list[Variant]) -> list[str]:
+    """One sentence per comparison the variants declared, agreeing with its own numbers: "beats" only
+    when the mean is higher and P(this > other) is above one half, "does NOT beat" only when both say
+    so, else "is not clearly better than"; with too few seeds, it says so instead."""
+    rows, comparisons = doc["variants"], doc["comparisons"]
+    lines = []
+    for v in variants:
+        for other, key in v.beats:
+            if key not in comparisons:
+                continue
+            p, above = comparisons[f"p_{key}"], comparisons[key]
+            seeds = min(rows[v.name]["final_return"]["n"], rows[other]["final_return"]["n"])
+            if seeds < MIN_SEEDS:
+                verdict = "cannot yet be compared with"
+                why = f" (P = {p:.2f} from {seeds} seed{'s' if seeds > 1 else ''}: too few to tell)"
+            else:
+                verdict = (
+                    "beats" if above and p > 0.5 else "does NOT beat" if not above and p < 0.5 else
+                    "is not clearly better than"
+                )
+                why = f" (P = {p:.2f} over {seeds} seeds; mean {'higher' if above else 'not higher'})"
+            lines.append(f"- {rows[v.name]['label'].capitalize()} {verdict} {rows[other]['label']}{why}.")
+        for other, key in v.below:
+            if comparisons.get(key):
+                lines.append(
+                    f"- {rows[v.name]['label'].capitalize()} ended BELOW {rows[other]['label']}, where it "
+                    "started from: negative transfer."
+                )
+    return lines
+
+
+def _fewest_seeds(doc: dict[str, Any]) -> int:
+    return min((row["final_return"]["n"] for row in doc["variants"].values()), default=0)
+
+
+def to_markdown(doc: dict[str, Any], declared: list[Variant] | None = None) -> str:
+    """The document as a Markdown page: a variant table, the yardstick, transfer metrics and verdicts
+    (`declared`: the variants' declarations, which say what each is compared with)."""
     stat = doc["statistic"]
     lines = [
         f"# Transfer report: {doc['experiment']}",
@@ -82,10 +123,11 @@ def to_markdown(doc: dict[str, Any]) -> str:
             f"- Sample efficiency of the distilled student: {doc['student_sample_efficiency_ratio']['text']}."
         )
     variants = doc["variants"]
-    for name in ("zeroshot_randomized", "zeroshot_nominal", "zeroshot_student", "finetune", "scratch"):
-        if name in variants and variants[name]["fraction_of_reference"] is not None:
+    trained_last = sorted(variants.items(), key=lambda item: "return_at_budget" in item[1])  # curves: trained
+    for name, row in trained_last:
+        if name != "reference" and row["fraction_of_reference"] is not None:
             lines.append(
-                f"- {LABELS[name].capitalize()} keeps {_pct(variants[name]['fraction_of_reference'])} "
+                f"- {row['label'].capitalize()} keeps {_pct(row['fraction_of_reference'])} "
                 "of the way from untrained to the reference."
             )
     counted = [(row["label"], row["target_steps"]) for row in doc["variants"].values() if row["target_steps"]]
@@ -123,27 +165,12 @@ def to_markdown(doc: dict[str, Any]) -> str:
             "",
             f"Fine-tuning deployed the best evaluated policy (`keep_best`): from steps {kept} (per seed).",
         ]
-    c = doc["comparisons"]
     lines += [""]
-    if "finetune_beats_scratch" in c:
-        verdict = "beats" if c["finetune_beats_scratch"] else "does NOT beat"
+    lines += verdicts(doc, declared or [])
+    if (few := _fewest_seeds(doc)) < MIN_SEEDS:
         lines.append(
-            f"- Fine-tuning {verdict} training from scratch at the same target budget "
-            f"(P = {c['p_finetune_beats_scratch']:.2f})."
-        )
-    if c.get("finetune_below_zeroshot"):
-        lines.append("- Fine-tuning ended BELOW the zero-shot policy it started from: negative transfer.")
-    if "randomized_beats_nominal_zeroshot" in c:
-        verdict = "beats" if c["randomized_beats_nominal_zeroshot"] else "does NOT beat"
-        lines.append(
-            f"- The randomized policy's zero-shot return {verdict} the nominal policy's "
-            f"(P = {c['p_randomized_beats_nominal_zeroshot']:.2f})."
-        )
-    if "student_beats_randomized_zeroshot" in c:
-        verdict = "beats" if c["student_beats_randomized_zeroshot"] else "does NOT beat"
-        lines.append(
-            f"- The distilled student's zero-shot return {verdict} the plain randomized policy's "
-            f"(P = {c['p_student_beats_randomized_zeroshot']:.2f})."
+            f"- Caution: some variants rest on {few} seed{'s' if few > 1 else ''}; probabilities and "
+            f"intervals from fewer than {MIN_SEEDS} seeds are indications, not evidence."
         )
     lines += _distillation_lines(doc.get("distillation"))
     return "\n".join(lines) + "\n"
@@ -171,13 +198,18 @@ def _distillation_lines(d: dict[str, Any] | None) -> list[str]:
 
 
 def write_results(
-    run_dirs: list[Path], out_dir: Path, name: str, statistic: str = "mean", fraction: float | None = None
+    run_dirs: list[Path],
+    out_dir: Path,
+    name: str,
+    statistic: str = "mean",
+    fraction: float | None = None,
+    separate: bool = False,
 ) -> tuple[dict[str, Any], str]:
-    """Gather `run_dirs`, write `<name>.json`, `<name>.md`, the curves plot and the TensorBoard summary
-    series into `out_dir`; returns the document and its Markdown."""
-    data = gather(run_dirs)
+    """Gather `run_dirs` (pooled, or `separate` rows per run), write `<name>.json`, `<name>.md`, the curves
+    plot and the TensorBoard summary series into `out_dir`; returns the document and its Markdown."""
+    data = gather(run_dirs, separate)
     doc = build_results(data, statistic, fraction)  # type: ignore[arg-type]
-    markdown = to_markdown(doc)
+    markdown = to_markdown(doc, list(data.variants.values()))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(json.dumps(doc, indent=1), out_dir / f"{name}.json")
     atomic_write_text(markdown, out_dir / f"{name}.md")

@@ -30,20 +30,12 @@ from simreal.analysis import metrics as m
 from simreal.analysis import stats
 from simreal.config import ExperimentConfig, load_config
 from simreal.simulation.accounting import PURPOSES, STEPS
+from simreal.training.engine.method import Variant, declared_variants
+from simreal.training.engine.pipeline import VARIANTS_FILE
 
 log = logging.getLogger("simreal")
 
 SCHEMA = "simreal-results-v1"
-LABELS = {
-    "finetune": "fine-tune (randomized -> target)",
-    "scratch": "scratch on target",
-    "zeroshot_randomized": "zero-shot randomized",
-    "zeroshot_nominal": "zero-shot nominal",
-    "reference": "reference (scratch, long)",
-    "zeroshot_student": "zero-shot student (distilled)",
-    "finetune_student": "fine-tune student (distilled -> target)",
-}
-LEARNING = ("finetune", "scratch", "reference", "finetune_student")  # trained on the target: curves
 CONFIDENCE = 0.95
 _SEED_DIR = re.compile(r"seed(\d+)")
 
@@ -54,6 +46,7 @@ class Gathered:
 
     cfg: ExperimentConfig  # the first directory's config (task, target and budget agree across all)
     run_dirs: list[Path]
+    variants: dict[str, Variant] = field(default_factory=dict)  # as the methods declared them, report order
     curves: dict[str, list[m.Curve]] = field(default_factory=dict)
     success: dict[str, list[m.Curve]] = field(default_factory=dict)  # success-rate curves, where reported
     finals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -73,18 +66,85 @@ def _seed_dirs(variant_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _check_same(configs: list[tuple[Path, ExperimentConfig]]) -> None:
-    """One-line error when run directories disagree on task, target or target budget."""
+def declared(run_dir: Path, cfg: ExperimentConfig) -> list[Variant]:
+    """The variants a run's methods declared (its `variants.json`; for a run from before that file, the
+    packaged methods')."""
+    path = run_dir / VARIANTS_FILE
+    if path.is_file():
+        return [Variant.from_dict(d) for d in json.loads(path.read_text())]
+    return declared_variants(cfg.model_copy(update={"methods": []}))
+
+
+POOLABLE = (
+    "experiment", "output_dir", "seeds", "workers", "device", "torch_threads", "checkpoint_every_steps"
+)
+"""Keys that say where and how wide a run ran, not what its seeds measure: runs differing only in these
+pool their seeds."""
+
+
+def _check_same(configs: list[tuple[Path, ExperimentConfig]], separate: bool) -> None:
+    """One-line error when run directories cannot be compared: another task or target (always); with
+    pooling, also anything else in the resolved configs that changes what a seed measures."""
     first_dir, first = configs[0]
     for run_dir, cfg in configs[1:]:
-        for key, a, b in (
+        checks: list[tuple[str, Any, Any]] = [
             ("task", first.task.name, cfg.task.name),
             ("target", first.target, cfg.target),
-            ("finetune.timesteps (target budget)", first.finetune.timesteps, cfg.finetune.timesteps),
-            ("reference timesteps", first.reference_steps, cfg.reference_steps),
-        ):
+        ]
+        if not separate:
+            checks += [
+                ("finetune.timesteps (target budget)", first.finetune.timesteps, cfg.finetune.timesteps),
+                ("reference timesteps", first.reference_steps, cfg.reference_steps),
+            ]
+        for key, a, b in checks:
             if a != b:
                 raise ValueError(f"cannot merge {first_dir} and {run_dir}: {key} differs ({a} vs {b})")
+        differ = [] if separate else differences(first, cfg)
+        if differ:
+            shown = ", ".join(f"{k} ({a} vs {b})" for k, a, b in differ[:4])
+            more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+            raise ValueError(
+                f"cannot pool the seeds of {first_dir} and {run_dir}: their configs differ in {shown}{more} "
+                "(allowed: runs of one experiment; to put different runs side by side, compare --separate)"
+            )
+
+
+def differences(a: ExperimentConfig, b: ExperimentConfig) -> list[tuple[str, Any, Any]]:
+    """The resolved-config keys (dotted) whose values differ, outside `POOLABLE` and the task file's path."""
+    flat_a, flat_b = _flat(a.model_dump(mode="json")), _flat(b.model_dump(mode="json"))
+    keys = sorted(flat_a.keys() | flat_b.keys())
+    return [
+        (k, flat_a.get(k), flat_b.get(k))
+        for k in keys
+        if k.split(".")[0] not in POOLABLE and k != "task.source" and flat_a.get(k) != flat_b.get(k)
+    ]
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _tags(run_dirs: list[Path]) -> list[str]:
+    """How each run's rows are told apart side by side: its directory's name (its path if names repeat)."""
+    names = [d.name for d in run_dirs]
+    return [d.name if names.count(d.name) == 1 else str(d) for d in run_dirs]
+
+
+def _renamed(v: Variant, tag: str) -> Variant:
+    """A later run's variant beside the first run's: its name and label carry the run's tag."""
+    return Variant(
+        f"{v.name}@{tag}",
+        f"{v.label} [{tag}]",
+        v.learning,
+        tuple((f"{other}@{tag}", f"{key}@{tag}") for other, key in v.beats),
+        tuple((f"{other}@{tag}", f"{key}@{tag}") for other, key in v.below),
+    )
 
 
 def _curve_of(points: list[dict[str, Any]], key: str) -> m.Curve | None:
@@ -95,8 +155,10 @@ def _curve_of(points: list[dict[str, Any]], key: str) -> m.Curve | None:
     )
 
 
-def gather(run_dirs: list[Path]) -> Gathered:
-    """Load the curves and finals of every variant and seed found under `run_dirs`."""
+def gather(run_dirs: list[Path], separate: bool = False) -> Gathered:
+    """Load the curves and finals of every variant and seed found under `run_dirs`: pooled per variant
+    (runs of one experiment), or with `separate` each later run's variants as rows of their own beside
+    the first run's (whose scratch and reference are then the yardstick for all)."""
     if not run_dirs:
         raise ValueError("compare: give at least one run directory")
     configs = []
@@ -104,23 +166,29 @@ def gather(run_dirs: list[Path]) -> Gathered:
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{run_dir}: no config.yaml (not a simreal run directory)")
         configs.append((run_dir, load_config(run_dir / "config.yaml", resolve=False)))
-    _check_same(configs)
+    _check_same(configs, separate)
+    variants: dict[str, Variant] = {}
+    folders: dict[tuple[Path, str], str] = {}  # (run, variant folder) -> the row it belongs to
+    for i, ((run_dir, cfg), tag) in enumerate(zip(configs, _tags(run_dirs), strict=True)):
+        for v in declared(run_dir, cfg):
+            row = _renamed(v, tag) if separate and i > 0 else v
+            variants.setdefault(row.name, row)
+            folders[run_dir, v.name] = row.name
     found: dict[str, list[tuple[int, Path]]] = {}
     owner: dict[tuple[str, int], Path] = {}
-    for run_dir in run_dirs:
-        for variant in LABELS:
-            for seed, stage in _seed_dirs(run_dir / variant) if (run_dir / variant).is_dir() else []:
-                if not ((stage / "curve.json").is_file() and (stage / "final.json").is_file()):
-                    log.warning("compare: %s is unfinished (no curve.json/final.json), skipped", stage)
-                    continue
-                if (variant, seed) in owner:
-                    raise ValueError(
-                        f"{variant} seed {seed} found in both {owner[variant, seed]} and {run_dir}: "
-                        "a seed counts once (rename one seed folder if they really differ)"
-                    )
-                owner[variant, seed] = run_dir
-                found.setdefault(variant, []).append((seed, stage))
-    out = Gathered(configs[0][1], list(run_dirs))
+    for (run_dir, folder), variant in folders.items():
+        for seed, stage in _seed_dirs(run_dir / folder) if (run_dir / folder).is_dir() else []:
+            if not ((stage / "curve.json").is_file() and (stage / "final.json").is_file()):
+                log.warning("compare: %s is unfinished (no curve.json/final.json), skipped", stage)
+                continue
+            if (variant, seed) in owner:
+                raise ValueError(
+                    f"{variant} seed {seed} found in both {owner[variant, seed]} and {run_dir}: "
+                    "a seed counts once (rename one seed folder if they really differ)"
+                )
+            owner[variant, seed] = run_dir
+            found.setdefault(variant, []).append((seed, stage))
+    out = Gathered(configs[0][1], list(run_dirs), variants)
     for variant, stages in found.items():  # in seed order, so jumpstart pairs fine-tune and scratch by seed
         for _, stage in sorted(stages):
             points = json.loads((stage / "curve.json").read_text())
@@ -140,7 +208,7 @@ def gather(run_dirs: list[Path]) -> Gathered:
                 source = str(Path(json.loads((stage / "source.json").read_text())["source"]).parent)
                 if source not in out.reference_sources:
                     out.reference_sources.append(source)
-    for run_dir in run_dirs:
+    for run_dir in run_dirs[:1] if separate else run_dirs:
         student = run_dir / "student"
         for seed, stage in _seed_dirs(student) if student.is_dir() else []:
             if (stage / "distill.json").is_file():
@@ -279,12 +347,12 @@ def build_results(
     }
     if "finetune_student" in data.curves:
         doc["student_sample_efficiency_ratio"] = _ratio(data, threshold, why, fraction, "finetune_student")
-    for variant in LABELS:
+    for variant in data.variants:
         if variant in finals:
             doc["variants"][variant] = _variant_row(
                 data, variant, finals, threshold, untrained, ref_return, statistic
             )
-    doc["comparisons"] = _comparisons(finals)
+    doc["comparisons"] = _comparisons(finals, list(data.variants.values()))
     doc["distillation"] = _distillation(data.distill)
     return doc
 
@@ -327,7 +395,7 @@ def _variant_row(
     values = finals[variant]
     rates = [f["success_rate"] for f in data.finals[variant] if f["success_rate"] is not None]
     row: dict[str, Any] = {
-        "label": LABELS[variant],
+        "label": data.variants[variant].label,
         "seeds": data.sources[variant],
         "per_seed_final_return": values.tolist(),
         "final_return": _interval(values, statistic),
@@ -348,7 +416,7 @@ def _variant_row(
     )
     if untrained is not None and reference is not None and reference > untrained:
         row["fraction_of_reference"] = m.fraction_of_reference(float(values.mean()), untrained, reference)
-    if variant in LEARNING:
+    if data.variants[variant].learning:
         row["return_at_budget"] = _summary(m.return_at_budget(curves, CONFIDENCE))
         if np.asarray(curves[0][0]).size >= 2:
             row["area_under_curve"] = _summary(m.area_under_curve(curves, CONFIDENCE))
@@ -378,19 +446,17 @@ def _steps(per_seed: list[dict[str, int]]) -> dict[str, Any] | None:
     return totals
 
 
-def _comparisons(finals: dict[str, np.ndarray]) -> dict[str, Any]:
+def _comparisons(finals: dict[str, np.ndarray], variants: list[Variant]) -> dict[str, Any]:
+    """What each variant declared it is compared with: P(it beats the other) and whether its mean is
+    above (`beats`), then whether its mean fell below the other's (`below`: negative transfer)."""
     out: dict[str, Any] = {}
-    for a, b, key in (
-        ("finetune", "scratch", "finetune_beats_scratch"),
-        ("zeroshot_randomized", "zeroshot_nominal", "randomized_beats_nominal_zeroshot"),
-        ("zeroshot_student", "zeroshot_randomized", "student_beats_randomized_zeroshot"),
-        ("finetune_student", "finetune", "student_finetune_beats_finetune"),
-    ):
-        if a in finals and b in finals:
-            out[f"p_{key}"] = stats.probability_of_improvement(finals[a], finals[b])
-            out[key] = bool(finals[a].mean() > finals[b].mean())
-    if "finetune" in finals and "zeroshot_randomized" in finals:  # negative transfer: fine-tuning lost ground
-        out["finetune_below_zeroshot"] = bool(
-            finals["finetune"].mean() < finals["zeroshot_randomized"].mean()
-        )
+    for v in variants:
+        for other, key in v.beats:
+            if v.name in finals and other in finals:
+                out[f"p_{key}"] = stats.probability_of_improvement(finals[v.name], finals[other])
+                out[key] = bool(finals[v.name].mean() > finals[other].mean())
+    for v in variants:
+        for other, key in v.below:
+            if v.name in finals and other in finals:
+                out[key] = bool(finals[v.name].mean() < finals[other].mean())
     return out

@@ -37,11 +37,17 @@ class AdrSpec(Spec):
     """The ADR schedule: thresholds in return units, the boundary share, the start and the step."""
 
     expand_above: float
+    """Mean return of an edge's episodes at or above which the edge moves outward."""
     shrink_below: float
+    """Mean return below which the edge moves inward (never inside its initial range)."""
     boundary_prob: float = Field(default=0.4, gt=0, le=1)
+    """Share of episodes that pin one dimension to one of its current edges."""
     initial_width: float = Field(default=0.1, ge=0, le=1)
+    """Starting width of each range, as a share of its declared span, around nominal."""
     step: float = Field(default=0.05, gt=0, le=1)
+    """How far an edge moves per decision, as a share of its declared span."""
     episodes: int = Field(default=10, ge=1)
+    """Pinned episodes an edge collects before their mean return decides."""
 
     @model_validator(mode="after")
     def _order(self) -> AdrSpec:

@@ -34,12 +34,19 @@ class Distribution(Spec):
     """One scalar distribution; `normal` is clipped to [low, high], which are required for it."""
 
     dist: DistName = "fixed"
+    """How values are drawn: uniform, log_uniform, normal (clipped to [low, high]), choice or fixed."""
     low: float | None = None
+    """Lower end of the range (uniform, log_uniform) or of the clip (normal)."""
     high: float | None = None
+    """Upper end of the range (uniform, log_uniform) or of the clip (normal)."""
     mean: float | None = None
+    """Mean of `normal`."""
     std: float | None = None
+    """Standard deviation of `normal`."""
     values: tuple[float, ...] | None = None
+    """The values `choice` draws from, each equally likely."""
     value: float | None = None
+    """The value of `fixed`."""
 
     @model_validator(mode="after")
     def _check(self) -> Distribution:
@@ -98,6 +105,10 @@ class ParamEntry(Distribution):
     draws one value for all selected elements. Subclasses check `param` against their vocabulary."""
 
     param: str
+    """Which parameter: of `envs.params.PHYSICS` or a `module:attr` CustomParam (visuals: of `VISUALS`)."""
     names: tuple[str, ...] | None = None
+    """Elements or element groups it applies to (None: every element of the parameter)."""
     mode: Literal["scale", "abs", "add"] = "scale"
+    """How a draw applies: `scale` multiplies the nominal value, `abs` replaces it, `add` offsets it."""
     shared: bool = False
+    """Draw one value for all selected elements instead of one per element."""

@@ -11,6 +11,7 @@ from simreal.simulation.physics import PhysicsSpace
 from simreal.simulation.references import is_reference
 from simreal.simulation.registry import Task
 from simreal.simulation.sampling import ParamSpace
+from simreal.simulation.spaces import space_mismatch
 from simreal.simulation.visuals import VisualSpace
 
 
@@ -57,4 +58,23 @@ def describe_task(task: Task) -> str:
         flags = " [extrapolation]" if target.extrapolation else ""
         flags += f" [env {target.env}]" if target.env else ""
         lines.append(f"  target {task.target_id(name)}{flags}: {target.description}")
+        if target.env and not target.exclusive:  # its own env: its spaces may differ (a robot is not opened)
+            mismatch = _mismatch(task, name)
+            if mismatch:
+                lines.append(f"    ! {mismatch}: a policy trained on the source cannot run on it")
     return "\n".join(lines) + "\n"
+
+
+def _mismatch(task: Task, target: str) -> str | None:
+    """Why a source policy cannot run on the target (its spaces, or its env failing to build), or None."""
+    source: gym.Env[Any, Any] = gym.make(task.nominal_id)
+    try:
+        other: gym.Env[Any, Any] = gym.make(task.target_id(target))
+    except Exception as err:  # noqa: BLE001 - a user's env can fail in any way while it is built
+        source.close()
+        return f"its env cannot be built ({type(err).__name__}: {err})"
+    try:
+        return space_mismatch(source, other)
+    finally:
+        other.close()
+        source.close()

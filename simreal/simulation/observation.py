@@ -29,10 +29,18 @@ class ObservationConfig(Spec):
     """Observation augmentations applied to every env of an experiment."""
 
     action_history: int = Field(default=0, ge=0, le=64)
+    """The last k actions appended to the observation (0: none)."""
     privileged: bool = False
     """A privileged teacher's view: the sampled physics and effects appended (`privileged.Privileged`)."""
     history_window: int = Field(default=0, ge=0, le=256)
     """A student's view: the last k (observation, action) pairs appended (`privileged.History`)."""
+
+    def check(self, exp: Any) -> None:
+        """A camera policy's observation is a Dict of frames: only the action history can join it."""
+        if exp.pixels and (self.privileged or self.history_window):
+            raise ValueError(
+                "observation.privileged/history_window: not with image observations (allowed: action_history)"
+            )
 
     @model_validator(mode="after")
     def _one_view(self) -> ObservationConfig:

@@ -30,119 +30,197 @@ def _names(model: mujoco.MjModel, obj: mujoco.mjtObj, count: int, prefix: str) -
     return tuple(mujoco.mj_id2name(model, obj, i) or f"{prefix}{i}" for i in range(count))
 
 
+@dataclass(frozen=True)
+class ModelParam:
+    """One randomizable physics parameter of a MuJoCo model, defined once for every caller: its elements,
+    how its values are read, which model fields a value is written to (and how), and which derived
+    constants `mj_setConst` must then recompute. The Gymnasium path (`MujocoParams.set_param`) and the
+    batched Warp worlds (`simreal.simulation.batched.worlds`, one row per world) both write through
+    `write`. Its bounds and doc are `envs.params.PHYSICS[name]`."""
+
+    name: str
+    elements: Callable[[MujocoParams], tuple[str, ...]]
+    read: Callable[[MujocoParams], np.ndarray]
+    write: Callable[[MujocoParams, np.ndarray, Mapping[str, np.ndarray]], None] | None
+    """None: not a model field (`frame_skip` is the env's), so there is no per-world form."""
+    fields: tuple[str, ...] = ()
+    derived: tuple[str, ...] = ()
+
+    @property
+    def info(self) -> ParamInfo:
+        return PHYSICS[self.name]
+
+
+def _write_mass(p: MujocoParams, values: np.ndarray, fields: Mapping[str, np.ndarray]) -> None:
+    b = p.bodies
+    ratio = _ratio(values, p.nominal_mass[b])
+    fields["body_mass"][..., b] = values
+    fields["body_inertia"][..., b, :] = p.nominal_inertia[b] * ratio[..., None]
+
+
+def _write_damping(p: MujocoParams, values: np.ndarray, fields: Mapping[str, np.ndarray]) -> None:
+    m = p.model
+    for i, j in enumerate(p.joint_ids):
+        adr, n = m.jnt_dofadr[j], p.ndof(j)
+        nominal = p.nominal_damping[adr : adr + n]
+        value = values[..., i : i + 1]
+        base = nominal[0]
+        fields["dof_damping"][..., adr : adr + n] = nominal * (value / base) if base != 0 else value
+
+
+def _read_gain(p: MujocoParams) -> np.ndarray:
+    m = p.model
+    return (m.actuator_forcerange[:, 1] if p.force_limit else m.actuator_gainprm[:, 0]).astype(np.float64)
+
+
+def _write_gain(p: MujocoParams, values: np.ndarray, fields: Mapping[str, np.ndarray]) -> None:
+    if p.force_limit:
+        fields["actuator_forcerange"][..., 0] = -values
+        fields["actuator_forcerange"][..., 1] = values
+        return
+    ratio = _ratio(values, p.nominal_gain)
+    fields["actuator_gainprm"][..., 0] = values
+    fields["actuator_biasprm"][..., :3] = p.nominal_bias * ratio[..., None]
+
+
+def _write_option(field_name: str) -> Callable[[MujocoParams, np.ndarray, Mapping[str, np.ndarray]], None]:
+    def write(p: MujocoParams, values: np.ndarray, fields: Mapping[str, np.ndarray]) -> None:
+        fields[field_name][...] = values
+
+    return write
+
+
+def _write_friction(p: MujocoParams, values: np.ndarray, fields: Mapping[str, np.ndarray]) -> None:
+    fields["geom_friction"][..., 0] = values
+
+
 class MujocoParams:
-    """`PhysicsParams` over a Gymnasium `MujocoEnv`, relative to values cached at construction.
+    """`PhysicsParams` over a Gymnasium `MujocoEnv`, relative to values cached at construction, through the
+    `MODEL_PARAMS` definitions.
 
     Mass changes scale inertia by the same factor and then recompute MuJoCo's derived constants
     (`mj_setConst`, on a scratch `MjData` so the simulation state is untouched). `actuator_gain` scales
     each motor's gain (and its bias, so servos keep their shape) - or, for an env whose class sets
     `actuator_gain_means = "force_limit"` (force-limited servos such as `envs.kuka_mujoco`), its force limit.
+    Names are checked once, where a YAML entry is bound to the env (`simreal.simulation.sampling.bind`,
+    through `element_names`).
     """
 
     def __init__(self, env: Any) -> None:
-        self._env = env
+        self.env: Any = env
         self.model: mujoco.MjModel = env.model
         m = self.model
         self._scratch = mujoco.MjData(m)
         # The world has no mass, and mocap bodies (markers moved by the env) are not dynamic.
-        self._bodies = np.array([b for b in range(1, m.nbody) if m.body_mocapid[b] < 0], dtype=np.int64)
-        bodies = tuple(_names(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody, "body")[b] for b in self._bodies)
-        joints = tuple(
-            n
-            for j, n in enumerate(_names(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt, "joint"))
-            if self._ndof(j) > 0
+        self.bodies = np.array([b for b in range(1, m.nbody) if m.body_mocapid[b] < 0], dtype=np.int64)
+        self.body_names = tuple(_names(m, mujoco.mjtObj.mjOBJ_BODY, m.nbody, "body")[b] for b in self.bodies)
+        self.joint_names = tuple(
+            n for j, n in enumerate(_names(m, mujoco.mjtObj.mjOBJ_JOINT, m.njnt, "joint")) if self.ndof(j) > 0
         )
-        self._elements: dict[str, tuple[str, ...]] = {
-            "body_mass": bodies,
-            "friction": _names(m, mujoco.mjtObj.mjOBJ_GEOM, m.ngeom, "geom"),
-            "joint_damping": joints,
-            "actuator_gain": _names(m, mujoco.mjtObj.mjOBJ_ACTUATOR, m.nu, "actuator"),
-            "gravity": ("x", "y", "z"),
-            "timestep": ("timestep",),
-            "frame_skip": ("frame_skip",),
-        }
-        self._joint_ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in joints]
-        self._nominal_inertia = m.body_inertia.copy()
-        self._nominal_mass = m.body_mass.copy()
-        self._nominal_damping = m.dof_damping.copy()
-        self._force_limit = getattr(env, "actuator_gain_means", "gain") == "force_limit"
-        self._nominal_gain = m.actuator_gainprm[:, 0].copy()
-        self._nominal_bias = m.actuator_biasprm[:, :3].copy()
+        joint = mujoco.mjtObj.mjOBJ_JOINT
+        self.joint_ids: list[int] = [mujoco.mj_name2id(m, joint, n) for n in self.joint_names]
+        self.nominal_inertia = m.body_inertia.copy()
+        self.nominal_mass = m.body_mass.copy()
+        self.nominal_damping = m.dof_damping.copy()
+        self.force_limit = getattr(env, "actuator_gain_means", "gain") == "force_limit"
+        self.nominal_gain = m.actuator_gainprm[:, 0].copy()
+        self.nominal_bias = m.actuator_biasprm[:, :3].copy()
+        self._elements = {name: p.elements(self) for name, p in MODEL_PARAMS.items()}
 
-    def _ndof(self, joint: int) -> int:
+    def ndof(self, joint: int) -> int:
         nxt = self.model.jnt_dofadr[joint + 1] if joint + 1 < self.model.njnt else self.model.nv
         return int(nxt - self.model.jnt_dofadr[joint])
 
     def param_names(self) -> tuple[str, ...]:
         # An env that steps MuJoCo its own way (no `frame_skip`) has no control period to vary.
-        return PARAMS if hasattr(self._env, "frame_skip") else tuple(p for p in PARAMS if p != "frame_skip")
+        return PARAMS if hasattr(self.env, "frame_skip") else tuple(p for p in PARAMS if p != "frame_skip")
 
     def element_names(self, param: str) -> tuple[str, ...]:
         _check_param(param, self.param_names())
         return self._elements[param]
 
     def get_param(self, param: str) -> np.ndarray:
-        m = self.model
-        _check_param(param, self.param_names())
-        if param == "body_mass":
-            return m.body_mass[self._bodies].astype(np.float64)
-        if param == "friction":
-            return m.geom_friction[:, 0].astype(np.float64)
-        if param == "joint_damping":
-            return np.array([m.dof_damping[m.jnt_dofadr[j]] for j in self._joint_ids], dtype=np.float64)
-        if param == "actuator_gain":
-            if self._force_limit:
-                return m.actuator_forcerange[:, 1].astype(np.float64)
-            return m.actuator_gainprm[:, 0].astype(np.float64)
-        if param == "gravity":
-            return m.opt.gravity.astype(np.float64)
-        if param == "timestep":
-            return np.array([m.opt.timestep], dtype=np.float64)
-        return np.array([float(self._env.frame_skip)])
+        return MODEL_PARAMS[param].read(self)
 
     def set_param(self, param: str, values: np.ndarray) -> None:
-        m = self.model
-        values = _check_values(param, values, len(self.element_names(param)))
-        if param == "timestep":
-            m.opt.timestep = float(values[0])
-        elif param == "frame_skip":
-            self._env.frame_skip = int(round(values[0]))
-        else:
-            self.write_fields(param, values, ModelFields(m))
-            if param == "body_mass":
-                mujoco.mj_setConst(m, self._scratch)
+        values = _check_values(param, values, len(self._elements[param]))
+        if param == "frame_skip":
+            self.env.frame_skip = int(round(values[0]))
+            return
+        self.write_fields(param, values, ModelFields(self.model))
+        if MODEL_PARAMS[param].derived:
+            mujoco.mj_setConst(self.model, self._scratch)
 
     def write_fields(self, param: str, values: np.ndarray, fields: Mapping[str, np.ndarray]) -> None:
         """Write `param`'s values (`(..., elements)`) into the model field arrays `fields` (each
         `(..., *field shape)`): the model's own (no leading axes), or one row per world of a batched model.
         Masses scale inertia too; MuJoCo's derived constants (`mj_setConst`) are the caller's."""
-        if param == "body_mass":
-            b = self._bodies
-            ratio = _ratio(values, self._nominal_mass[b])
-            fields["body_mass"][..., b] = values
-            fields["body_inertia"][..., b, :] = self._nominal_inertia[b] * ratio[..., None]
-        elif param == "friction":
-            fields["geom_friction"][..., 0] = values
-        elif param == "joint_damping":
-            m = self.model
-            for i, j in enumerate(self._joint_ids):
-                adr, n = m.jnt_dofadr[j], self._ndof(j)
-                nominal = self._nominal_damping[adr : adr + n]
-                value = values[..., i : i + 1]
-                base = nominal[0]
-                fields["dof_damping"][..., adr : adr + n] = nominal * (value / base) if base != 0 else value
-        elif param == "actuator_gain" and self._force_limit:
-            fields["actuator_forcerange"][..., 0] = -values
-            fields["actuator_forcerange"][..., 1] = values
-        elif param == "actuator_gain":
-            ratio = _ratio(values, self._nominal_gain)
-            fields["actuator_gainprm"][..., 0] = values
-            fields["actuator_biasprm"][..., :3] = self._nominal_bias * ratio[..., None]
-        elif param in ("gravity", "timestep"):
-            fields[f"opt.{param}"][...] = values
-        else:
-            fields_of = ", ".join(p for p in PARAMS if p != "frame_skip")
+        write = MODEL_PARAMS[param].write
+        if write is None:
+            fields_of = ", ".join(p for p, d in MODEL_PARAMS.items() if d.write is not None)
             raise ValueError(f"{param}: not a model field (allowed: {fields_of})")
+        write(self, values, fields)
+
+
+MASS_DERIVED = ("body_subtreemass", "body_invweight0", "dof_invweight0", "tendon_invweight0", "actuator_acc0")
+"""What `mj_setConst` recomputes from the masses."""
+
+MODEL_PARAMS: dict[str, ModelParam] = {
+    p.name: p
+    for p in (
+        ModelParam(
+            "body_mass",
+            lambda p: p.body_names,
+            lambda p: p.model.body_mass[p.bodies].astype(np.float64),
+            _write_mass,
+            ("body_mass", "body_inertia"),
+            MASS_DERIVED,
+        ),
+        ModelParam(
+            "friction",
+            lambda p: _names(p.model, mujoco.mjtObj.mjOBJ_GEOM, p.model.ngeom, "geom"),
+            lambda p: p.model.geom_friction[:, 0].astype(np.float64),
+            _write_friction,
+            ("geom_friction",),
+        ),
+        ModelParam(
+            "joint_damping",
+            lambda p: p.joint_names,
+            lambda p: p.model.dof_damping[p.model.jnt_dofadr[p.joint_ids]].astype(np.float64),
+            _write_damping,
+            ("dof_damping",),
+        ),
+        ModelParam(
+            "actuator_gain",
+            lambda p: _names(p.model, mujoco.mjtObj.mjOBJ_ACTUATOR, p.model.nu, "actuator"),
+            _read_gain,
+            _write_gain,
+            ("actuator_gainprm", "actuator_biasprm", "actuator_forcerange"),
+        ),
+        ModelParam(
+            "gravity",
+            lambda p: ("x", "y", "z"),
+            lambda p: p.model.opt.gravity.astype(np.float64),
+            _write_option("opt.gravity"),
+            ("opt.gravity",),
+        ),
+        ModelParam(
+            "timestep",
+            lambda p: ("timestep",),
+            lambda p: np.array([p.model.opt.timestep], dtype=np.float64),
+            _write_option("opt.timestep"),
+            ("opt.timestep",),
+        ),
+        ModelParam(
+            "frame_skip",
+            lambda p: ("frame_skip",),
+            lambda p: np.array([float(p.env.frame_skip)]),
+            None,
+        ),
+    )
+}
+"""Every MuJoCo physics parameter, defined once (the names are `envs.params.PHYSICS`'s)."""
+assert tuple(MODEL_PARAMS) == PARAMS, "every vocabulary name has one MuJoCo definition"
 
 
 class ModelFields(Mapping[str, np.ndarray]):

@@ -60,8 +60,11 @@ class RandomizationSpec(Spec):
     """Which parameters vary and how often they are resampled (with `adr`: ranges that grow, see `adr`)."""
 
     params: tuple[ParamSpec, ...] = ()
+    """The physics parameters varied, drawn at every reset."""
     resample_every_steps: int | None = Field(default=None, ge=1)
+    """Also redraw every this many steps of an episode (None: at resets only)."""
     adr: AdrSpec | None = None
+    """Automatic domain randomization of the uniform / log_uniform ranges (None: fixed ranges)."""
 
     @model_validator(mode="after")
     def _adr_needs_ranges(self) -> RandomizationSpec:

@@ -122,22 +122,17 @@ def _register_ids(task: Task) -> None:
         kwargs=dict(env.kwargs or {}),
     )
     name = task.name
-    gym.register(task.randomized_id, entry_point=f"{VARIANTS}:make_randomized", kwargs={"task": name})
+    source, target_of = f"{VARIANTS}:make_source", f"{VARIANTS}:make_target"
+    gym.register(task.randomized_id, entry_point=source, kwargs={"task": name})
     for target in task.spec.targets:
-        kwargs = {"task": name, "target": target}
-        gym.register(task.target_id(target), entry_point=f"{VARIANTS}:make_target", kwargs=kwargs)
+        gym.register(task.target_id(target), entry_point=target_of, kwargs={"task": name, "target": target})
     if task.spec.pixels is not None:
-        gym.register(
-            task.pixel_nominal_id, entry_point=f"{VARIANTS}:make_pixel_nominal", kwargs={"task": name}
-        )
-        gym.register(
-            task.pixel_randomized_id, entry_point=f"{VARIANTS}:make_pixel_randomized", kwargs={"task": name}
-        )
+        camera = {"task": name, "pixels": True}
+        gym.register(task.pixel_nominal_id, entry_point=source, kwargs={**camera, "randomized": False})
+        gym.register(task.pixel_randomized_id, entry_point=source, kwargs=camera)
         for target in task.spec.targets:
-            kwargs = {"task": name, "target": target}
-            gym.register(
-                task.pixel_target_id(target), entry_point=f"{VARIANTS}:make_pixel_target", kwargs=kwargs
-            )
+            kwargs = {**camera, "target": target}
+            gym.register(task.pixel_target_id(target), entry_point=target_of, kwargs=kwargs)
 
 
 def ensure(spec: TaskSpec) -> Task:

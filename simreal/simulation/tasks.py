@@ -68,15 +68,25 @@ class TargetSpec(Spec):
     of effects (and, seen through a camera, a fixed visual shift and camera noise)."""
 
     description: str = ""
+    """Free text, shown by `simreal envs`."""
     env: str | None = None
+    """Another env instead of the task's (a robot driver, another engine), given as the task's `env` is."""
     env_kwargs: dict[str, Any] = {}
+    """Constructor arguments of the target's own `env` (only with `env`)."""
     max_episode_steps: int | None = Field(default=None, ge=1)
+    """Time limit of the target's own `env` in steps (only with `env`; None: the task's)."""
     exclusive: bool = False
+    """One instance at a time (hardware): target stages run in turn, comparison stages only if asked."""
     physics: tuple[ParamSpec, ...] = ()
+    """Physics set at every reset, entries as in `randomization.params` (default `dist: fixed`)."""
     effects: tuple[EffectSpec, ...] = ()
+    """Real-like effects, applied in order (the first innermost, closest to the physics)."""
     extrapolation: bool = False
+    """A label: this target's physics lies outside the source randomization's ranges."""
     visuals: tuple[VisualParamSpec, ...] = ()
+    """Pixel ids only: the target's visual shift, entries as in `pixels.randomization.params`."""
     image_noise_std: float = Field(default=0.0, ge=0.0)
+    """Pixel ids only: camera noise std per pixel and channel, in 0-255 units (0: none)."""
 
     @model_validator(mode="after")
     def _kwargs_need_env(self, info: ValidationInfo) -> TargetSpec:
@@ -91,15 +101,22 @@ class PixelSpec(Spec):
     """How a task's pixel ids observe: frame size and stacking, source visual randomization and noise."""
 
     image_size: int = Field(default=64, ge=1)
+    """Side of the square frames, in pixels."""
     image_size_kwargs: tuple[str, ...] = ("width", "height")
+    """The env's constructor arguments that set the frame size (each is given `image_size`)."""
     frame_stack: int = Field(default=3, ge=1)
+    """Frames stacked along the channel axis (1: none)."""
     proprio: bool = False
+    """Observe `{"image", "state"}`: the env's state vector beside the frames."""
     proprio_dims: tuple[int, ...] | None = None
     """With `proprio`: the dimensions of the env's state vector the "state" entry keeps (default: all) -
     a robot's joint encoders, say, without the goal position it must find in the image."""
     env_kwargs: dict[str, Any] = {}
+    """Extra constructor arguments of the env when it renders (e.g. its camera)."""
     randomization: VisualRandomizationSpec = VisualRandomizationSpec()
+    """Visual randomization of the source (colors, light, camera), drawn at every reset."""
     image_noise_std: Scalar = 0.0
+    """Source camera noise std in 0-255 units: a number, or `[low, high]` drawn per episode."""
 
     @model_validator(mode="after")
     def _dims_need_proprio(self) -> PixelSpec:
@@ -123,15 +140,25 @@ class TaskSpec(Spec):
     """A task: its env, the source randomization and its targets."""
 
     name: str
+    """Stem of the task's Gymnasium ids (a file's default: its stem, camel-cased)."""
     description: str = ""
+    """Free text, shown by `simreal envs`."""
     env: str
+    """A registered Gymnasium id, `module:Id`, or `module:attr` naming an env class or factory."""
     env_kwargs: dict[str, Any] = {}
+    """Constructor arguments of `env`."""
     max_episode_steps: int | None = Field(default=None, ge=1)
+    """Episode time limit in steps (None: the registered one; required where there is none)."""
     imports: tuple[str, ...] = ()
+    """Modules imported first, in every worker (they may register ids or define user classes)."""
     randomization: RandomizationSpec = RandomizationSpec()
+    """Physics varied in the source sim (the randomized ids), drawn at every reset."""
     source_effects: tuple[EffectSpec, ...] = ()
+    """Sensing and actuation effects of the source sim, in order (the first innermost)."""
     targets: dict[str, TargetSpec] = {}
+    """The real-like targets by name (letters, digits and `_`: names stem ids)."""
     pixels: PixelSpec | None = None
+    """How the task's pixel ids observe through a camera (None: the task has no pixel ids)."""
     _source: str = PrivateAttr(default="<task>")
 
     @model_validator(mode="before")

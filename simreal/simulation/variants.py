@@ -1,4 +1,5 @@
-"""Builders behind the registered randomized, target and pixel ids (see `registry`).
+"""The builders behind the registered source, target and pixel ids (see `registry`): one for a source
+sim and one for a target, each observing the state or - `pixels` - the camera.
 
 Wrapper order, innermost first: the task's env (with its TimeLimit; a target's own `env:` when it
 names one) -> `RandomizeDynamics` -> effects in YAML order. Physics is changed at reset; effects act
@@ -31,72 +32,57 @@ from simreal.simulation.tasks import PixelSpec
 from simreal.simulation.visuals import RandomizeVisuals, VisualRandomizationSpec
 
 
-def make_randomized(task: str, adr: AdrState | None = None, **kwargs: Any) -> gym.Env[Any, Any]:
-    """The randomized source sim of `task`: physics and sensing resampled per episode (with `adr`, the
-    ADR state a training run's envs share)."""
+def make_source(
+    task: str,
+    randomized: bool = True,
+    pixels: bool = False,
+    adr: AdrState | None = None,
+    teacher_state: bool = False,
+    **kwargs: Any,
+) -> gym.Env[Any, Any]:
+    """The source sim of `task`: randomized (physics and sensing resampled per episode; with `adr`, the
+    ADR state a training run's envs share) or nominal, observed as its state or (`pixels`) through its
+    camera - the look randomized too, only actuation-side effects inside the camera's view.
+
+    `teacher_state` (pixels): the Dict also carries the whole state (`"sim_state"`), with the sensor
+    effects a state policy's training had - what a teacher labelling a camera student reads beside the
+    student's view (`simreal.training.methods.distill.pixels`)."""
     t = get_task(task)
-    env = gym.make(t.nominal_id, **kwargs)
-    where = f"{t.source}: randomization.params"
-    env = RandomizeDynamics(env, t.spec.randomization, where=where, adr=adr)
-    return apply_effects(env, t.spec.source_effects)
+    camera = _pixels(t) if pixels else None
+    env = gym.make(t.nominal_id, **kwargs) if camera is None else _rendering(t.env, camera, kwargs)
+    if randomized:
+        where = f"{t.source}: randomization.params"
+        env = RandomizeDynamics(env, t.spec.randomization, where=where, adr=adr)
+        effects: Sequence[EffectSpec] = t.spec.source_effects
+        if camera is not None:
+            looks = f"{t.source}: pixels.randomization.params"
+            env = RandomizeVisuals(env, camera.randomization, where=looks)
+            effects = effects_under_camera(effects, camera.proprio or teacher_state)
+        env = apply_effects(env, effects)
+    if camera is None:
+        return env
+    return _observe(env, camera, camera.image_noise_std if randomized else 0.0, t.source, teacher_state)
 
 
 def make_target(
-    task: str, target: str, ledger: TargetLedger | None = None, **kwargs: Any
+    task: str, target: str, ledger: TargetLedger | None = None, pixels: bool = False, **kwargs: Any
 ) -> gym.Env[Any, Any]:
-    """A real-like target of `task`: its env with a fixed physics shift plus its ordered effects.
+    """A real-like target of `task`: its env with a fixed physics shift plus its ordered effects, observed
+    as its state or (`pixels`) through its camera, with the target's visual shift and camera noise.
 
     With a `ledger`, every step of the target's own env is counted into it (see `accounting`)."""
     t = get_task(task)
-    spec = t.spec.target(target)
-    env = _counted(gym.make(t.target_env(target), **kwargs), ledger)
-    physics = RandomizationSpec(params=spec.physics)
-    env = RandomizeDynamics(env, physics, where=f"{t.source}: targets.{target}.physics")
-    return apply_effects(env, spec.effects)
-
-
-def make_pixel_nominal(task: str, **kwargs: Any) -> gym.Env[Any, Any]:
-    """The nominal sim of `task` seen through its camera: stacked RGB frames, nothing varied."""
-    t = get_task(task)
-    pixels = _pixels(t)
-    return _observe(_rendering(t.env, pixels, kwargs), pixels, 0.0, t.source)
-
-
-def make_pixel_randomized(
-    task: str, adr: AdrState | None = None, teacher_state: bool = False, **kwargs: Any
-) -> gym.Env[Any, Any]:
-    """The randomized source sim of `task` seen through its camera: physics, look and effects per episode.
-
-    `teacher_state`: the Dict also carries the whole state (`"sim_state"`), with the sensor effects a
-    state policy's training had - what a teacher labelling a camera student reads beside the student's
-    view (`simreal.training.distill_pixels`)."""
-    t = get_task(task)
-    pixels = _pixels(t)
-    where = f"{t.source}: randomization.params"
-    env: gym.Env[Any, Any] = RandomizeDynamics(
-        _rendering(t.env, pixels, kwargs), t.spec.randomization, where=where, adr=adr
-    )
-    env = RandomizeVisuals(env, pixels.randomization, where=f"{t.source}: pixels.randomization.params")
-    env = apply_effects(env, effects_under_camera(t.spec.source_effects, pixels.proprio or teacher_state))
-    return _observe(env, pixels, pixels.image_noise_std, t.source, teacher_state)
-
-
-def make_pixel_target(
-    task: str, target: str, ledger: TargetLedger | None = None, **kwargs: Any
-) -> gym.Env[Any, Any]:
-    """A real-like target of `task` seen through its camera: fixed physics and visual shifts plus effects."""
-    t = get_task(task)
-    pixels = _pixels(t)
+    camera = _pixels(t) if pixels else None
     spec = t.spec.target(target)
     path = f"{t.source}: targets.{target}"
-    env: gym.Env[Any, Any] = RandomizeDynamics(
-        _counted(_rendering(t.target_env(target), pixels, kwargs), ledger),
-        RandomizationSpec(params=spec.physics),
-        where=f"{path}.physics",
-    )
+    base = t.target_env(target)
+    env = _counted(gym.make(base, **kwargs) if camera is None else _rendering(base, camera, kwargs), ledger)
+    env = RandomizeDynamics(env, RandomizationSpec(params=spec.physics), where=f"{path}.physics")
+    if camera is None:
+        return apply_effects(env, spec.effects)
     env = RandomizeVisuals(env, VisualRandomizationSpec(params=spec.visuals), where=f"{path}.visuals")
-    env = apply_effects(env, effects_under_camera(spec.effects, pixels.proprio))
-    return _observe(env, pixels, spec.image_noise_std, t.source)
+    env = apply_effects(env, effects_under_camera(spec.effects, camera.proprio))
+    return _observe(env, camera, spec.image_noise_std, t.source)
 
 
 def _counted(env: gym.Env[Any, Any], ledger: TargetLedger | None) -> gym.Env[Any, Any]:

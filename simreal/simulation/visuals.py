@@ -211,6 +211,7 @@ class VisualRandomizationSpec(Spec):
     """Which visual parameters vary per episode."""
 
     params: tuple[VisualParamSpec, ...] = ()
+    """The visual parameters varied, drawn at every reset."""
 
 
 class RandomizeVisuals(ParamWrapper):

@@ -1,2 +1,1 @@
-"""The training layer: stages and their scheduling, transfer, checkpoints, artifacts, evaluation,
-perception."""
+"""Training: the stage engine (`engine`) and the transfer methods that are its plugins (`methods`)."""

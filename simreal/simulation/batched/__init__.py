@@ -3,7 +3,7 @@
 `make_batched(task, randomized, nworld, seed, device)` builds the `VecEnv` a pretraining stage trains
 on: the task's randomized (or nominal) source sim, every world with its own physics and effects drawn
 at its own resets, from the same YAML and with the same validation as the Gymnasium path
-(`simreal.simulation.variants.make_randomized`); its refusals are one line each. `check_batched` makes
+(`simreal.simulation.variants.make_source`); its refusals are one line each. `check_batched` makes
 them without building the Warp model (preflight). Target envs never run here: fine-tuning, scratch and
 evaluation use the target's Gymnasium env, so a policy pretrained on either backend meets the same target.
 

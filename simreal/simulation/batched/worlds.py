@@ -22,28 +22,16 @@ import torch
 
 from simreal.schema import ConfigError
 from simreal.simulation.adr import AdrState
-from simreal.simulation.physics import MujocoParams
+from simreal.simulation.physics import MASS_DERIVED, MODEL_PARAMS, MujocoParams
 from simreal.simulation.randomization import RandomizationSpec, physics_space
 from simreal.simulation.references import is_reference
 from simreal.simulation.sampling import BoundParam, bind
 
 FIELDS: dict[str, tuple[str, ...]] = {
-    "body_mass": (
-        "body_mass",
-        "body_inertia",
-        "body_subtreemass",
-        "body_invweight0",
-        "dof_invweight0",
-        "tendon_invweight0",
-        "actuator_acc0",
-    ),
-    "friction": ("geom_friction",),
-    "joint_damping": ("dof_damping",),
-    "actuator_gain": ("actuator_gainprm", "actuator_biasprm", "actuator_forcerange"),
-    "gravity": ("opt.gravity",),
-    "timestep": ("opt.timestep",),
+    name: (*p.fields, *p.derived) for name, p in MODEL_PARAMS.items() if p.write is not None
 }
-"""Randomizable parameter -> the MuJoCo model fields its value (and `mj_setConst`) changes."""
+"""Randomizable parameter -> the MuJoCo model fields its value (and `mj_setConst`) changes: from the one
+definition of each parameter (`simreal.simulation.physics.MODEL_PARAMS`)."""
 
 
 def batched_fields(spec: RandomizationSpec, where: str) -> tuple[str, ...]:
@@ -65,7 +53,7 @@ def batched_fields(spec: RandomizationSpec, where: str) -> tuple[str, ...]:
     return tuple(fields)
 
 
-DERIVED = ("body_subtreemass", "body_invweight0", "dof_invweight0", "tendon_invweight0", "actuator_acc0")
+DERIVED = MASS_DERIVED
 """The fields `mj_setConst` recomputes from the masses (per world, on the host model)."""
 
 

@@ -110,7 +110,9 @@ class EffectSpec(Spec):
     """One effect: its `type` and validated constructor arguments. YAML is flat: `{type: ..., <arg>: ...}`."""
 
     type: str
+    """A built-in effect name, or `module:Class` naming a `gymnasium.Wrapper` subclass."""
     args: dict[str, Any] = {}
+    """Its constructor arguments, given flat beside `type` in YAML and checked against the class."""
 
     @model_validator(mode="before")
     @classmethod

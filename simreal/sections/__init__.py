@@ -1,0 +1,34 @@
+"""The sections of an experiment config, each with its own rules: the algorithm, pretraining, fine-tuning,
+evaluation, the reference, distillation and perception.
+
+`simreal.config.ExperimentConfig` composes them; a rule that involves other sections is the section's
+`check(cfg)`, which the experiment calls once everything is parsed. A method's own section (a user's
+included) is a `Spec` of the same kind.
+"""
+
+from simreal.sections.core import (
+    SEARCHABLE,
+    AlgoConfig,
+    AutoConfig,
+    EvalConfig,
+    FinetuneConfig,
+    PretrainConfig,
+    ReferenceConfig,
+)
+from simreal.sections.distill import SUPPORTED_ALGOS, DistillConfig, MixingConfig
+from simreal.sections.perception import AugmentationConfig, PerceptionConfig
+
+__all__ = [
+    "SEARCHABLE",
+    "SUPPORTED_ALGOS",
+    "AlgoConfig",
+    "AugmentationConfig",
+    "AutoConfig",
+    "DistillConfig",
+    "EvalConfig",
+    "FinetuneConfig",
+    "MixingConfig",
+    "PerceptionConfig",
+    "PretrainConfig",
+    "ReferenceConfig",
+]
