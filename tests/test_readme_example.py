@@ -1,4 +1,5 @@
-"""The README's "Your own robot" example, run exactly as written (files from its code blocks)."""
+"""The "Your own robot" guide's example (docs/guides/own-robot.md), run exactly as written (files from its
+code blocks)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from tiny import set_args
 
 from simreal.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "guides" / "own-robot.md"
 
 
 def _files() -> dict[str, str]:
-    """Every README code block whose first line is a comment naming a file under my_robot/."""
+    """Every code block of the guide whose first line is a comment naming a file under my_robot/."""
     blocks = re.findall(r"```(?:yaml|python)\n(.*?)```", README.read_text(), flags=re.S)
     files = {}
     for block in blocks:
