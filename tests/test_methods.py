@@ -125,3 +125,30 @@ def test_bad_method_graphs_fail_before_anything_is_written(
     assert main(["run", str(config), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_methods_guide_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/guides/methods.md: its method file and its experiment file, as written, through `simreal run`."""
+    import re
+    import sys
+
+    guide = Path(__file__).resolve().parents[1] / "docs" / "guides" / "methods.md"
+    blocks = re.findall(r"```(?:yaml|python)\n(.*?)```", guide.read_text(), flags=re.S)
+    files = {m.group(1): b for b in blocks if (m := re.match(r"# (\S+\.(?:py|yaml))", b.splitlines()[0]))}
+    assert set(files) == {"my_pkg/methods.py", "my_experiment.yaml"}
+    (tmp_path / "my_pkg").mkdir()
+    (tmp_path / "my_pkg" / "__init__.py").write_text("")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        tiny = set_args(tmp_path / "runs", "reference=false", "pretrain.nominal_baseline=false", "workers=1")
+        assert main(["run", "my_experiment.yaml", *tiny, "--seeds", "0"]) == 0
+        report = json.loads((tmp_path / "runs" / "quickstart_probe" / "report.json").read_text())
+        assert report["variants"]["linear_probe"]["label"] == "linear probe (last layer only)"
+    finally:
+        for module in [m for m in sys.modules if m == "my_pkg" or m.startswith("my_pkg.")]:
+            del sys.modules[module]
