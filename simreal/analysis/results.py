@@ -406,6 +406,15 @@ def _variant_row(
         "p_beats_scratch": None,
     }
     row["target_steps"] = _steps(data.steps.get(variant, []))
+    rates = [f["adaptive_rate"] for f in data.finals[variant] if "adaptive_rate" in f]
+    if rates:  # `lr_schedule: adaptive`: the rate each seed ended at, and the range it moved through
+        reached = [rate for r in rates for _, rate, _ in r["history"]]
+        row["learning_rate"] = {
+            "final_per_seed": [r["rate"] for r in rates],
+            "final_mean": float(np.mean([r["rate"] for r in rates])),
+            "lowest": min(reached, default=None),
+            "highest": max(reached, default=None),
+        }
     kept = [f["kept_step"] for f in data.finals[variant] if "kept_step" in f]
     row["kept_steps"] = kept or None  # keep_best: the step each seed's deployed policy is from
     searches = data.auto.get(variant)

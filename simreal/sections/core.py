@@ -156,8 +156,12 @@ class FinetuneConfig(Spec):
     """Fine-tuning learning rate (None: the pretraining rate x `lr_factor`)."""
     lr_factor: float = Field(default=0.1, gt=0)
     """Fine-tuning rate as a factor of the pretraining rate, unless `learning_rate` is set."""
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
-    """`constant`, or a `linear` / `cosine` decay to 0 over the fine-tuning."""
+    lr_schedule: Literal["constant", "linear", "cosine", "adaptive"] = "constant"
+    """`constant`, a `linear` / `cosine` decay to 0, or `adaptive`: steered by each update's KL (PPO, A2C)."""
+    target_kl: float = Field(default=0.01, gt=0)
+    """With `lr_schedule: adaptive`: the policy change per update (KL) the rate is steered toward."""
+    lr_bounds: tuple[float, float] = (0.01, 1.0)
+    """With `lr_schedule: adaptive`: the lowest and highest rate, as factors of the pretraining rate."""
     lr_warmup_fraction: float = Field(default=0.0, ge=0, lt=1)
     """Share of the fine-tuning over which the rate ramps up linearly from ~0 (0: no warm-up)."""
     freeze_features: bool = True
@@ -198,6 +202,14 @@ class FinetuneConfig(Spec):
             raise ValueError(f"must be increasing target steps >= 1, got {value}")
         return value
 
+    @field_validator("lr_bounds")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low < high:
+            raise ValueError(f"must be [low, high] factors with 0 < low < high, got [{low:g}, {high:g}]")
+        return value
+
     @model_validator(mode="after")
     def _patience_keeps_best(self) -> FinetuneConfig:
         if self.patience is not None and not self.keep_best:
@@ -229,6 +241,8 @@ class FinetuneConfig(Spec):
                 "exclusive (allowed: 1 - an exclusive target, e.g. a robot, has one instance at a time)"
             )
         starts = exp.finetune_learning_starts
+        if self.lr_schedule == "adaptive":
+            self._check_adaptive(exp, starts)
         if self.learning_starts is not None and starts is None:
             raise ValueError(
                 f"finetune.learning_starts: {exp.algo.name} is on-policy and has no warm-up "
@@ -238,6 +252,25 @@ class FinetuneConfig(Spec):
             raise ValueError(
                 f"finetune.learning_starts: {starts:,} transitions before the first update, but the budget "
                 f"is {self.timesteps:,} target steps (allowed: below finetune.timesteps)"
+            )
+
+    def _check_adaptive(self, exp: Any, starts: int | None) -> None:
+        """The KL-adaptive rate steers an on-policy update, starting from the fine-tuning rate."""
+        if starts is not None:
+            raise ValueError(
+                f"finetune.lr_schedule: adaptive steers on-policy updates by their KL; {exp.algo.name} is "
+                "off-policy (allowed: constant, linear, cosine)"
+            )
+        if self.lr_warmup_fraction > 0:
+            raise ValueError(
+                "finetune.lr_warmup_fraction: the adaptive rate raises itself from the fine-tuning rate "
+                "(allowed: 0 with lr_schedule: adaptive)"
+            )
+        low, high = (f * exp.algo.pretrain_lr for f in self.lr_bounds)
+        if not low <= exp.finetune_lr <= high:
+            raise ValueError(
+                f"finetune.lr_bounds: the fine-tuning rate {exp.finetune_lr:.3g} lies outside "
+                f"[{low:.3g}, {high:.3g}] (allowed: bounds around the rate it starts from)"
             )
 
     def _check_candidates(self, auto: AutoConfig, depth: int) -> None:

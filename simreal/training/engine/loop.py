@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -227,6 +227,7 @@ class _StageCallback(BaseCallback):
         self.next_eval = 0
         self.log_dynamics = log_dynamics
         self.dynamics: dict[str, list[float]] = {}
+        self.stateful: list[BaseCallback] = []
 
     def _obs_rms(self) -> RunningMeanStd | None:
         return obs_rms_of(self.training_env)
@@ -282,9 +283,27 @@ class _StageCallback(BaseCallback):
         }
         if self.adr is not None:
             extra["adr"] = self.adr.as_dict()
+        if self.stateful:
+            extra["callbacks"] = stateful(self.stateful)
         save_checkpoint(self.stage_dir / CHECKPOINT, self.model, self._obs_rms(), extra)
         if self.on_save is not None:
             self.on_save()
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A callback whose state a checkpoint keeps (and `final.json` reports), under its `key`."""
+
+    key: str
+
+    def state(self) -> dict[str, Any]: ...
+
+    def load(self, state: dict[str, Any]) -> None: ...
+
+
+def stateful(callbacks: Sequence[BaseCallback]) -> dict[str, Any]:
+    """The state of the callbacks that keep one, by key."""
+    return {c.key: c.state() for c in callbacks if isinstance(c, Stateful)}
 
 
 def train_stage(
@@ -298,6 +317,7 @@ def train_stage(
     on_save: Callable[[], None] | None = None,
     hooks: Sequence[Callable[[int], None]] = (),
     adr: AdrState | None = None,
+    callbacks: Sequence[BaseCallback] = (),
 ) -> BaseAlgorithm:
     """Train `model` to `budget` total env steps, resuming from `stage_dir/checkpoint.pt` if present.
 
@@ -305,7 +325,8 @@ def train_stage(
     before a checkpoint is loaded, so the optimizers have the shape they had when it was saved). With
     `schedule.keep` the stage may stop early; the rest of the evaluation grid then holds the kept
     policy's evaluation (its weights no longer change, so re-evaluating it there gives the same number),
-    and `model` ends with the kept weights."""
+    and `model` ends with the kept weights. `callbacks` run before the stage's own at every event (so a
+    rate they set is the one the checkpoint records); the stateful ones are checkpointed."""
     ckpt = stage_dir / CHECKPOINT
     purge: int | None = None
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -318,6 +339,9 @@ def train_stage(
             env.obs_rms = obs_rms  # type: ignore[assignment]
         if adr is not None and "adr" in extra:
             adr.load(extra["adr"])
+        for callback in callbacks:
+            if isinstance(callback, Stateful) and callback.key in extra.get("callbacks", {}):
+                callback.load(extra["callbacks"][callback.key])
         if schedule is not None:
             schedule.curve = list(extra["curve"])
             if schedule.keep is not None:
@@ -326,10 +350,14 @@ def train_stage(
     keep_before(stage_dir, purge or 0)  # an interrupted attempt's values past the checkpoint: logged again
     model.set_logger(stage_logger(stage_dir, purge))
     callback = _StageCallback(stage_dir, schedule, checkpoint_every, log_dynamics, on_save, hooks, adr)
+    callback.stateful = list(callbacks)
     remaining = budget - model.num_timesteps
     if remaining > 0 and not (schedule is not None and schedule.keep is not None and schedule.keep.stop):
         model.learn(
-            remaining, callback=CallbackList([callback]), reset_num_timesteps=False, progress_bar=progress_bar
+            remaining,
+            callback=CallbackList([*callbacks, callback]),
+            reset_num_timesteps=False,
+            progress_bar=progress_bar,
         )
     keep = schedule.keep if schedule is not None else None
     if schedule is not None and keep is not None and keep.stop:

@@ -36,3 +36,27 @@ class WarmupDecaySchedule:
         if self.decay == "linear":
             return floor + (self.base_lr - floor) * (1.0 - t)
         return floor + (self.base_lr - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+class AdaptiveRate:
+    """A rate that follows the policy's change per update (rsl_rl's `schedule: adaptive`): after each
+    update, x1.5 when its KL stayed under `target_kl / 2`, /1.5 when it exceeded `2 x target_kl`, within
+    [`low`, `high`]. A near target, where small updates already move the policy, keeps a gentle rate; a
+    far one, where the low rate barely moves it, speeds up by itself. SB3 reads it at every `train()`."""
+
+    FACTOR = 1.5
+
+    def __init__(self, start: float, target_kl: float, low: float, high: float) -> None:
+        self.rate = start
+        self.target_kl, self.low, self.high = target_kl, low, high
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.rate
+
+    def update(self, kl: float) -> float:
+        """The next rate after an update whose KL (old policy to new, mean over the rollout) was `kl`."""
+        if kl > 2.0 * self.target_kl:
+            self.rate = max(self.rate / self.FACTOR, self.low)
+        elif kl < 0.5 * self.target_kl:
+            self.rate = min(self.rate * self.FACTOR, self.high)
+        return self.rate

@@ -147,8 +147,11 @@ def _layout(venv: VecEnv) -> dict[str, list[int]] | None:
     return None
 
 
-def write_final(out: Path, result: EvalResult, keep: guards.KeepBest | None = None) -> None:
-    """`final.json`: the final evaluation (of the kept policy, with `keep_best`: which step it is from)."""
+def write_final(
+    out: Path, result: EvalResult, keep: guards.KeepBest | None = None, extra: dict[str, Any] | None = None
+) -> None:
+    """`final.json`: the final evaluation (of the kept policy, with `keep_best`: which step it is from),
+    and `extra` (what the stage's stateful callbacks ended with, e.g. the adaptive rate)."""
     data: dict[str, Any] = {
         "returns": result.returns.tolist(),
         "lengths": result.lengths.tolist(),
@@ -158,6 +161,7 @@ def write_final(out: Path, result: EvalResult, keep: guards.KeepBest | None = No
     }
     if keep is not None:
         data.update(kept_step=keep.best_step, stopped_early=keep.stop)
+    data.update(extra or {})
     atomic_write_text(json.dumps(data, indent=1), out / FINAL)
 
 

@@ -17,13 +17,21 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from simreal.simulation.accounting import STEPS, TargetLedger, read_json
 from simreal.training.engine.artifacts import save_policy
 from simreal.training.engine.context import Context
 from simreal.training.engine.evaluation import evaluate
-from simreal.training.engine.loop import Borrowed, EvalSchedule, obs_rms_of, train_stage, write_hparams
+from simreal.training.engine.loop import (
+    Borrowed,
+    EvalSchedule,
+    obs_rms_of,
+    stateful,
+    train_stage,
+    write_hparams,
+)
 from simreal.training.engine.perception import Encoder
 from simreal.training.engine.sb3.guards import KeepBest
 from simreal.training.engine.sb3.loading import build_model
@@ -54,6 +62,9 @@ class Built:
     venv: VecEnv
     encoder: Encoder
     provenance: dict[str, str] = field(default_factory=dict)
+    callbacks: list[BaseCallback] = field(default_factory=list)
+    """SB3 callbacks that act while it trains; those with `key`, `state()` and `load()` are checkpointed
+    and their state goes to `final.json` (e.g. the adaptive rate it reached)."""
 
 
 class Learner(Protocol):
@@ -149,6 +160,7 @@ def train_on_target(
         ctx.progress_bar,
         on_save=lambda: write_steps(out, ledger),
         hooks=hooks,
+        callbacks=built.callbacks,
     )
     rms = keep.obs_rms if keep is not None else obs_rms_of(venv)
     meta = {**policy_meta(ctx, variant, seed, ctx.target_id, venv), **built.provenance}
@@ -165,7 +177,7 @@ def train_on_target(
         )
     venv.close()
     write_steps(out, ledger)
-    write_final(out, result, keep)
+    write_final(out, result, keep, stateful(built.callbacks))
     write_hparams(out, stage_hparams(ctx, variant, seed, budget), result)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from simreal.config import ExperimentConfig
@@ -39,9 +40,10 @@ from simreal.training.engine.method import Method, Stage, Variant
 from simreal.training.engine.perception import Encoder
 from simreal.training.engine.sb3 import guards
 from simreal.training.engine.sb3 import transfer as tr
+from simreal.training.engine.sb3.adaptive import KLAdaptiveRate
 from simreal.training.engine.sb3.checkpoints import save_checkpoint
 from simreal.training.engine.sb3.loading import build_model
-from simreal.training.engine.schedules import WarmupDecaySchedule
+from simreal.training.engine.schedules import AdaptiveRate, WarmupDecaySchedule
 from simreal.training.engine.stage import backbone_lr, policy_env
 from simreal.training.engine.target import Built, Hook, adapt_to_target, train_on_target
 from simreal.training.methods.finetune import auto
@@ -86,6 +88,16 @@ def _check_source(ctx: Context, source: Path, art: PolicyArtifact, out: Path) ->
     return provenance
 
 
+def learning_rate(cfg: ExperimentConfig) -> WarmupDecaySchedule | AdaptiveRate:
+    """The fine-tuning rate as the schedule SB3 reads at every update: fixed (with its warm-up and decay),
+    or `adaptive`, steered by each update's KL within `lr_bounds` x the pretraining rate."""
+    ft = cfg.finetune
+    if ft.lr_schedule == "adaptive":
+        low, high = (f * cfg.algo.pretrain_lr for f in ft.lr_bounds)
+        return AdaptiveRate(cfg.finetune_lr, ft.target_kl, low, high)
+    return WarmupDecaySchedule(cfg.finetune_lr, ft.lr_schedule, ft.lr_warmup_fraction)
+
+
 def _transferred(
     ctx: Context, seed: int, source: Path, out: Path, env_kwargs: dict[str, Any]
 ) -> tuple[BaseAlgorithm, VecEnv, Encoder, dict[str, str]]:
@@ -104,8 +116,7 @@ def _transferred(
     )
     encoder.load_backbone_state(art.backbone)
     check_spaces(art.meta, venv.observation_space, venv.action_space)
-    schedule = WarmupDecaySchedule(cfg.finetune_lr, ft.lr_schedule, ft.lr_warmup_fraction)
-    model = build_model(cfg.algo, venv, schedule, ctx.device, seed, encoder)
+    model = build_model(cfg.algo, venv, learning_rate(cfg), ctx.device, seed, encoder)
     load_torch_state(model, art.states, art.tensors, include_optimizers=False)
     tr.act_from_policy(model, cfg.finetune_learning_starts)
     if ft.reinit_heads:
@@ -197,7 +208,10 @@ class Transferred:
         model, venv, encoder, provenance = _transferred(ctx, seed, source, out, ctx.target_kwargs(ledger))
         if found is not None:
             _continue_winner(model, found, out, ctx.cfg.evaluation.every_steps)
-        return Built(ctx, model, venv, encoder, provenance)
+        callbacks: list[BaseCallback] = []
+        if isinstance(model.learning_rate, AdaptiveRate):
+            callbacks.append(KLAdaptiveRate(model.learning_rate, seed))
+        return Built(ctx, model, venv, encoder, provenance, callbacks)
 
     def hooks(
         self, built: Built, seed: int, make_eval: Callable[[], gym.Env[Any, Any]], ledger: TargetLedger

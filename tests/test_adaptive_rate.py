@@ -1,0 +1,101 @@
+"""`finetune.lr_schedule: adaptive`: the rate follows each update's KL, within its bounds, and the rate
+logged is the one the optimizer used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+from stable_baselines3 import PPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny import set_args
+
+from simreal.cli import main
+from simreal.config import load_config
+from simreal.schema import ConfigError
+from simreal.training.engine.sb3.adaptive import KLAdaptiveRate
+from simreal.training.engine.schedules import AdaptiveRate
+
+
+def test_the_rule_raises_under_half_the_target_lowers_over_twice_and_holds_its_bounds() -> None:
+    rate = AdaptiveRate(start=1e-4, target_kl=0.01, low=5e-5, high=2e-4)
+    assert rate.update(0.001) == pytest.approx(1.5e-4)  # under target / 2: faster
+    assert rate.update(0.001) == pytest.approx(2e-4)  # capped at the high bound
+    assert rate.update(0.01) == pytest.approx(2e-4)  # inside [target / 2, 2 target]: unchanged
+    assert rate.update(0.05) == pytest.approx(2e-4 / 1.5)  # over 2 x target: slower
+    for _ in range(5):
+        rate.update(1.0)
+    assert rate.rate == pytest.approx(5e-5) and rate(0.3) == rate.rate  # floored; SB3 reads the rate
+
+
+@pytest.mark.parametrize(("target_kl", "direction"), [(1e3, 1), (1e-12, -1)])
+def test_kl_forced_low_raises_the_rate_forced_high_lowers_it(target_kl: float, direction: int) -> None:
+    """A target KL far above any real update's KL raises the rate at every update, one far below lowers
+    it; the optimizer trains at the rate the schedule reached, which is what TensorBoard shows."""
+    schedule = AdaptiveRate(start=1e-4, target_kl=target_kl, low=1e-5, high=1e-3)
+    model = PPO("MlpPolicy", gym.make("Pendulum-v1"), learning_rate=schedule, n_steps=64, batch_size=32,
+                n_epochs=2, seed=0, device="cpu")
+    callback = KLAdaptiveRate(schedule)
+    model.learn(64 * 6, callback=callback)
+    rates = [r for _, r, _ in callback.history]
+    assert len(rates) == 5 and all(k >= 0 for _, _, k in callback.history)
+    steps = [b - a for a, b in zip([1e-4, *rates], rates, strict=False)]
+    assert all(direction * s > 0 or r in (1e-5, 1e-3) for s, r in zip(steps, rates, strict=True))
+    assert 1e-5 <= min(rates) and max(rates) <= 1e-3
+    assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(rates[-1])
+
+
+def test_an_adaptive_fine_tuning_reports_its_rate(tmp_path: Path) -> None:
+    args = set_args(
+        tmp_path,
+        "finetune.lr_schedule=adaptive",
+        "finetune.target_kl=1000",  # every update's KL is far below: the rate climbs to its bound
+        "finetune.lr_bounds=[0.05, 0.2]",
+        "finetune.timesteps=256",
+        "evaluation.every_steps=128",
+        "pretrain.nominal_baseline=false",
+        "scratch=false",
+        reference=False,
+    )
+    assert main(["run", *args, "--seeds", "0"]) == 0
+    stage = tmp_path / "quickstart/finetune/seed0"
+    final = json.loads((stage / "final.json").read_text())
+    rates = [r for _, r, _ in final["adaptive_rate"]["history"]]
+    pretrain_lr = load_config().algo.pretrain_lr
+    assert rates == sorted(rates) and rates[-1] == pytest.approx(0.2 * pretrain_lr)
+    events = EventAccumulator(str(stage))
+    events.Reload()
+    assert [e.value for e in events.Scalars("finetune/learning_rate")] == pytest.approx(rates)
+    report = json.loads((tmp_path / "quickstart/report.json").read_text())
+    assert report["variants"]["finetune"]["learning_rate"]["final_per_seed"] == pytest.approx([rates[-1]])
+    assert "steered its learning rate" in (tmp_path / "quickstart/report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["finetune.lr_schedule=adaptive", "finetune.target_kl=0"], "finetune.target_kl"),
+        (["finetune.lr_bounds=[1.0, 0.1]"], "finetune.lr_bounds: must be [low, high] factors"),
+        (["finetune.lr_schedule=adaptive", "finetune.lr_bounds=[0.2, 1.0]"], "lies outside"),
+        (
+            ["finetune.lr_schedule=adaptive", "finetune.lr_warmup_fraction=0.2"],
+            "finetune.lr_warmup_fraction: the adaptive rate",
+        ),
+    ],
+)
+def test_bad_adaptive_settings_are_one_line(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_off_policy_algorithm_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "sac.yaml"
+    path.write_text(
+        "experiment: s\ntask: inverted_pendulum\ntarget: latency\nalgo: {name: SAC}\n"
+        "pretrain: {timesteps: 1000}\nfinetune: {timesteps: 1000, lr_schedule: adaptive}\n"
+    )
+    with pytest.raises(ConfigError, match="adaptive steers on-policy updates by their KL; SAC is off-policy"):
+        load_config(path)
