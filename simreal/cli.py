@@ -86,6 +86,23 @@ def _parser() -> argparse.ArgumentParser:
     dg.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the target")
     dg.add_argument("--out", help="where diagnose.json/.md go (default: beside MODEL)")
     dg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    rob = sub.add_parser(
+        "robustness", help="a policy's zero-shot return over a grid of one or two shifts of the simulation"
+    )
+    rob.add_argument("model", help="a policy.pt artifact")
+    rob.add_argument("--task", required=True, help="the task YAML (or packaged key) the policy learned")
+    rob.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=LOW:HIGH[:N]",
+        help="a physics parameter's scale (body_mass, body_mass/pole) or an effect argument (action_delay, "
+        "observation_noise.std); one or two",
+    )
+    rob.add_argument("--episodes", type=int, default=5, help="episodes a cell (the same seeds in each)")
+    rob.add_argument("--out", help="where robustness.json/.png go (default: beside MODEL, robustness/)")
+    rob.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    rob.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     rep = sub.add_parser("report", help="rewrite report.json/report.md/curves.png of a run directory")
     rep.add_argument("run_dir")
     sw = sub.add_parser("sweep", help="search fine-tuning settings over a run's pretrained policies (Optuna)")
@@ -382,6 +399,27 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     print(f"written: {out / 'diagnose.json'}  {out / 'diagnose.md'}")
 
 
+def cmd_robustness(args: argparse.Namespace) -> None:
+    from simreal.analysis.robustness import parse_axis, robustness
+    from simreal.simulation.references import import_all
+    from simreal.simulation.registry import register_task
+
+    if not 1 <= len(args.sweep) <= 2:
+        raise ConfigError(f"--sweep: give one or two axes, got {len(args.sweep)}")
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
+    model = Path(args.model)
+    if not model.is_file():
+        raise ArtifactError(f"{model}: file not found (allowed: a policy.pt)")
+    import_all(args.imports, "--import")
+    task = register_task(args.task, Path.cwd())
+    axes = [parse_axis(text, task) for text in args.sweep]
+    out = Path(args.out) if args.out else model.parent / "robustness"
+    data = robustness(model, task, axes, args.episodes, resolve_device(args.device), out)
+    print(f"zero-shot return over the grid: {data['lowest']:.1f} .. {data['highest']:.1f}")
+    print(f"written: {out / 'robustness.json'}, robustness.png, tensorboard/")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from simreal.analysis.report import write_report
 
@@ -468,6 +506,7 @@ COMMANDS = {
     "distill": cmd_distill,
     "evaluate": cmd_evaluate,
     "report": cmd_report,
+    "robustness": cmd_robustness,
     "diagnose": cmd_diagnose,
     "envs": cmd_envs,
     "sweep": cmd_sweep,
