@@ -86,6 +86,19 @@ def _parser() -> argparse.ArgumentParser:
     dg.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the target")
     dg.add_argument("--out", help="where diagnose.json/.md go (default: beside MODEL)")
     dg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    pan = sub.add_parser(
+        "panel", help="an experiment's recipe on a panel of random targets drawn from its task"
+    )
+    pan.add_argument(
+        "source", metavar="TASK_OR_EXPERIMENT", help="an experiment YAML, or a task (key or file)"
+    )
+    pan.add_argument("--targets", type=int, required=True, help="how many targets to draw")
+    pan.add_argument("--seed", type=int, default=0, help="the panel's seed (the same seed, the same targets)")
+    pan.add_argument(
+        "--beyond", type=float, default=2.0, help="how far outside the pretraining ranges a value may lie (x)"
+    )
+    pan.add_argument("--out", help="where panel_task.yaml, runs/ and panel.json/.md/.png go")
+    pan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     rob = sub.add_parser(
         "robustness", help="a policy's zero-shot return over a grid of one or two shifts of the simulation"
     )
@@ -399,6 +412,25 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     print(f"written: {out / 'diagnose.json'}  {out / 'diagnose.md'}")
 
 
+def cmd_panel(args: argparse.Namespace) -> None:
+    from simreal.panel import recipe, run_panel
+
+    doc = run_panel(
+        recipe(args.source, args.overrides),
+        args.targets,
+        args.seed,
+        args.beyond,
+        Path(args.out) if args.out else None,
+    )
+    rates = doc["win_rates"]
+    for key, label in (("finetune_beats_scratch", "scratch"), ("finetune_beats_zeroshot", "zero-shot")):
+        r = rates[key]
+        print(f"fine-tune beats {label} on {r['rate']:.0%} of {r['targets']} targets (95% CI {r['ci95']})")
+    if doc["caveat"]:
+        print(f"caution: {doc['caveat']}")
+    print(f"written: {Path(doc['task_file']).parent / 'panel.md'}")
+
+
 def cmd_robustness(args: argparse.Namespace) -> None:
     from simreal.analysis.robustness import parse_axis, robustness
     from simreal.simulation.references import import_all
@@ -507,6 +539,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "report": cmd_report,
     "robustness": cmd_robustness,
+    "panel": cmd_panel,
     "diagnose": cmd_diagnose,
     "envs": cmd_envs,
     "sweep": cmd_sweep,

@@ -35,7 +35,7 @@ def config_reference() -> str:
     parts += _tables(ExperimentConfig, "", skip={"task", "method_sections"}, top="Experiment file: top level")
     parts += [
         "## Task file (`task:` of an experiment: a packaged key, a path, or inline)\n",
-        "Also what `register_task(\"my_robot.yaml\")` and `simreal envs --task FILE` read. Keys as they "
+        'Also what `register_task("my_robot.yaml")` and `simreal envs --task FILE` read. Keys as they '
         "stand in a task file (inline in an experiment, under `task:`).\n",
     ]
     parts += _tables(TaskSpec, "", skip=set(), top="Task file: top level")

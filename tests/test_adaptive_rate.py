@@ -35,8 +35,16 @@ def test_kl_forced_low_raises_the_rate_forced_high_lowers_it(target_kl: float, d
     """A target KL far above any real update's KL raises the rate at every update, one far below lowers
     it; the optimizer trains at the rate the schedule reached, which is what TensorBoard shows."""
     schedule = AdaptiveRate(start=1e-4, target_kl=target_kl, low=1e-5, high=1e-3)
-    model = PPO("MlpPolicy", gym.make("Pendulum-v1"), learning_rate=schedule, n_steps=64, batch_size=32,
-                n_epochs=2, seed=0, device="cpu")
+    model = PPO(
+        "MlpPolicy",
+        gym.make("Pendulum-v1"),
+        learning_rate=schedule,
+        n_steps=64,
+        batch_size=32,
+        n_epochs=2,
+        seed=0,
+        device="cpu",
+    )
     callback = KLAdaptiveRate(schedule)
     model.learn(64 * 6, callback=callback)
     rates = [r for _, r, _ in callback.history]

@@ -195,6 +195,7 @@ def test_kill_and_resume_logs_every_step_once(tmp_path: Path) -> None:
     run = tmp_path / "quickstart"
     resume = [sys.executable, "-m", "simreal.cli", "run", "--no-progress", "--resume", str(run)]
     pretrain = run / "pretrain_randomized/seed0"
+
     def logged_before_checkpoint() -> bool:  # a few rollouts' values in TensorBoard, no checkpoint yet
         files = list(pretrain.glob("events.out.tfevents.*"))
         return bool(files) and files[0].stat().st_size > 2000 and not (pretrain / "checkpoint.pt").exists()

@@ -127,9 +127,7 @@ def test_bad_method_graphs_fail_before_anything_is_written(
     assert not (tmp_path / "runs").exists()
 
 
-def test_the_methods_guide_example_runs_as_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_methods_guide_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/guides/methods.md: its method file and its experiment file, as written, through `simreal run`."""
     import re
     import sys

@@ -28,10 +28,17 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     task = root / "robust_point.yaml"
     task.write_text(yaml.safe_dump(TASK))
     config = root / "exp.yaml"
-    config.write_text(yaml.safe_dump({
-        "experiment": "point", "task": str(task), "target": "same",
-        "pretrain": {"timesteps": 128, "nominal_baseline": False}, "finetune": {"timesteps": 128},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "experiment": "point",
+                "task": str(task),
+                "target": "same",
+                "pretrain": {"timesteps": 128, "nominal_baseline": False},
+                "finetune": {"timesteps": 128},
+            }
+        )
+    )
     assert main(["pretrain", str(config), *set_args(root / "runs", reference=False), "--seeds", "0"]) == 0
     return root / "runs/point/pretrain_randomized/seed0/policy.pt", task
 
@@ -40,8 +47,24 @@ def test_a_grid_of_a_users_parameter_and_effect(policy: tuple[Path, Path], tmp_p
     model, task = policy
     sweeps = ["--sweep", "user_envs:MASS=0.5:3.0:3", "--sweep", "user_envs:MotorSlip=0:0.5:2"]
     out = tmp_path / "map"
-    assert main(["robustness", str(model), "--task", str(task), *sweeps, "--episodes", "2",
-                 "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                str(model),
+                "--task",
+                str(task),
+                *sweeps,
+                "--episodes",
+                "2",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     data = json.loads((out / "robustness.json").read_text())
     returns = np.asarray(data["returns"])
     assert returns.shape == (3, 2) and data["target_steps"] == 0

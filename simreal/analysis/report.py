@@ -54,8 +54,11 @@ def verdicts(doc: dict[str, Any], variants: list[Variant]) -> list[str]:
                 why = f" (P = {p:.2f} from {seeds} seed{'s' if seeds > 1 else ''}: too few to tell)"
             else:
                 verdict = (
-                    "beats" if above and p > 0.5 else "does NOT beat" if not above and p < 0.5 else
-                    "is not clearly better than"
+                    "beats"
+                    if above and p > 0.5
+                    else "does NOT beat"
+                    if not above and p < 0.5
+                    else "is not clearly better than"
                 )
                 why = f" (P = {p:.2f} over {seeds} seeds; mean {'higher' if above else 'not higher'})"
             lines.append(f"- {rows[v.name]['label'].capitalize()} {verdict} {rows[other]['label']}{why}.")

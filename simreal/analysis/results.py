@@ -76,7 +76,13 @@ def declared(run_dir: Path, cfg: ExperimentConfig) -> list[Variant]:
 
 
 POOLABLE = (
-    "experiment", "output_dir", "seeds", "workers", "device", "torch_threads", "checkpoint_every_steps"
+    "experiment",
+    "output_dir",
+    "seeds",
+    "workers",
+    "device",
+    "torch_threads",
+    "checkpoint_every_steps",
 )
 """Keys that say where and how wide a run ran, not what its seeds measure: runs differing only in these
 pool their seeds."""

@@ -99,7 +99,6 @@ class PretrainConfig(Spec):
     algo_kwargs: dict[str, Any] = {}
     """Arguments over `algo.kwargs` for pretraining only (fine-tuning keeps `algo.kwargs`)."""
 
-
     def check(self, exp: Any) -> None:
         """`algo_kwargs` must be arguments of the experiment's algorithm."""
         try:

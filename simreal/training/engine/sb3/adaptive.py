@@ -43,8 +43,10 @@ class KLAdaptiveRate(BaseCallback):
         n = buffer.buffer_size * buffer.n_envs
         rows = self.rng.choice(n, size=min(SAMPLE, n), replace=False)
         obs = buffer.observations
-        flat = {k: v.reshape(n, *v.shape[2:])[rows] for k, v in obs.items()} if isinstance(obs, dict) else (
-            obs.reshape(n, *obs.shape[2:])[rows]
+        flat = (
+            {k: v.reshape(n, *v.shape[2:])[rows] for k, v in obs.items()}
+            if isinstance(obs, dict)
+            else (obs.reshape(n, *obs.shape[2:])[rows])
         )
         self._obs = obs_as_tensor(flat, self.model.device)
         self._old = self._distribution()

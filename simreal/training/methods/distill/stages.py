@@ -75,6 +75,7 @@ from simreal.training.methods.pretrain import pretrain
 
 log = logging.getLogger("simreal")
 
+
 def source_maker(ctx: Context, teacher_meta: dict[str, Any]) -> Callable[[], gym.Env[Any, Any]]:
     """The randomized sim as the teacher ended its pretraining: with ADR, at the ranges it reached
     (fixed), not ADR's small starting ranges."""
