@@ -24,7 +24,7 @@ import torch
 import yaml
 from sections import write_section
 
-from simreal.analysis import stats
+from simreal import stats
 from simreal.cli import main as simreal_main
 from simreal.config import load_config
 from simreal.simulation.registry import ensure

@@ -20,6 +20,7 @@ from simreal.config import load_config
 from simreal.schema import ConfigError
 from simreal.training.engine.sb3 import guards
 from simreal.training.engine.sb3 import transfer as tr
+from simreal.training.methods.finetune import auto
 
 ALGOS = {"PPO": PPO, "SAC": SAC, "TD3": TD3}
 SHORT = {"PPO": {"n_steps": 64, "batch_size": 32, "n_epochs": 2}, "SAC": {}, "TD3": {}}
@@ -196,23 +197,67 @@ def test_frozen_layers_stay_frozen_with_every_guard_on(tmp_path: Path) -> None:
 def test_auto_choice_spends_its_search_inside_the_target_budget(tmp_path: Path) -> None:
     grid = "{learning_rate: [3.0e-5, 3.0e-4], freeze_layers: [0, 1]}"
     auto = f"finetune.auto={{candidates: {grid}, budget_fraction: 0.8}}"
-    args = set_args(tmp_path, auto, "finetune.timesteps=512", "algo.net_arch=[16, 16]", reference=False)
+    args = set_args(tmp_path, auto, "finetune.timesteps=1024", "algo.net_arch=[16, 16]", reference=False)
     litter = set(Path(tempfile.gettempdir()).glob("SB3-*"))
     assert main(["run", *args, "--seeds", "0"]) == 0
     assert set(Path(tempfile.gettempdir()).glob("SB3-*")) == litter  # candidates log nowhere but auto.json
     stage = tmp_path / "quickstart" / "finetune" / "seed0"
     search = json.loads((stage / "auto.json").read_text())
-    assert search["rounds"] == [4, 2] and search["steps_per_round"] == 64  # 409 // 6 in 64-step rollouts
-    assert search["exploration_steps"] == 6 * 64
+    # 4 candidates, 3 planned rounds: 819 // 12 in 64-step rollouts
+    assert search["planned_rounds"] == 3 and search["steps_per_round"] == 64
+    assert 1 <= search["rounds"] and search["exploration_steps"] <= search["exploration_budget"] == 819
+    played = [len(c["scores"]) for c in search["candidates"]]
+    assert search["exploration_steps"] == 64 * sum(played) and max(played) == search["rounds"]
+    assert all(len(r) == 1 for c in search["candidates"] for r in c["returns"])  # evaluation.episodes
     steps = json.loads((stage / "target_steps.json").read_text())
-    assert steps["train"] == 512  # the search's 384 steps and the winner's 128, the whole budget
+    assert steps["train"] == 1024  # the search's steps and the winner's rest: the whole budget
     curve = json.loads((stage / "curve.json").read_text())
     scratch = json.loads((tmp_path / "quickstart" / "scratch" / "seed0" / "curve.json").read_text())
     assert [p["step"] for p in curve] == [p["step"] for p in scratch]  # comparable, step for step
     assert all(p["mean_return"] == curve[0]["mean_return"] for p in curve if p.get("exploring"))
     assert search["winner"] in [c["setting"] for c in search["candidates"]]
+    decision = search["decision"]
+    assert (
+        decision["runner_up"] in [c["setting"] for c in search["candidates"]]
+        and 0 <= decision["p_better"] <= 1
+    )
     report = json.loads((tmp_path / "quickstart" / "report.json").read_text())
-    assert report["variants"]["finetune"]["auto"][0]["exploration_steps"] == 384
+    row = report["variants"]["finetune"]["auto"][0]
+    assert row["exploration_steps"] == search["exploration_steps"] and row["decision"] == decision
+    assert "a race on paired episodes" in (tmp_path / "quickstart" / "report.md").read_text()
+
+
+def _candidate(setting: str, scores: list[list[float]]) -> auto.Candidate:
+    return auto.Candidate({"x": setting}, None, [float(np.mean(r)) for r in scores], scores)  # type: ignore[arg-type]
+
+
+def test_the_race_drops_only_what_the_leader_beats_clearly_on_paired_episodes() -> None:
+    leader = _candidate("leader", [[10.0, 30.0, 12.0, 28.0, 20.0]])
+    worse = _candidate("worse", [[8.0, 27.0, 10.0, 26.0, 18.0]])  # lower on every episode: clearly worse
+    noisy = _candidate("noisy", [[12.0, 25.0, 14.0, 22.0, 20.0]])  # lower mean, but not episode by episode
+    alive = auto._race([leader, worse, noisy], [0, 1, 2], played=1)
+    assert alive == [0, 2] and worse.dropped == 1 and noisy.dropped is None
+    decision = auto._decision([leader, worse, noisy], 0)
+    assert decision["runner_up"] == {"x": "noisy"} and decision["margin"] == pytest.approx(1.4)
+    assert decision["separated"] is False and 0.0 < decision["p_better"] < 1.0
+
+
+def test_a_fresh_policy_races_the_transferred_one(tmp_path: Path) -> None:
+    grid = "{init: [pretrained, scratch], lr_factor: [0.1, 1.0]}"
+    auto_cfg = f"finetune.auto={{candidates: {grid}, budget_fraction: 0.6, episodes: 3}}"
+    args = set_args(tmp_path, auto_cfg, "finetune.timesteps=1024", "algo.net_arch=[16, 16]", reference=False)
+    assert main(["run", *args, "--seeds", "0"]) == 0
+    stage = tmp_path / "quickstart" / "finetune" / "seed0"
+    search = json.loads((stage / "auto.json").read_text())
+    settings = [c["setting"] for c in search["candidates"]]
+    assert settings == [
+        {"init": "pretrained", "lr_factor": 0.1},
+        {"init": "pretrained", "lr_factor": 1.0},
+        {"init": "scratch"},
+    ]  # a fresh policy is one candidate whatever the rate
+    meta = torch.load(stage / "policy.pt", weights_only=True)
+    deployed = json.loads(meta["meta_json"])
+    assert (deployed.get("init") == "scratch") == (search["winner"] == {"init": "scratch"})
 
 
 def test_auto_budget_that_cannot_hold_one_rollout_per_candidate_round_is_refused(

@@ -23,7 +23,7 @@ from simreal.analysis.metrics import (
     steps_to_threshold,
     untrained_return,
 )
-from simreal.analysis.stats import Curve, bootstrap_ci, curve_band, probability_of_improvement, summary
+from simreal.stats import Curve, bootstrap_ci, curve_band, probability_of_improvement, summary
 
 GRID = np.arange(0, 6001, 1000)  # 0, 1000, ..., 6000
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from simreal.analysis.report import write_results
-from simreal.analysis.stats import Statistic
+from simreal.stats import Statistic
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import integrate
 
-from simreal.analysis.stats import (
+from simreal.stats import (
     _STATISTICS,
     Curve,
     FloatArray,

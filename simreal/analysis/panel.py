@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from simreal.analysis import stats
+from simreal import stats
 from simreal.training.engine.artifacts import atomic_write_text
 
 VARIANTS = ("finetune", "scratch", "zeroshot_randomized")

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from simreal.analysis import stats
+from simreal import stats
 from simreal.analysis.results import CONFIDENCE, Gathered
 
 

@@ -154,25 +154,10 @@ def to_markdown(doc: dict[str, Any], declared: list[Variant] | None = None) -> s
     if searches:
         lines += [
             "",
-            "Fine-tuning chose its settings on the target (`finetune.auto`, successive halving):",
+            "Fine-tuning chose its settings on the target (`finetune.auto`: a race on paired episodes):",
             "",
         ]
-        lines += [
-            f"- seed {i}: {s['winner']} after {s['exploration_steps']:,} exploration steps of the "
-            f"{doc['train_budget']:,}-step budget (the rest: the winner)"
-            for i, s in enumerate(searches)
-        ]
-    for row in doc["variants"].values():
-        rate = row.get("learning_rate")
-        if rate:
-            lines += [
-                "",
-                f"{row['label'].capitalize()} steered its learning rate by each update's KL "
-                f"(`lr_schedule: adaptive`): it ended at {rate['final_mean']:.3g} (mean over seeds; per seed "
-                f"{', '.join(f'{r:.3g}' for r in rate['final_per_seed'])}), having moved between "
-                f"{_num(rate['lowest'], '.3g')} and {_num(rate['highest'], '.3g')} "
-                "(TensorBoard: `finetune/learning_rate`).",
-            ]
+        lines += [_search_line(i, s, doc["train_budget"]) for i, s in enumerate(searches)]
     kept = doc["variants"].get("finetune", {}).get("kept_steps")
     if kept:
         lines += [
@@ -188,6 +173,21 @@ def to_markdown(doc: dict[str, Any], declared: list[Variant] | None = None) -> s
         )
     lines += _distillation_lines(doc.get("distillation"))
     return "\n".join(lines) + "\n"
+
+
+def _search_line(i: int, s: dict[str, Any], budget: int) -> str:
+    """One seed's race: the winner, by how much and how surely, and what it cost."""
+    line = f"- seed {i}: {s['winner']} after {s['exploration_steps']:,} exploration steps of {budget:,}"
+    d = s.get("decision")
+    if d is None or d["margin"] is None:
+        return line + " (nothing to race)" if d is not None else line + " (the rest: the winner)"
+    low, high = d["ci95"]
+    ci = f" [95% CI {_num(low)}, {_num(high)}]" if low is not None else ""
+    how = "separated from every other candidate" if d["separated"] else "NOT separated from the runner-up"
+    return (
+        f"{line}; over {d['runner_up']} by {d['margin']:.1f}{ci} on round {d['round']}'s paired episodes, "
+        f"P(better) {d['p_better']:.2f}: {how}"
+    )
 
 
 def _distillation_lines(d: dict[str, Any] | None) -> list[str]:

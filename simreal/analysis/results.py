@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from simreal import stats
 from simreal.analysis import metrics as m
-from simreal.analysis import stats
 from simreal.config import ExperimentConfig, load_config
 from simreal.simulation.accounting import PURPOSES, STEPS
 from simreal.training.engine.method import Variant, declared_variants
@@ -425,7 +425,11 @@ def _variant_row(
     row["kept_steps"] = kept or None  # keep_best: the step each seed's deployed policy is from
     searches = data.auto.get(variant)
     row["auto"] = (
-        [{"winner": s["winner"], "exploration_steps": s["exploration_steps"]} for s in searches]
+        [
+            {"winner": s["winner"], "exploration_steps": s["exploration_steps"]}
+            | ({"decision": s["decision"], "rounds": s["rounds"]} if "decision" in s else {})
+            for s in searches
+        ]
         if searches
         else None
     )

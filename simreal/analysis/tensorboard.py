@@ -16,7 +16,7 @@ from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 
-from simreal.analysis import stats
+from simreal import stats
 from simreal.analysis.results import CONFIDENCE, Gathered
 
 

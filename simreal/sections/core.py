@@ -107,35 +107,56 @@ class PretrainConfig(Spec):
             raise ValueError(str(err).replace("algo.kwargs.", "pretrain.algo_kwargs.", 1)) from None
 
 
-SEARCHABLE = ("learning_rate", "lr_factor", "freeze_layers", "l2sp", "layer_lr_decay")
+SEARCHABLE = ("learning_rate", "lr_factor", "freeze_layers", "l2sp", "layer_lr_decay", "init")
 """Fine-tuning settings `finetune.auto` can choose among."""
+
+INITS = ("pretrained", "scratch")
+"""Where a `finetune.auto` candidate starts: the pretrained policy, or a fresh one (pretraining rate)."""
 
 
 class AutoConfig(Spec):
-    """Budget-aware choice of fine-tuning settings: successive halving over `candidates` (every
-    combination) on the target, within `budget_fraction` of the target budget; the winner continues from
-    its own weights for the rest. Every candidate's steps count against the budget."""
+    """Budget-aware choice of fine-tuning settings, raced on the target: every candidate (each
+    combination of `candidates`) trains a round, all are evaluated on the same episodes, and a candidate
+    is dropped once the leader beats it clearly on those paired episodes; rounds go on while more than
+    one is left and the `budget_fraction` holds another. The winner continues from its own weights for
+    the rest of the budget. `init: [pretrained, scratch]` adds a fresh policy at the pretraining rate, so
+    negative transfer is detected and escaped. Every candidate's steps count against the budget."""
 
     candidates: dict[
-        Literal["learning_rate", "lr_factor", "freeze_layers", "l2sp", "layer_lr_decay"], list[float]
+        Literal["learning_rate", "lr_factor", "freeze_layers", "l2sp", "layer_lr_decay", "init"],
+        list[float | str],
     ]
-    """Values to try per setting; every combination of them is one candidate."""
+    """Values to try per setting; every combination of them is one candidate (`init: scratch` is one)."""
     budget_fraction: float = Field(default=0.2, gt=0, lt=1)
-    """Share of the target budget the search spends; the winner trains on for the rest."""
+    """Share of the target budget the search may spend; the winner trains on for the rest."""
+    episodes: int | None = Field(default=None, ge=2)
+    """Target episodes per candidate and round, the same seeds for all (None: `evaluation.episodes`)."""
 
     @field_validator("candidates")
     @classmethod
-    def _some(cls, value: dict[str, list[int | float]]) -> dict[str, list[int | float]]:
+    def _some(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
         if not value or any(not v for v in value.values()):
             raise ValueError(f"give at least one value for at least one of {', '.join(SEARCHABLE)}")
+        for key, values in value.items():
+            numbers = key != "init"
+            bad = [v for v in values if isinstance(v, str) == numbers or (not numbers and v not in INITS)]
+            if bad:
+                allowed = "numbers" if numbers else ", ".join(INITS)
+                raise ValueError(f"{key}: {bad[0]!r} is not a candidate value (allowed: {allowed})")
         return value
 
-    def settings(self) -> list[dict[str, int | float]]:
-        """Every combination of the candidate values, in a fixed order."""
-        combos: list[dict[str, int | float]] = [{}]
+    def settings(self) -> list[dict[str, Any]]:
+        """Every combination of the candidate values, in a fixed order; a fresh policy (`init: scratch`)
+        is one candidate whatever the other settings (it has nothing to freeze or transfer)."""
+        combos: list[dict[str, Any]] = [{}]
         for key, values in self.candidates.items():
             combos = [{**c, key: v} for c in combos for v in values]
-        return combos
+        out: list[dict[str, Any]] = []
+        for combo in combos:
+            setting = {"init": "scratch"} if combo.get("init") == "scratch" else combo
+            if setting not in out:
+                out.append(setting)
+        return out
 
 
 class FinetuneConfig(Spec):
@@ -275,6 +296,7 @@ class FinetuneConfig(Spec):
     def _check_candidates(self, auto: AutoConfig, depth: int) -> None:
         """Every candidate must be a valid fine-tuning setting for this network."""
         for setting in auto.settings():
+            setting = {k: v for k, v in setting.items() if k != "init"}
             data = {**self.model_dump(exclude={"auto"}), **setting}
             try:
                 FinetuneConfig.model_validate(data)

@@ -103,9 +103,9 @@ def evaluation_reserve(cfg: ExperimentConfig, train: int, episode_limit: int) ->
     """The most target steps the evaluations of a stage training for `train` steps can take."""
     ev = cfg.evaluation
     evaluations = len(eval_grid(train, ev.every_steps)) if train >= 1 else 0
-    evaluations += sum(m.reserve_evaluations(cfg) for m in methods_of(cfg))  # e.g. a search's
+    extra = sum(m.reserve_episodes(cfg) for m in methods_of(cfg))  # e.g. a search's selection episodes
     other = cfg.perception.adabn_frames if cfg.perception is not None else 0
-    return (evaluations * ev.episodes + ev.final_episodes) * episode_limit + other
+    return (evaluations * ev.episodes + extra + ev.final_episodes) * episode_limit + other
 
 
 def budget_after_reserve(cfg: ExperimentConfig, episode_limit: int) -> int:

@@ -110,8 +110,8 @@ class Stage:
 class Method:
     """Base of a transfer method. Subclasses set `name`, optionally `section` and `config` (the top-level
     config key they own and its `Spec`, validated at config load like the built-in sections), and
-    declare their `stages`. Optional hooks: `reserve_evaluations` (extra target evaluations a target
-    stage makes, for the budget's reserve) and `preflight` (checks before anything is written)."""
+    declare their `stages`. Optional hooks: `reserve_episodes` (extra target episodes a target stage
+    evaluates, for the budget's reserve) and `preflight` (checks before anything is written)."""
 
     name: ClassVar[str] = ""
     section: ClassVar[str | None] = None
@@ -120,8 +120,8 @@ class Method:
     def stages(self) -> Sequence[Stage]:
         raise NotImplementedError
 
-    def reserve_evaluations(self, cfg: ExperimentConfig) -> int:
-        """Curve evaluations a target stage makes beyond the evaluation grid (0: none)."""
+    def reserve_episodes(self, cfg: ExperimentConfig) -> int:
+        """Target episodes a target stage evaluates beyond the evaluation grid (0: none)."""
         return 0
 
     def preflight(self, ctx: Any) -> None:

@@ -11,6 +11,7 @@ distilled student, `simreal finetune`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -19,7 +20,6 @@ from typing import Any
 
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from simreal.config import ExperimentConfig
@@ -45,7 +45,7 @@ from simreal.training.engine.sb3.checkpoints import save_checkpoint
 from simreal.training.engine.sb3.loading import build_model
 from simreal.training.engine.schedules import AdaptiveRate, WarmupDecaySchedule
 from simreal.training.engine.stage import backbone_lr, policy_env
-from simreal.training.engine.target import Built, Hook, adapt_to_target, train_on_target
+from simreal.training.engine.target import Built, FromScratch, Hook, adapt_to_target, train_on_target
 from simreal.training.methods.finetune import auto
 
 log = logging.getLogger("simreal")
@@ -192,32 +192,50 @@ class Transferred:
     ) -> Built:
         source = self.source
         found: auto.SearchResult | None = None
-        if ctx.cfg.finetune.auto is not None:
-            winner = auto.winner_of(ctx, out)
-            if winner is None:  # search first (its steps counted in the ledger), then go on with the winner
-                found = auto.search(
-                    ctx,
-                    seed,
-                    lambda c: _transferred(c, seed, source, out, c.target_kwargs(ledger))[:2],
-                    ledger,
-                    out,
-                    keep,
-                )
-                winner = found.ctx
-            ctx = winner
-        model, venv, encoder, provenance = _transferred(ctx, seed, source, out, ctx.target_kwargs(ledger))
+        setting: dict[str, Any] = {}
+        if ctx.cfg.finetune.auto is not None and len(ctx.cfg.finetune.auto.settings()) > 1:
+            earlier = auto.winner_of(ctx, out)
+            if (
+                earlier is None
+            ):  # race first (its steps are counted in the ledger), then go on with the winner
+
+                def candidate(c: Context, s: dict[str, Any]) -> tuple[BaseAlgorithm, VecEnv]:
+                    made = _made(c, seed, source, out, ledger, s)
+                    return made.model, made.venv
+
+                found = auto.search(ctx, seed, candidate, ledger, out, keep)
+                ctx, setting = found.ctx, found.setting
+            else:
+                ctx, setting = earlier
+        elif ctx.cfg.finetune.auto is not None:  # one candidate: nothing to race, it is the setting
+            setting = ctx.cfg.finetune.auto.settings()[0]
+            ctx = dataclasses.replace(ctx, cfg=auto.with_setting(ctx.cfg, setting))
+        built = _made(ctx, seed, source, out, ledger, setting)
         if found is not None:
-            _continue_winner(model, found, out, ctx.cfg.evaluation.every_steps)
-        callbacks: list[BaseCallback] = []
-        if isinstance(model.learning_rate, AdaptiveRate):
-            callbacks.append(KLAdaptiveRate(model.learning_rate, seed))
-        return Built(ctx, model, venv, encoder, provenance, callbacks)
+            _continue_winner(built.model, found, out, ctx.cfg.evaluation.every_steps)
+        if isinstance(built.model.learning_rate, AdaptiveRate):
+            built.callbacks.append(KLAdaptiveRate(built.model.learning_rate, seed))
+        return built
 
     def hooks(
         self, built: Built, seed: int, make_eval: Callable[[], gym.Env[Any, Any]], ledger: TargetLedger
     ) -> list[Hook]:
         adapt_to_target(built.ctx, built.encoder, seed, make_eval, ledger)
         return _guard_hooks(built.ctx, built.model)
+
+
+def _made(
+    ctx: Context, seed: int, source: Path, out: Path, ledger: TargetLedger, setting: dict[str, Any]
+) -> Built:
+    """A fine-tuning model: the source transferred - or, for a `finetune.auto` candidate with `init:
+    scratch`, a fresh policy at the pretraining rate (what the stage deploys if it wins: negative
+    transfer escaped)."""
+    if setting.get("init") == "scratch":
+        fresh = FromScratch().build(ctx, seed, out, ledger, None)
+        fresh.provenance = {"init": "scratch", "raced_against": str(source)}
+        return fresh
+    model, venv, encoder, provenance = _transferred(ctx, seed, source, out, ctx.target_kwargs(ledger))
+    return Built(ctx, model, venv, encoder, provenance)
 
 
 def finetune(ctx: Context, source: Path, seed: int, variant: str = "finetune") -> None:
@@ -245,10 +263,9 @@ class Finetune(Method):
         )
         return (Stage("finetune", finetune_stage, ("pretrain_randomized",), True, (variant,)),)
 
-    def reserve_evaluations(self, cfg: ExperimentConfig) -> int:
-        """The search's selection evaluations, and its evaluation of the source."""
-        search = cfg.finetune.auto
-        return 0 if search is None else 1 + auto.selection_evaluations(search)
+    def reserve_episodes(self, cfg: ExperimentConfig) -> int:
+        """The race's selection episodes, and its evaluation of the source."""
+        return auto.selection_episodes(cfg)
 
     def preflight(self, ctx: Context) -> None:
         """`finetune.auto` must give every candidate at least one rollout in every round."""
