@@ -1,9 +1,10 @@
 """What a panel of random targets says about a recipe: per target fine-tune, scratch and zero-shot, and over
 the panel the win rates with bootstrap CIs and where on the shift axes fine-tuning wins or loses.
 
-The unit of the win rates is the target (each target's variants compared by their mean over seeds); the
-CIs resample targets (`stats.bootstrap_ci`, seeded). A panel of few targets says little: the document and
-its page say so below `MIN_TARGETS`.
+The unit of the win rates is the target (each target's variants compared by their mean over seeds; a tie
+- both at the task's best return, say - counts one half, as in the probability of improvement); the CIs
+resample targets (`stats.bootstrap_ci`, seeded). A panel of few targets says little: the document and its
+page say so below `MIN_TARGETS`.
 """
 
 from __future__ import annotations
@@ -30,15 +31,25 @@ def _rate(wins: np.ndarray) -> dict[str, Any]:
         if wins.size > 1
         else (None, None)
     )
-    return {"rate": float(wins.mean()), "ci95": [low, high], "targets": int(wins.size)}
+    return {
+        "rate": float(wins.mean()),
+        "ci95": [low, high],
+        "targets": int(wins.size),
+        "ties": int((wins == 0.5).sum()),
+    }
+
+
+def _wins(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per target: 1 where `a` is higher, 0.5 where they tie, 0 where `b` is higher."""
+    return (a > b) + 0.5 * np.isclose(a, b, rtol=0.0, atol=1e-9)
 
 
 def summarize(targets: list[dict[str, Any]]) -> dict[str, Any]:
     """The panel document from its targets (each: name, shifts, and per variant the per-seed finals)."""
     rows = [t for t in targets if all(v in t["returns"] for v in VARIANTS)]
     mean = {v: np.array([np.mean(t["returns"][v]) for t in rows]) for v in VARIANTS}
-    beats_scratch = mean["finetune"] > mean["scratch"]
-    beats_zeroshot = mean["finetune"] > mean["zeroshot_randomized"]
+    beats_scratch = _wins(mean["finetune"], mean["scratch"])
+    beats_zeroshot = _wins(mean["finetune"], mean["zeroshot_randomized"])
     by_axis = {}
     for axis in sorted({s["axis"] for t in rows for s in t["shifts"]}):
         where = np.array([next(s["where"] for s in t["shifts"] if s["axis"] == axis) for t in rows])
@@ -80,7 +91,8 @@ def _pct(rate: dict[str, Any]) -> str:
         return "-"
     low, high = rate["ci95"]
     ci = f" [{100 * low:.0f}%, {100 * high:.0f}%]" if low is not None else ""
-    return f"{100 * rate['rate']:.0f}%{ci} of {rate['targets']}"
+    ties = f", {rate['ties']} tied" if rate.get("ties") else ""
+    return f"{100 * rate['rate']:.0f}%{ci} of {rate['targets']}{ties}"
 
 
 def to_markdown(doc: dict[str, Any]) -> str:
@@ -88,8 +100,8 @@ def to_markdown(doc: dict[str, Any]) -> str:
     lines = [
         "# Panel of random targets",
         "",
-        f"{doc['finished']} targets finished. Win rates (each target's mean over seeds; 95% CI: "
-        f"{doc['ci_method']}):",
+        f"{doc['finished']} targets finished. Win rates (each target's mean over seeds, a tie counting "
+        f"one half; 95% CI: {doc['ci_method']}):",
         "",
         f"- fine-tune beats scratch: {_pct(rates['finetune_beats_scratch'])}",
         f"- fine-tune beats zero-shot: {_pct(rates['finetune_beats_zeroshot'])}",

@@ -158,6 +158,17 @@ def to_markdown(doc: dict[str, Any], declared: list[Variant] | None = None) -> s
             "",
         ]
         lines += [_search_line(i, s, doc["train_budget"]) for i, s in enumerate(searches)]
+    for row in doc["variants"].values():
+        rate = row.get("learning_rate")
+        if rate:
+            lines += [
+                "",
+                f"{row['label'].capitalize()} steered its learning rate by each update's KL "
+                f"(`lr_schedule: adaptive`): it ended at {rate['final_mean']:.3g} (mean over seeds; per seed "
+                f"{', '.join(f'{r:.3g}' for r in rate['final_per_seed'])}), having moved between "
+                f"{_num(rate['lowest'], '.3g')} and {_num(rate['highest'], '.3g')} "
+                "(TensorBoard: `finetune/learning_rate`).",
+            ]
     kept = doc["variants"].get("finetune", {}).get("kept_steps")
     if kept:
         lines += [
