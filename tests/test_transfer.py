@@ -169,3 +169,25 @@ def test_reinit_heads_changes_only_heads(tmp_path: Path) -> None:
     assert torch.equal(
         state["mlp_extractor.policy_net.0.weight"], art.states["policy"]["mlp_extractor.policy_net.0.weight"]
     )
+
+
+def test_an_action_std_floor_raises_only_a_shrunk_std() -> None:
+    model = _model("PPO", "Pendulum-v1", 1e-4)
+    with torch.no_grad():
+        model.policy.log_std.fill_(-1.0)  # std 0.37, as a policy that shrank its noise in the source
+    assert tr.floor_action_std(model, 1.0) == 1
+    assert torch.equal(model.policy.log_std, torch.zeros(1))
+    assert tr.floor_action_std(model, 0.5) == 0 and torch.equal(model.policy.log_std, torch.zeros(1))
+    assert tr.floor_action_std(_model("SAC", "Pendulum-v1", 1e-4), 1.0) == 0  # no state-independent std
+
+
+def test_an_action_std_floor_is_for_gaussian_on_policy_algorithms() -> None:
+    from simreal.config import load_config
+    from simreal.schema import ConfigError
+
+    sac = ["algo.name=SAC", "algo.kwargs={batch_size: 64}", "finetune.action_std_floor=1.0"]
+    with pytest.raises(
+        ConfigError, match="finetune.action_std_floor: a Gaussian policy's std; SAC is off-policy"
+    ):
+        load_config(overrides=sac)
+    assert load_config(overrides=["finetune.action_std_floor=1.0"]).finetune.action_std_floor == 1.0

@@ -194,6 +194,8 @@ class FinetuneConfig(Spec):
     """Source observation statistics: `keep` them fixed, `reestimate` them on the target, or `reset` them."""
     reset_entropy: bool = False
     """Restart a learned entropy coefficient (SAC) at 1.0, with a fresh optimizer."""
+    action_std_floor: float | None = Field(default=None, gt=0)
+    """PPO/A2C: raise the pretrained policy's action std to at least this at the start (None: as it is)."""
     allow_cross_task: bool = False
     """Allow a source policy pretrained on another task whose spaces match (`--allow-cross-task`)."""
     critic_warmup_steps: int = Field(default=0, ge=0)
@@ -263,6 +265,11 @@ class FinetuneConfig(Spec):
         starts = exp.finetune_learning_starts
         if self.lr_schedule == "adaptive":
             self._check_adaptive(exp, starts)
+        if self.action_std_floor is not None and starts is not None:
+            raise ValueError(
+                f"finetune.action_std_floor: a Gaussian policy's std; {exp.algo.name} is off-policy "
+                "(allowed: PPO, A2C; for SAC's entropy: reset_entropy)"
+            )
         if self.learning_starts is not None and starts is None:
             raise ValueError(
                 f"finetune.learning_starts: {exp.algo.name} is on-policy and has no warm-up "

@@ -200,6 +200,20 @@ def reset_entropy(model: BaseAlgorithm) -> None:
         model.ent_coef_optimizer = torch.optim.Adam([log_ent], lr=model.lr_schedule(1.0))  # type: ignore[attr-defined]
 
 
+def floor_action_std(model: BaseAlgorithm, floor: float) -> int:
+    """Raise a Gaussian policy's state-independent action std to at least `floor` (per action dimension):
+    a pretrained PPO/A2C policy arrives with the std it shrank to in the source, and far from the source it
+    would explore less than a fresh one (std 1). Returns how many dimensions were raised."""
+    log_std = getattr(model.policy, "log_std", None)
+    if not isinstance(log_std, torch.Tensor):
+        return 0
+    bound = float(np.log(floor))
+    raised = int((log_std < bound).sum())
+    with torch.no_grad():
+        log_std.clamp_(min=bound)
+    return raised
+
+
 def summarize(model: BaseAlgorithm) -> TransferSummary:
     total = sum(p.numel() for n, p in model.policy.named_parameters() if "_target" not in n)
     return TransferSummary(frozen_parameter_names(model), trainable_parameter_count(model), total)

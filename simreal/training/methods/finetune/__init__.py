@@ -126,6 +126,8 @@ def _transferred(
     tr.freeze_layers(model, ft.freeze_layers)
     if ft.reset_entropy:
         tr.reset_entropy(model)
+    if ft.action_std_floor is not None:
+        tr.floor_action_std(model, ft.action_std_floor)
     tr.rebuild_optimizers(model)
     backbone_lr(ctx, model)
     guards.layer_lr_decay(model, ft.layer_lr_decay)
