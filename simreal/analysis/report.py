@@ -126,7 +126,8 @@ def to_markdown(doc: dict[str, Any], declared: list[Variant] | None = None) -> s
             f"- Sample efficiency of the distilled student: {doc['student_sample_efficiency_ratio']['text']}."
         )
     variants = doc["variants"]
-    trained_last = sorted(variants.items(), key=lambda item: "return_at_budget" in item[1])  # curves: trained
+    learning = {v.name: v.learning for v in declared or []}  # what trained on the target comes last
+    trained_last = sorted(variants.items(), key=lambda item: learning.get(item[0], False))
     for name, row in trained_last:
         if name != "reference" and row["fraction_of_reference"] is not None:
             lines.append(

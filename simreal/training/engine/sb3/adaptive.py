@@ -30,7 +30,7 @@ class KLAdaptiveRate(BaseCallback):
     def __init__(self, schedule: AdaptiveRate, seed: int = 0) -> None:
         super().__init__()
         self.schedule = schedule
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.history: list[tuple[int, float, float]] = []
         self._obs: Any = None
         self._old: torch.distributions.Distribution | None = None
@@ -41,7 +41,8 @@ class KLAdaptiveRate(BaseCallback):
     def _on_rollout_end(self) -> None:
         buffer = self.model.rollout_buffer  # type: ignore[attr-defined]
         n = buffer.buffer_size * buffer.n_envs
-        rows = self.rng.choice(n, size=min(SAMPLE, n), replace=False)
+        rng = np.random.default_rng([self.seed, self.model.num_timesteps])  # a resumed run draws alike
+        rows = rng.choice(n, size=min(SAMPLE, n), replace=False)
         obs = buffer.observations
         flat = (
             {k: v.reshape(n, *v.shape[2:])[rows] for k, v in obs.items()}
