@@ -196,6 +196,14 @@ class KukaReachMujocoEnv(MujocoEnv):
             self.render()
         return obs, reward, False, False, self._info(distance)
 
+    def set_target_state(self, q: FloatArray, qd: FloatArray, target: FloatArray) -> None:
+        """The arm at joint positions `q` and velocities `qd`, holding `q`; the target at `target`."""
+        self.set_state(np.asarray(q, dtype=np.float64), np.asarray(qd, dtype=np.float64))
+        self._command = np.asarray(q, dtype=np.float64).copy()
+        self._target = np.asarray(target, dtype=np.float64).copy()
+        self.data.mocap_pos[self._target_mocap] = self._target
+        mujoco.mj_forward(self.model, self.data)
+
     def _motor_torques(self) -> FloatArray:
         """PyBullet's position motor, as torques: the velocity it asks for (`0.3 * error / timestep`,
         within 100 rad/s) reached in one physics step, by inverse dynamics, within each motor's force
@@ -216,3 +224,10 @@ class KukaReachMujocoEnv(MujocoEnv):
 
     def _info(self, distance: float) -> dict[str, Any]:
         return {"distance": distance, "is_success": distance < self.success_distance}
+
+
+def state_from_obs(env: Any, obs: FloatArray) -> None:
+    """The state an observation `[q (7), qd (7), end effector (3), target (3), target - ee (3)]` shows, set
+    on the (unwrapped) env: KukaReach's `state_from_obs` on the MuJoCo engine."""
+    n = env.model.nq
+    env.set_target_state(obs[:n], obs[n : 2 * n], obs[2 * n + 3 : 2 * n + 6])

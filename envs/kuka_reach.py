@@ -247,6 +247,14 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         obs = np.concatenate([q, qd, ee, self._target, delta]).astype(np.float32)
         return obs, float(np.linalg.norm(delta))
 
+    def set_state(self, q: FloatArray, qd: FloatArray, target: FloatArray) -> None:
+        """The arm at joint positions `q` and velocities `qd`, holding `q`; the target at `target`."""
+        for j, qj, vj in zip(self._joints, q, qd, strict=True):
+            p.resetJointState(self._robot, j, float(qj), float(vj), physicsClientId=self._cid)
+        self._command(np.asarray(q, dtype=np.float64))
+        self._target = np.asarray(target, dtype=np.float64).copy()
+        p.resetBasePositionAndOrientation(self._marker, self._target, (0, 0, 0, 1), physicsClientId=self._cid)
+
     def _info(self, distance: float) -> dict[str, Any]:
         return {"distance": distance, "is_success": distance < self.success_distance}
 
@@ -377,3 +385,10 @@ class KukaReachEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     def set_visual_param(self, param: str, values: FloatArray) -> None:
         """Apply `values` from the next rendered frame on (see `envs.kuka_camera.Look.set`)."""
         self._look.set(param, values)
+
+
+def state_from_obs(env: Any, obs: FloatArray) -> None:
+    """The state an observation `[q (7), qd (7), end effector (3), target (3), target - ee (3)]` shows, set
+    on the (unwrapped) env: a task file's `state_from_obs` for KukaReach."""
+    n = len(HOME_JOINT_POSITIONS)
+    env.set_state(obs[:n], obs[n : 2 * n], obs[2 * n + 3 : 2 * n + 6])

@@ -177,3 +177,13 @@ POINT_SOURCE: dict[str, Any] = {
     },
     "source_effects": [{"type": "user_envs:MotorSlip", "prob": [0.0, 0.2]}],
 }
+
+
+def set_point_state(env: PointMass, obs: Array) -> None:
+    """A task's `state_from_obs` for the point mass: its observation is its whole state."""
+    env._state = np.asarray(obs, dtype=np.float64).copy()
+
+
+def wrong_pendulum_state(env: Any, obs: Array) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A broken `state_from_obs` for InvertedPendulum: three joint positions where the model has two."""
+    return np.zeros(3), np.zeros(2)

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from simreal.simulation.accounting import TargetLedger
+from simreal.simulation.accounting import TargetLedger, counted_env
+from simreal.simulation.calibration.gap import forward_model_gap
 from simreal.training.engine.artifacts import atomic_write_text, load_policy
 from simreal.training.engine.evaluation import normalize
 from simreal.training.engine.sb3.loading import LoadedPolicy, load_for_env
@@ -147,27 +148,13 @@ def _classifier_auc(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> f
 
 
 def dynamics_gap(source: Rollouts, target: Rollouts, rng: np.random.Generator) -> dict[str, Any]:
-    """A ridge forward model of the observation change, fit on half the source transitions; its mean
-    squared error on the target over that on the other half of the source, per dimension."""
+    """The forward-model gap (`simreal.simulation.calibration.gap.forward_model_gap`) between the source's
+    and the target's transitions, inputs the observation and the action."""
     obs, actions, nxt = source.arrays()
     t_obs, t_actions, t_nxt = target.arrays()
-    features = np.hstack([obs, actions, np.ones((len(obs), 1))])
-    order = rng.permutation(len(obs))
-    fit, held = order[: len(order) // 2], order[len(order) // 2 :]
-    delta = nxt - obs
-    ridge = 1e-3 * np.eye(features.shape[1])
-    weights = np.linalg.solve(features[fit].T @ features[fit] + ridge, features[fit].T @ delta[fit])
-    held_err = ((features[held] @ weights - delta[held]) ** 2).mean(axis=0)
-    t_features = np.hstack([t_obs, t_actions, np.ones((len(t_obs), 1))])
-    target_err = ((t_features @ weights - (t_nxt - t_obs)) ** 2).mean(axis=0)
-    floor = 1e-10 + 1e-6 * delta.var(axis=0)
-    ratio = (target_err + floor) / (held_err + floor)
-    return {
-        "per_dimension": ratio.tolist(),
-        "score": float(np.exp(np.mean(np.log(ratio)))),
-        "source_error": held_err.tolist(),
-        "target_error": target_err.tolist(),
-    }
+    return forward_model_gap(
+        (np.hstack([obs, actions]), nxt - obs), (np.hstack([t_obs, t_actions]), t_nxt - t_obs), rng
+    )
 
 
 def critic_calibration(rollouts: Rollouts) -> dict[str, float]:
@@ -227,16 +214,6 @@ def verdict(shift: dict[str, Any], gap: dict[str, Any], widen: list[str]) -> dic
     return {"action": "fine_tune", "reasons": reasons, "suggested_finetune": suggested, "widen": widen}
 
 
-def _target_env(target_id: str, ledger: TargetLedger, kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
-    """The target, counted: innermost for simreal's own target ids, around it otherwise."""
-    from simreal.simulation.accounting import CountSteps
-
-    entry = str(gym.spec(target_id).entry_point)
-    if entry.endswith("make_target"):
-        return gym.make(target_id, ledger=ledger, **kwargs)
-    return CountSteps(gym.make(target_id, **kwargs), ledger)
-
-
 def diagnose(
     policy: Path,
     target_id: str,
@@ -253,7 +230,7 @@ def diagnose(
     rng = np.random.default_rng(seed)
     on_source = load_for_env(policy, lambda: gym.make(source_id), device, seed)
     source = collect(on_source, on_source.make_env, episodes, seed, gamma)
-    on_target = load_for_env(policy, lambda: _target_env(target_id, ledger, env_kwargs or {}), device, seed)
+    on_target = load_for_env(policy, lambda: counted_env(target_id, ledger, env_kwargs or {}), device, seed)
     target = collect(on_target, on_target.make_env, episodes, seed, gamma)
     shift = observation_shift(np.array(source.obs), np.array(target.obs), rng)
     gap = dynamics_gap(source, target, rng)

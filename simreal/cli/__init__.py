@@ -1,5 +1,5 @@
-"""`simreal` command line: run, pretrain, finetune, distill, evaluate, diagnose, robustness, panel,
-report, envs, sweep, compare, export, config-reference.
+"""`simreal` command line: run, pretrain, finetune, distill, evaluate, diagnose, calibrate, robustness,
+panel, report, envs, sweep, compare, export, config-reference.
 
 Every config problem is reported as one line naming the key path, before any training starts.
 """
@@ -22,6 +22,7 @@ from simreal.cli.experiments import (
 )
 from simreal.cli.parser import _parser
 from simreal.cli.policies import (
+    cmd_calibrate,
     cmd_config_reference,
     cmd_diagnose,
     cmd_envs,
@@ -44,6 +45,7 @@ COMMANDS = {
     "robustness": cmd_robustness,
     "panel": cmd_panel,
     "diagnose": cmd_diagnose,
+    "calibrate": cmd_calibrate,
     "envs": cmd_envs,
     "sweep": cmd_sweep,
     "compare": cmd_compare,

@@ -70,6 +70,30 @@ def _parser() -> argparse.ArgumentParser:
     dg.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the target")
     dg.add_argument("--out", help="where diagnose.json/.md go (default: beside MODEL)")
     dg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    cal = sub.add_parser(
+        "calibrate", help="fit the task's randomized physics and effects to a few counted target episodes"
+    )
+    cal.add_argument("model", nargs="?", help="a policy.pt that acts on the target (not with --from-log)")
+    cal.add_argument("--task", help="the task YAML (or packaged key) to calibrate")
+    cal.add_argument(
+        "--target",
+        help="with --task, one of its targets' names; alone, a simreal target id of a packaged task",
+    )
+    cal.add_argument("--episodes", type=int, default=10, help="episodes to run on the target")
+    cal.add_argument(
+        "--excite",
+        type=float,
+        default=0.0,
+        help="Gaussian noise std added to the policy's actions (action units)",
+    )
+    cal.add_argument("--mode", choices=["center", "cover"], default="center", help="how ranges are rewritten")
+    cal.add_argument("--params", help="comma-separated axes to fit (default: every one the task randomizes)")
+    cal.add_argument("--from-log", dest="log", help="calibrate from a log file (.npz) instead of a live run")
+    cal.add_argument("--out", help="where the calibration files go (default: calibration/<task>[_<target>])")
+    cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the target")
+    cal.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
+    cal.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     pan = sub.add_parser(
         "panel", help="an experiment's recipe on a panel of random targets drawn from its task"
     )

@@ -1,5 +1,5 @@
-"""Commands that act on one policy or task: evaluate, diagnose, robustness, envs, export, and the
-configuration reference."""
+"""Commands that act on one policy or task: evaluate, diagnose, calibrate, robustness, envs, export, and
+the configuration reference."""
 
 from __future__ import annotations
 
@@ -116,6 +116,48 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     write(result, out)
     print(to_markdown(result), end="")
     print(f"written: {out / 'diagnose.json'}  {out / 'diagnose.md'}")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from simreal.simulation.references import import_all
+    from simreal.simulation.registry import TASKS, register_packaged, register_task
+    from simreal.training.methods.calibrate import run_calibration
+
+    import_all(args.imports, "--import")
+    target = args.target
+    if args.task is not None:
+        task = register_task(args.task, Path.cwd())
+    elif target is not None and not args.log:
+        register_packaged()
+        found = [(t, n) for t in TASKS.values() for n in t.spec.targets if t.target_id(n) == target]
+        if not found:
+            raise ConfigError(
+                f"--target {target}: not a packaged task's target id (allowed: e.g. "
+                "simreal/InvertedPendulum-Target-Extrapolate-v0, or --task FILE --target NAME)"
+            )
+        task, target = found[0]
+    else:
+        raise ConfigError("--task: required (the task whose simulation is calibrated)")
+    params = [p.strip() for p in args.params.split(",")] if args.params else None
+    where = f"{task.name}{'_' + target if target else ''}"
+    out = Path(args.out) if args.out else Path("calibration") / where
+    summary = run_calibration(
+        task,
+        out,
+        target=target,
+        policy=Path(args.model) if args.model else None,
+        log=Path(args.log) if args.log else None,
+        episodes=args.episodes,
+        excite=args.excite,
+        mode=args.mode,
+        params=params,
+        seed=args.seed,
+        device=resolve_device(args.device),
+        env_kwargs=_env_kwargs(args.env_kwargs),
+    )
+    print((out / "calibration.md").read_text(), end="")
+    print(f"written: {out / 'calibration.json'}  {out / 'calibrated_task.yaml'}  {out / 'calibration.md'}")
+    log.info("calibration took %.1f s to fit", summary["fit_seconds"])
 
 
 def cmd_robustness(args: argparse.Namespace) -> None:

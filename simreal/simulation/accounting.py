@@ -12,13 +12,19 @@ variant.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
+import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
+
+from simreal.schema import ConfigError
 
 Purpose = Literal["train", "evaluation", "other"]
 PURPOSES: tuple[Purpose, ...] = ("train", "evaluation", "other")
@@ -89,4 +95,63 @@ class CountSteps(gym.Wrapper[Any, Any, Any, Any]):
         if self._open:
             self._open = False
             self.ledger.open_now -= 1
+        super().close()
+
+
+def counted_env(env_id: str, ledger: TargetLedger, kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
+    """A target env, every step counted into `ledger`: innermost for simreal's own target ids (below the
+    effects), around the env otherwise."""
+    entry = str(gym.spec(env_id).entry_point)
+    if entry.endswith("make_target"):
+        return gym.make(env_id, ledger=ledger, **kwargs)
+    return CountSteps(gym.make(env_id, **kwargs), ledger)
+
+
+def lock_dir() -> Path:
+    """Where exclusive targets' host-wide locks live (`SIMREAL_LOCK_DIR`, else the temp dir)."""
+    return Path(os.environ.get("SIMREAL_LOCK_DIR") or Path(tempfile.gettempdir()) / "simreal-locks")
+
+
+class ExclusiveLock:
+    """The host-wide lock of an exclusive target (a robot): taken before an instance is built, held while
+    it is open, so a second instance - in this process or another (a run's target stage, a calibration, a
+    diagnosis) - is refused in one line instead of driving the same hardware twice. Released by `release`
+    (its instance's `close()`) or the process's end."""
+
+    def __init__(self, name: str) -> None:
+        path = lock_dir() / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # noqa: SIM115 - held for the instance's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(
+                f"target {name}: exclusive, and an instance is open already ({holder}) - one at a time "
+                "(allowed: wait for it to close)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._handle: Any = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+class HoldExclusive(gym.Wrapper[Any, Any, Any, Any]):
+    """An exclusive target's instance, releasing its `ExclusiveLock` when it closes."""
+
+    def __init__(self, env: gym.Env[Any, Any], lock: ExclusiveLock) -> None:
+        super().__init__(env)
+        self._lock = lock
+
+    def close(self) -> None:
+        self._lock.release()
         super().close()

@@ -17,10 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.params import PHYSICS
-from simreal.simulation.effects import EFFECTS
-from simreal.simulation.effects.params import Rule
-from simreal.simulation.references import is_reference, load_attr
+from simreal.simulation.axes import Axis, effect_axes, physics_axes
 from simreal.simulation.tasks import TaskSpec
 
 MIX = {"inside": 0.5, "edge": 0.2, "beyond": 0.3}
@@ -51,24 +48,13 @@ class Shift:
         }
 
 
-@dataclass(frozen=True)
-class _Axis:
-    name: str
-    low: float
-    high: float
-    log: bool
-    integer: bool
-    floor: float | None  # what the parameter allows
-    ceiling: float | None
-
-
 def draw_panel(
     spec: TaskSpec, n: int, seed: int, beyond: float
 ) -> dict[str, tuple[dict[str, Any], list[Shift]]]:
     """`n` targets of `spec` (`p00`, `p01`, ...): each a task-file target mapping and its shifts. The same
     task, `n`, `seed` and `beyond` give the same panel."""
     rng = np.random.default_rng([seed, 20_27])
-    physics, effects = _physics_axes(spec), _effect_axes(spec)
+    physics, effects = physics_axes(spec), effect_axes(spec)
     if not physics and not effects:
         raise ValueError(f"{spec.source}: the task randomizes no range a panel could draw from")
     width = len(str(n - 1))
@@ -102,49 +88,7 @@ def draw_panel(
     return panel
 
 
-def _physics_axes(spec: TaskSpec) -> list[tuple[Any, _Axis]]:
-    out = []
-    for entry in spec.randomization.params:
-        if entry.dist not in ("uniform", "log_uniform", "normal") or entry.low is None or entry.high is None:
-            continue
-        if entry.low == entry.high:
-            continue
-        info = None if is_reference(entry.param) else PHYSICS.get(entry.param)
-        floor = ceiling = None
-        if entry.mode == "scale":  # a factor of the nominal value: kept positive
-            floor = 1e-3
-        elif entry.mode == "abs" and info is not None:  # the value itself: what is physical
-            floor, ceiling = info.low, info.high
-        log = entry.mode == "scale" and entry.low > 0
-        name = entry.param + (f"/{','.join(entry.names)}" if entry.names else "")
-        out.append((entry, _Axis(name, float(entry.low), float(entry.high), log, False, floor, ceiling)))
-    return out
-
-
-def _effect_axes(spec: TaskSpec) -> list[tuple[str, dict[str, Any], list[tuple[str, _Axis]]]]:
-    out = []
-    for effect in spec.source_effects:
-        cls = EFFECTS.get(effect.type)
-        if cls is None and is_reference(effect.type):
-            cls = load_attr(effect.type, f"{spec.source}: source_effects")
-        rules: dict[str, Rule] = dict(getattr(cls, "params", {}) or {})
-        fixed: dict[str, Any] = {}
-        axes = []
-        for arg, value in effect.args.items():
-            if isinstance(value, list | tuple) and len(value) == 2 and value[0] != value[1] and arg in rules:
-                rule = rules[arg]
-                floor = rule.ge if rule.ge is not None else rule.gt
-                ceiling = rule.le if rule.le is not None else rule.lt
-                low, high = float(value[0]), float(value[1])
-                axis = _Axis(f"{effect.type}.{arg}", low, high, False, rule.integer, floor, ceiling)
-                axes.append((arg, axis))
-            else:
-                fixed[arg] = value
-        out.append((effect.type, fixed, axes))
-    return out
-
-
-def _draw(axis: _Axis, rng: np.random.Generator, beyond: float) -> Shift:
+def _draw(axis: Axis, rng: np.random.Generator, beyond: float) -> Shift:
     odds = dict(MIX) if beyond > 1 else {"inside": MIX["inside"], "edge": MIX["edge"]}
     total = sum(odds.values())
     where = str(rng.choice(list(odds), p=[v / total for v in odds.values()]))

@@ -184,12 +184,16 @@ class ParamSet:
 
     def resample(self, rng: np.random.Generator) -> dict[str, float]:
         """Draw every entry from nominal, apply whole arrays, return the values keyed `param/element`."""
+        return self.apply([bound.draw(rng) for bound in self.bound])
+
+    def apply(self, drawn: Sequence[np.ndarray]) -> dict[str, float]:
+        """Apply given element values (one array per entry, as `BoundParam.values` makes them) over the
+        nominal arrays; return them keyed `param/element`."""
         arrays = {name: values.copy() for name, values in self._nominal.items()}
         values: dict[str, float] = {}
-        for bound in self.bound:
-            drawn = bound.draw(rng)
-            arrays[bound.spec.param][bound.indices] = drawn
-            values.update(zip(bound.labels, drawn.tolist(), strict=True))
+        for bound, elements in zip(self.bound, drawn, strict=True):
+            arrays[bound.spec.param][bound.indices] = elements
+            values.update(zip(bound.labels, np.asarray(elements).tolist(), strict=True))
         for name, array in arrays.items():
             self._space.set(name, array)
         self.values = values

@@ -22,6 +22,7 @@ the same mapping inline in an experiment config::
         extrapolation: false                                      # true: physics outside training range
         visuals: [{param: rgba, names: [cpole], value: 0.7}]       # pixel ids only: fixed visual shift
         image_noise_std: 2.0                                       # pixel ids only: camera noise, 0-255 units
+    state_from_obs: my_pkg.robot:set_state  # optional: (env, obs) -> state, for calibration's replay
     pixels:                                 # optional: pixel ids `<Name>-Pixels[-Rand|-Target-<T>]-v0`
       image_size: 64                        # square frames, side in pixels
       image_size_kwargs: [width, height]    # the env's constructor arguments that set the frame size
@@ -49,7 +50,7 @@ from simreal.schema import ConfigError, Spec, config_dir, load_yaml, offline, pa
 from simreal.simulation.effects import EffectSpec, Scalar
 from simreal.simulation.effects.params import Param
 from simreal.simulation.randomization import ParamSpec, RandomizationSpec
-from simreal.simulation.references import import_all, resolve_env
+from simreal.simulation.references import import_all, is_reference, load_attr, resolve_env
 from simreal.simulation.visuals import VisualParamSpec, VisualRandomizationSpec
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -159,6 +160,11 @@ class TaskSpec(Spec):
     """The real-like targets by name (letters, digits and `_`: names stem ids)."""
     pixels: PixelSpec | None = None
     """How the task's pixel ids observe through a camera (None: the task has no pixel ids)."""
+    state_from_obs: str | None = None
+    """`module:attr` of a function `(env, obs) -> (qpos, qvel) | None` that puts the sim (`env.unwrapped`)
+    in the state an observation shows - returning a MuJoCo env's joint state, or setting any env's state
+    itself and returning None. Calibration replays recorded steps from it (None: whole episodes from
+    reset)."""
     _source: str = PrivateAttr(default="<task>")
 
     @model_validator(mode="before")
@@ -173,6 +179,21 @@ class TaskSpec(Spec):
                 except ConfigError as err:
                     raise ValueError(str(err)) from None
         return data
+
+    @field_validator("state_from_obs")
+    @classmethod
+    def _state_setter(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or offline(info.context):
+            return value
+        if not is_reference(value):
+            raise ValueError(f"{value!r} is not module:attr (allowed: module:attr naming a function)")
+        try:
+            fn = load_attr(value, "state_from_obs")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        if not callable(fn):
+            raise ValueError(f"{value} is a {type(fn).__name__}, not a function (env, obs) -> state")
+        return value
 
     @field_validator("name")
     @classmethod

@@ -22,7 +22,7 @@ import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
 from simreal.schema import ConfigError
-from simreal.simulation.accounting import CountSteps, TargetLedger
+from simreal.simulation.accounting import CountSteps, ExclusiveLock, HoldExclusive, TargetLedger
 from simreal.simulation.adr import AdrState
 from simreal.simulation.effects import SENSOR_EFFECTS, EffectSpec, Scalar, apply_effects
 from simreal.simulation.pixels import ImageNoise, PixelObservation, StackFrames
@@ -76,7 +76,14 @@ def make_target(
     spec = t.spec.target(target)
     path = f"{t.source}: targets.{target}"
     base = t.target_env(target)
-    env = _counted(gym.make(base, **kwargs) if camera is None else _rendering(base, camera, kwargs), ledger)
+    lock = ExclusiveLock(t.target_id(target)) if spec.exclusive else None  # before anything connects
+    try:
+        env = gym.make(base, **kwargs) if camera is None else _rendering(base, camera, kwargs)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    env = _counted(env if lock is None else HoldExclusive(env, lock), ledger)
     env = RandomizeDynamics(env, RandomizationSpec(params=spec.physics), where=f"{path}.physics")
     if camera is None:
         return apply_effects(env, spec.effects)

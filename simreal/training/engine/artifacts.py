@@ -56,6 +56,11 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     _atomic_write(path, "wb", lambda fh: torch.save(obj, fh))
 
 
+def atomic_save_npz(arrays: dict[str, Any], path: str | Path) -> None:
+    """`numpy.savez_compressed` atomically (see `_atomic_write`)."""
+    _atomic_write(path, "wb", lambda fh: np.savez_compressed(fh, **arrays))
+
+
 def atomic_write_text(text: str, path: str | Path) -> None:
     """Write text atomically (see `_atomic_write`)."""
     _atomic_write(path, "w", lambda fh: fh.write(text))

@@ -1,0 +1,338 @@
+"""The fit: CMA-ES over the continuous dynamics axes, enumeration over the whole-numbered ones, simulated
+moments for noise, then what the data can and cannot tell apart.
+
+Search (deterministic for a seed): the discrete axes start at their range's middle; a short CMA-ES run
+fits the continuous ones; each discrete axis in turn tries every value (a short run from the current best
+each) and keeps the best; a final, longer run polishes the continuous axes - on the noise-corrected
+error where the sensor noise is known (`Replay.loss`). One continuous axis: a bounded scalar search
+instead (CMA-ES needs two).
+
+Identifiability (continuous axes): the Gauss-Newton curvature `J'J` of the replay residuals at the fit,
+in `u` (range half-widths), and the fit's covariance from a sandwich estimator clustered by episode (the
+residuals of one episode are far from independent: overlapping segments, a shared observer). Along each
+eigenvector of `J'J`, a direction whose standard deviation exceeds `FLAT` (or whose curvature vanishes
+next to the largest) is one the data cannot pin down: if one
+axis carries it, that axis is unidentified (its range is kept); if several do, they are confounded and
+the combination across them that the data does fix is reported. Discrete axes: identified when the same
+value wins on at least `AGREE` of bootstrap resamples of the episodes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cma
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+
+from simreal.simulation.calibration.model import CalAxis
+from simreal.simulation.calibration.replay import Replay, Setting
+
+FLAT = 0.5
+"""A direction is unidentified when its standard deviation exceeds this, in range half-widths."""
+RELATIVE = 1e-8
+"""...or when its curvature is below this share of the largest (an exact symmetry: noise-free data)."""
+LOADING = 0.3
+"""An axis takes part in a flat direction when its share of the eigenvector is at least this."""
+AGREE = 0.9
+"""A discrete axis is identified when its best value wins on this share of episode resamples."""
+PRIOR = 1e-5
+"""A faint pull toward the ranges' middles (per squared half-width): along directions the data leave
+flat it picks the member of the equivalence class nearest the middles, instead of a search drifting to
+its bounds, and costs nothing measurable elsewhere."""
+SHORT, LONG, POLISH = 80, 300, 300
+"""Replay evaluations of a screening run, of the final CMA-ES run and of the local polish after it."""
+RESAMPLES = 200
+
+
+@dataclass
+class AxisFit:
+    """What the fit says of one axis."""
+
+    axis: CalAxis
+    value: float
+    std: float | None = None  # in the axis's units (None: unidentified)
+    identified: bool = False
+    confounded_with: list[str] = field(default_factory=list)
+    note: str = ""
+    at_edge: bool = False  # pressed against the search's bounds: nothing measured
+
+
+@dataclass
+class FitResult:
+    axes: list[AxisFit]
+    setting: Setting
+    loss_before: float
+    loss_after: float
+    combinations: list[dict[str, Any]]
+    evaluations: int
+    discrete_votes: dict[str, dict[str, float]]
+    noise_corrected: float = 0.0
+
+
+class _Counter:
+    def __init__(self, replay: Replay) -> None:
+        self.replay = replay
+        self.calls = 0
+        self.noise = 0.0
+
+    def loss(self, u: np.ndarray, discrete: dict[str, float]) -> float:
+        self.calls += 1
+        u = np.asarray(u, dtype=np.float64)
+        return self.replay.loss(self.replay.setting(u, discrete), self.noise) + PRIOR * float(u @ u)
+
+
+def _minimize(
+    counter: _Counter, u0: np.ndarray, discrete: dict[str, float], budget: int, seed: int
+) -> tuple[np.ndarray, float]:
+    axes = counter.replay.continuous
+    if not axes:
+        return u0, counter.loss(u0, discrete)
+    bounds = [a.search_bounds() for a in axes]
+    if len(axes) == 1:
+        low, high = bounds[0]
+        res = minimize_scalar(
+            lambda x: counter.loss(np.array([x]), discrete),
+            bounds=(low, high),
+            method="bounded",
+            options={"maxiter": max(budget // 2, 10), "xatol": 1e-3},
+        )
+        return np.array([float(res.x)]), float(res.fun)
+    start = np.clip(u0, [b[0] for b in bounds], [b[1] for b in bounds])
+    es = cma.CMAEvolutionStrategy(
+        start.tolist(),
+        0.5,
+        {
+            "bounds": [[b[0] for b in bounds], [b[1] for b in bounds]],
+            "maxfevals": budget,
+            "seed": seed + 1,
+            "verbose": -9,
+            "tolfun": 1e-9,
+        },
+    )
+    best_u, best = start, counter.loss(start, discrete)
+    while not es.stop():
+        xs = es.ask()
+        fs = [counter.loss(np.asarray(x), discrete) for x in xs]
+        es.tell(xs, fs)
+        i = int(np.argmin(fs))
+        if fs[i] < best:
+            best_u, best = np.asarray(xs[i], dtype=np.float64), fs[i]
+    return best_u, best
+
+
+def _polish(
+    counter: _Counter, u0: np.ndarray, discrete: dict[str, float], budget: int
+) -> tuple[np.ndarray, float]:
+    """A local quasi-Newton run (L-BFGS-B, finite-difference gradients) from `u0`: where CMA-ES crawls
+    along a valley that the data leave nearly flat (confounded axes), this follows it in few steps."""
+    axes = counter.replay.continuous
+    if not axes:
+        return u0, counter.loss(u0, discrete)
+    bounds = [a.search_bounds() for a in axes]
+    res = minimize(
+        lambda x: counter.loss(np.asarray(x), discrete),
+        np.clip(u0, [b[0] for b in bounds], [b[1] for b in bounds]),
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxfun": budget, "eps": 1e-4, "ftol": 1e-12, "gtol": 1e-9},
+    )
+    return np.asarray(res.x, dtype=np.float64), float(res.fun)
+
+
+def _middle(axis: CalAxis) -> float:
+    assert axis.values is not None
+    centre = (axis.axis.low + axis.axis.high) / 2
+    return min(axis.values, key=lambda v: (abs(v - centre), v))
+
+
+def fit(replay: Replay, seed: int, noise_level: Callable[[Setting], float] | None = None) -> FitResult:
+    """Fit every dynamics axis of `replay` (see the module docstring). With `noise_level` (the sensor
+    noise std a setting's replay errors show), the final run minimizes the noise-corrected error
+    (`Replay.loss` with that noise)."""
+    counter = _Counter(replay)
+    discrete = {a.name: _middle(a) for a in replay.discrete}
+    u = np.zeros(len(replay.continuous))
+    loss_before = counter.loss(u, discrete)
+    u, best = _minimize(counter, u, discrete, SHORT, seed)
+    tried: dict[str, dict[float, tuple[np.ndarray, dict[str, float]]]] = {}
+    for axis in replay.discrete:
+        assert axis.values is not None
+        options = {}
+        for value in axis.values:
+            trial = {**discrete, axis.name: value}
+            u_v, loss_v = _minimize(counter, u, trial, SHORT, seed)
+            options[value] = (u_v, trial, loss_v)
+        pick = min(options, key=lambda v: options[v][2])
+        u, discrete, best = options[pick]
+        tried[axis.name] = {v: (o[0], o[1]) for v, o in options.items()}
+    if noise_level is not None:
+        counter.noise = noise_level(replay.setting(u, discrete))
+    u, best = _minimize(counter, u, discrete, LONG, seed)
+    u, best = _polish(counter, u, discrete, POLISH)
+    setting = replay.setting(u, discrete)
+    best = replay.loss(setting)
+    axes, combinations = _continuous_identifiability(replay, u, discrete)
+    votes: dict[str, dict[str, float]] = {}
+    for axis in replay.discrete:
+        share, vote = _discrete_votes(replay, tried[axis.name], discrete[axis.name], seed)
+        votes[axis.name] = vote
+        ok = share >= AGREE
+        axes.append(
+            AxisFit(
+                axis,
+                discrete[axis.name],
+                0.0 if ok else None,
+                ok,
+                note=f"best on {share:.0%} of episode resamples",
+            )
+        )
+    return FitResult(axes, setting, loss_before, best, combinations, counter.calls, votes, counter.noise)
+
+
+def _discrete_votes(
+    replay: Replay, options: dict[float, tuple[np.ndarray, dict[str, float]]], chosen: float, seed: int
+) -> tuple[float, dict[str, float]]:
+    """How often `chosen` has the lowest loss when the episodes are resampled, and each value's share."""
+    values = sorted(options)
+    per = np.array([replay.episode_losses(replay.setting(*options[v])) for v in values])  # (values, episodes)
+    usable = ~np.isnan(per).any(axis=0)
+    per = per[:, usable]
+    if per.shape[1] == 0:
+        return 0.0, {}
+    rng = np.random.default_rng([seed, 7])
+    wins = np.zeros(len(values))
+    for _ in range(RESAMPLES):
+        pick = rng.integers(0, per.shape[1], size=per.shape[1])
+        wins[int(np.argmin(per[:, pick].mean(axis=1)))] += 1
+    shares = wins / RESAMPLES
+    return float(shares[values.index(chosen)]), {
+        f"{v:g}": float(s) for v, s in zip(values, shares, strict=True)
+    }
+
+
+def _continuous_identifiability(
+    replay: Replay, u: np.ndarray, discrete: dict[str, float]
+) -> tuple[list[AxisFit], list[dict[str, Any]]]:
+    axes = replay.continuous
+    if not axes:
+        return [], []
+    setting = replay.setting(u, discrete)
+    starts = replay.starts(setting.obs_delay)
+    base = replay.residuals(setting, starts)
+    owners = np.repeat([e for e, _ in starts], base[0].size)
+    step = 0.02
+    jac = np.empty((base.size, len(axes)))
+    for i in range(len(axes)):
+        up, down = u.copy(), u.copy()
+        up[i] += step
+        down[i] -= step
+        r_up = replay.residuals(replay.setting(up, discrete), starts).ravel()
+        r_down = replay.residuals(replay.setting(down, discrete), starts).ravel()
+        jac[:, i] = (r_up - r_down) / (2 * step)
+    cov, lam, vecs = _cluster_covariance(jac, base.ravel(), owners)
+    dir_std = np.sqrt(np.maximum(np.einsum("ik,ij,jk->k", vecs, cov, vecs), 0.0))
+    flat = (dir_std > FLAT) | (lam < RELATIVE * lam.max())
+    keep = vecs[:, ~flat]
+    cov = keep @ (keep.T @ cov @ keep) @ keep.T  # the identified subspace's covariance
+    marginal = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    fits = [AxisFit(a, a.value(float(x))) for a, x in zip(axes, u, strict=True)]
+    groups: list[list[int]] = []
+    for k in np.flatnonzero(flat):
+        members = [i for i in range(len(axes)) if abs(vecs[i, k]) >= LOADING]
+        groups.append(members or [int(np.argmax(np.abs(vecs[:, k])))])
+    combinations = []
+    in_group = {i for g in groups for i in g}
+    for g, k in zip(groups, np.flatnonzero(flat), strict=True):
+        if len(g) == 1:
+            if not fits[g[0]].confounded_with:
+                fits[g[0]].note = "the replay error is flat along it: the data do not tell its value"
+            continue
+        names = [axes[i].name for i in g]
+        ref = max(g, key=lambda i: abs(vecs[i, k]))
+        for i in g:
+            fits[i].confounded_with = sorted(
+                {*fits[i].confounded_with, *(n for n in names if n != axes[i].name)}
+            )
+            fits[i].note = (
+                "confounded: only a combination with " + ", ".join(fits[i].confounded_with) + " is identified"
+            )
+        combinations.append(_combination(axes, g, ref, vecs[:, k], u, cov))
+    for i, axis in enumerate(axes):  # a fit pressed against the search's edge measured nothing
+        low, high = axis.search_bounds()
+        if min(u[i] - low, high - u[i]) < 1e-3:
+            in_group.add(i)
+            fits[i].at_edge = True
+            fits[i].note = (
+                f"at the edge of the search ({axis.value(low):.4g} .. {axis.value(high):.4g}): the data push "
+                "it past any plausible value - too few or too noisy steps to tell it"
+            )
+    for i, f in enumerate(fits):  # a confounded axis keeps the fitted member of its class: its value
+        if i in in_group:  # is the one the calibrated sim uses, not a measurement of it
+            f.identified = False
+            f.std = None
+        else:
+            f.identified = True
+            f.std = _std_in_units(axes[i], float(u[i]), float(marginal[i]))
+    return fits, combinations
+
+
+def _cluster_covariance(
+    jac: np.ndarray, residuals: np.ndarray, owners: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fit's covariance in `u`, robust to any correlation within an episode (a sandwich estimator
+    clustered by episode, with the small-sample factor G / (G - 1)), and the eigenpairs of `J'J`."""
+    lam, vecs = np.linalg.eigh(jac.T @ jac)
+    lam = np.maximum(lam, 0.0)
+    usable = lam > RELATIVE * max(lam.max(), 1e-300)
+    inverse = (vecs[:, usable] / lam[usable]) @ vecs[:, usable].T
+    clusters = np.unique(owners)
+    meat = np.zeros((jac.shape[1], jac.shape[1]))
+    for c in clusters:
+        rows = owners == c
+        g = jac[rows].T @ residuals[rows]
+        meat += np.outer(g, g)
+    factor = len(clusters) / (len(clusters) - 1) if len(clusters) > 1 else 1.0
+    cov = factor * inverse @ meat @ inverse
+    # directions J'J cannot resolve at all carry no information: infinite variance there
+    for k in np.flatnonzero(~usable):
+        cov += 1e6 * np.outer(vecs[:, k], vecs[:, k])
+    return cov, lam, vecs
+
+
+def _std_in_units(axis: CalAxis, u: float, std_u: float) -> float:
+    """A standard deviation in `u` as one in the axis's own units (delta method in log space)."""
+    std_z = std_u * axis.half_z
+    return abs(axis.value(u)) * std_z if axis.axis.log else std_z
+
+
+def _combination(
+    axes: list[CalAxis], group: list[int], ref: int, flat: np.ndarray, u: np.ndarray, cov: np.ndarray
+) -> dict[str, Any]:
+    """What the data fix across a confounded group: for each other member `i`, `z_i - (v_i / v_ref) z_ref`
+    (z: the axis in its log or linear coordinate) does not move along the flat direction `v`. For log axes
+    moving together this is a ratio, e.g. `body_mass/pole / actuator_gain`."""
+    out = []
+    for i in group:
+        if i == ref:
+            continue
+        a, b = axes[i], axes[ref]
+        # along the flat direction, u_i moves by v_i and u_ref by v_ref; in z: half_i v_i and half_ref v_ref
+        power = (a.half_z * flat[i]) / (b.half_z * flat[ref])
+        z = a.to_z(a.value(float(u[i]))) - power * b.to_z(b.value(float(u[ref])))
+        grad = np.zeros(len(axes))
+        grad[i], grad[ref] = a.half_z, -power * b.half_z
+        var = max(float(grad @ cov @ grad), 0.0)
+        both_log = a.axis.log and b.axis.log
+        if both_log:
+            expr = f"{a.name} / {b.name}^{power:.2f}"
+        else:
+            term = {n: (f"ln {x.name}" if x.axis.log else x.name) for n, x in (("a", a), ("b", b))}
+            expr = f"{term['a']} - {power:.2f} x {term['b']}"
+        value = math.exp(z) if both_log else z
+        std = value * math.sqrt(var) if both_log else math.sqrt(var)
+        out.append({"combination": expr, "value": value, "std": std})
+    return {"axes": [axes[i].name for i in group], "identified": out}

@@ -1,0 +1,241 @@
+"""`simreal calibrate`: recovered physics and delays, honest identifiability, counted target steps, the
+calibrated task file, log files, and one-line bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+from tiny import set_args
+from user_envs import CountingRobot
+
+from simreal.cli import main
+from simreal.simulation.calibration import calibrate
+from simreal.simulation.calibration.recording import Episode, Recording
+from simreal.simulation.registry import register_task
+from simreal.simulation.tasks import load_task
+
+PENDULUM = {
+    # InvertedPendulum without joint damping: scaling every mass and the motor together leaves the motion
+    # unchanged (gravity scales with the mass), so only their ratio can be identified; gravity can.
+    "name": "CalibratedPendulum",
+    "env": "InvertedPendulum-v5",
+    "max_episode_steps": 60,
+    "state_from_obs": "envs.states:inverted_pendulum",
+    "randomization": {
+        "params": [
+            {"param": "body_mass", "dist": "log_uniform", "low": 0.5, "high": 2.0},
+            {"param": "actuator_gain", "dist": "log_uniform", "low": 0.5, "high": 2.0},
+            {"param": "gravity", "names": ["z"], "dist": "uniform", "low": -2.0, "high": 2.0, "mode": "add"},
+            {"param": "joint_damping", "dist": "fixed", "value": 0.0, "mode": "abs"},
+        ]
+    },
+    "source_effects": [{"type": "action_delay", "steps": [0, 3]}],
+    "targets": {
+        "hidden": {
+            "physics": [
+                {"param": "body_mass", "value": 1.5},
+                {"param": "actuator_gain", "value": 0.9},
+                {"param": "gravity", "names": ["z"], "value": 1.0, "mode": "add"},
+                {"param": "joint_damping", "value": 0.0, "mode": "abs"},
+            ],
+            "effects": [{"type": "action_delay", "steps": 2}],
+        }
+    },
+}
+
+
+def _balance(env_id: str, episodes: int) -> Recording:
+    """A hand-written balancing controller with random pushes, recorded on `env_id`."""
+    env = gym.make(env_id)
+    rng = np.random.default_rng(0)
+    out = []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=k)
+        seen, sent, done = [obs], [], False
+        while not done:
+            push = 0.3 * rng.standard_normal()
+            action = np.array([np.clip(2.0 * obs[1] + 0.3 * obs[3] + 0.1 * obs[0] + push, -3, 3)], np.float32)
+            obs, _, terminated, truncated, _ = env.step(action)
+            seen.append(obs)
+            sent.append(action)
+            done = terminated or truncated
+        out.append(Episode(np.array(seen, np.float64), np.array(sent, np.float64)))
+    env.close()
+    return Recording(tuple(out))
+
+
+def test_recovers_the_identifiable_physics_and_the_delay_and_names_the_confounded_pair() -> None:
+    task = register_task(PENDULUM)
+    result = calibrate(task, _balance(task.target_id("hidden"), 10), seed=0, segments=64)
+    rows = {p["param"]: p for p in result.summary["parameters"]}
+    delay = rows["action_delay.steps"]
+    assert delay["value"] == 2 and delay["identified"]  # exactly
+    gravity = rows["gravity"]
+    assert gravity["identified"] and abs(gravity["value"] - 1.0) < 0.1  # true: +1.0 m/s^2
+    for name, other in (("body_mass", "actuator_gain"), ("actuator_gain", "body_mass")):
+        assert not rows[name]["identified"] and rows[name]["confounded_with"] == [other]
+    [group] = result.summary["combinations"]
+    [ratio] = group["identified"]
+    true = 0.9 / 1.5 if ratio["combination"].startswith("actuator_gain") else 1.5 / 0.9
+    assert abs(ratio["value"] / true - 1) < 0.05, ratio  # the ratio the data do fix, within 5%
+    assert result.summary["dynamics_gap_after"] < result.summary["dynamics_gap_before"]
+    # the calibrated task is a task file whose ranges hold the identified values
+    spec = load_task(result.task, where="calibrated")
+    assert spec.source_effects[0].args["steps"] == 2
+    entry = spec.randomization.params[2]
+    assert entry.low <= gravity["value"] <= entry.high and entry.high - entry.low < 1.0
+
+
+ROBOT: dict[str, Any] = {
+    "env": "user_envs:PointMass",
+    "imports": ["user_envs"],
+    "max_episode_steps": 30,
+    "state_from_obs": "user_envs:set_point_state",
+    "randomization": {
+        "params": [
+            {"param": "user_envs:MASS", "dist": "log_uniform", "low": 0.5, "high": 2.0},
+            {"param": "user_envs:GAIN", "dist": "uniform", "low": 0.7, "high": 1.3},
+        ]
+    },
+    "source_effects": [{"type": "action_delay", "steps": [0, 2]}],
+}
+
+
+def _robot_task(root: Path, name: str, lock: Path) -> Path:
+    robot = {"env": "user_envs:CountingRobot", "exclusive": True, "env_kwargs": {"lock_path": str(lock)}}
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**ROBOT, "name": name, "targets": {"robot": robot}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def robot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A task whose target is an exclusive counting robot, and a (barely) pretrained policy for it."""
+    root = tmp_path_factory.mktemp("calibrate")
+    task = _robot_task(root, "CalibratedRobot", root / "robot.lock")
+    config = root / "exp.yaml"
+    config.write_text(yaml.safe_dump({"experiment": "robot", "task": str(task), "target": "robot"}))
+    args = set_args(
+        root / "runs", "pretrain.timesteps=256", "pretrain.nominal_baseline=false", reference=False
+    )
+    assert main(["pretrain", str(config), *args, "--seeds", "0", "--set", "scratch=false"]) == 0
+    return task, root / "runs" / "robot" / "pretrain_randomized" / "seed0" / "policy.pt"
+
+
+def test_every_step_is_counted_one_instance_at_a_time_and_a_log_gives_the_same_fit(
+    robot: tuple[Path, Path], tmp_path: Path
+) -> None:
+    task, policy = robot
+    CountingRobot.forget()
+    live = tmp_path / "live"
+    args = ["--task", str(task), "--target", "robot", "--episodes", "3", "--excite", "0.3", "--device", "cpu"]
+    assert main(["calibrate", str(policy), *args, "--out", str(live)]) == 0
+    summary = json.loads((live / "calibration.json").read_text())
+    assert summary["target_steps"]["total"] == CountingRobot.steps_taken_total == 3 * 30
+    assert summary["target_steps"]["max_open"] == 1 and CountingRobot.connected == 0
+    assert CountingRobot.most_connected == 1
+    calibrated = load_task(live / "calibrated_task.yaml")
+    assert calibrated.name == "CalibratedRobotCalibrated" and "robot" in calibrated.targets
+    logged = tmp_path / "logged"
+    assert (
+        main(
+            ["calibrate", "--task", str(task), "--from-log", str(live / "episodes.npz"), "--out", str(logged)]
+        )
+        == 0
+    )
+    again = json.loads((logged / "calibration.json").read_text())
+    assert again["parameters"] == summary["parameters"]  # the same data, the same fit
+    assert again["target_steps"]["total"] == 0
+
+
+def test_an_exclusive_target_held_elsewhere_is_refused_before_any_step(
+    robot: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task, policy = robot
+    registered = register_task(task)
+    CountingRobot.forget()
+    held = gym.make(registered.target_id("robot"))  # a run's target stage, say
+    try:
+        code = main(
+            ["calibrate", str(policy), "--task", str(task), "--target", "robot", "--out", str(tmp_path)]
+        )
+    finally:
+        held.close()
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "exclusive, and an instance is open already" in err and len(err.splitlines()) == 1
+    assert CountingRobot.steps_taken_total == 0
+
+
+def _log(path: Path, obs: np.ndarray, actions: np.ndarray, starts: np.ndarray) -> Path:
+    np.savez(path, observations=obs, actions=actions, episode_starts=starts)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--params", "user_envs:FRICTION"], "'user_envs:FRICTION' is not a parameter the task randomizes"),
+        (["--episodes", "0"], "--episodes: must be >= 1, got 0"),
+        (["--excite", "1.5"], "--excite: 1.5 lies beyond the action bounds (allowed: 0 .. 1"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_target_step(
+    robot: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    task, policy = robot
+    CountingRobot.forget()
+    code = main(
+        ["calibrate", str(policy), "--task", str(task), "--target", "robot", "--out", str(tmp_path), *extra]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert CountingRobot.steps_taken_total == 0 and not (tmp_path / "calibration.json").exists()
+
+
+def test_bad_logs_are_one_line(
+    robot: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task, _ = robot
+    starts = np.array([True, False, False, True, False])
+    cases = [
+        (
+            _log(tmp_path / "short.npz", np.zeros((5, 2)), np.zeros((4, 1)), starts),
+            "the arrays disagree in length",
+        ),
+        (
+            _log(tmp_path / "wide.npz", np.zeros((5, 2)), np.zeros((5, 3)), starts),
+            "actions have 3 dimensions",
+        ),
+    ]
+    for path, message in cases:
+        assert main(["calibrate", "--task", str(task), "--from-log", str(path), "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_state_from_obs_that_does_not_import_or_returns_the_wrong_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = {**PENDULUM, "name": "BrokenImport", "state_from_obs": "user_envs:no_such_function"}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    assert main(["calibrate", "--task", str(path), "--from-log", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "state_from_obs" in err and len(err.splitlines()) == 1, err
+    wrong = {**PENDULUM, "name": "WrongShape", "state_from_obs": "user_envs:wrong_pendulum_state"}
+    path.write_text(yaml.safe_dump(wrong))
+    log = _log(tmp_path / "ok.npz", np.zeros((4, 4)), np.zeros((4, 1)), np.array([True, False, False, False]))
+    assert main(["calibrate", "--task", str(path), "--from-log", str(log), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "returned qpos (3,)" in err and "the env needs (2,)" in err and len(err.splitlines()) == 1, err
