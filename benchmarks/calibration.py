@@ -20,18 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from simreal.cli import main as simreal_main
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _simreal(args: list[str]) -> None:
-    code = simreal_main(args)
+    """One simreal command in its own process (each calibrated task registers its own ids)."""
+    code = subprocess.call([sys.executable, "-m", "simreal.cli", *args])
     if code != 0:
         raise SystemExit(f"simreal {' '.join(args)} failed ({code})")
 

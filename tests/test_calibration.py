@@ -239,3 +239,23 @@ def test_state_from_obs_that_does_not_import_or_returns_the_wrong_shape(
     assert main(["calibrate", "--task", str(path), "--from-log", str(log), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "returned qpos (3,)" in err and "the env needs (2,)" in err and len(err.splitlines()) == 1, err
+
+
+def test_without_state_from_obs_whole_episodes_are_replayed_from_reset(tmp_path: Path) -> None:
+    task = register_task({k: v for k, v in ROBOT.items() if k != "state_from_obs"} | {"name": "NoStateRobot"})
+    env = gym.make(task.nominal_id)
+    rng = np.random.default_rng(0)
+    episodes = []
+    for k in range(4):
+        obs, _ = env.reset(seed=0)  # the sim's own reset state: what this mode can match
+        seen, sent = [obs], []
+        for _ in range(30):
+            action = rng.uniform(-1, 1, size=1).astype(np.float32)
+            seen.append(env.step(action)[0])
+            sent.append(action)
+        episodes.append(Episode(np.array(seen, np.float64), np.array(sent, np.float64)))
+    env.close()
+    result = calibrate(task, Recording(tuple(episodes)), seed=0, segments=16)
+    assert result.summary["replay"] == "episodes_from_reset"
+    delay = next(p for p in result.summary["parameters"] if p["param"] == "action_delay.steps")
+    assert delay["value"] == 0  # the recording has none

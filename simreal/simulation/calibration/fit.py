@@ -8,8 +8,10 @@ error where the sensor noise is known (`Replay.loss`). One continuous axis: a bo
 instead (CMA-ES needs two).
 
 Identifiability (continuous axes): the Gauss-Newton curvature `J'J` of the replay residuals at the fit,
-in `u` (range half-widths), and the fit's covariance from a sandwich estimator clustered by episode (the
-residuals of one episode are far from independent: overlapping segments, a shared observer). Along each
+in `u` (range half-widths), and the fit's covariance: from a jackknife over episodes (each episode left
+out in turn, the fit polished again) - the estimator's own spread, which a local, linearized estimate
+understates badly on short, noisy episodes - or, under three episodes, a sandwich estimator clustered by
+episode (the residuals of one episode are far from independent). Along each
 eigenvector of `J'J`, a direction whose standard deviation exceeds `FLAT` (or whose curvature vanishes
 next to the largest) is one the data cannot pin down: if one
 axis carries it, that axis is unidentified (its range is kept); if several do, they are confounded and
@@ -43,8 +45,11 @@ PRIOR = 1e-5
 """A faint pull toward the ranges' middles (per squared half-width): along directions the data leave
 flat it picks the member of the equivalence class nearest the middles, instead of a search drifting to
 its bounds, and costs nothing measurable elsewhere."""
-SHORT, LONG, POLISH = 80, 300, 300
-"""Replay evaluations of a screening run, of the final CMA-ES run and of the local polish after it."""
+SHORT, LONG, POLISH, JACKKNIFE = 80, 300, 300, 60
+"""Replay evaluations of a screening run, of the final CMA-ES run, of the local polish after it, and of
+each jackknife refit."""
+FOLDS = 8
+"""The most jackknife refits: episodes are dealt into at most this many groups, each left out in turn."""
 RESAMPLES = 200
 
 
@@ -175,7 +180,7 @@ def fit(replay: Replay, seed: int, noise_level: Callable[[Setting], float] | Non
     u, best = _polish(counter, u, discrete, POLISH)
     setting = replay.setting(u, discrete)
     best = replay.loss(setting)
-    axes, combinations = _continuous_identifiability(replay, u, discrete)
+    axes, combinations = _continuous_identifiability(replay, u, discrete, _jackknife(counter, u, discrete))
     votes: dict[str, dict[str, float]] = {}
     for axis in replay.discrete:
         share, vote = _discrete_votes(replay, tried[axis.name], discrete[axis.name], seed)
@@ -215,7 +220,7 @@ def _discrete_votes(
 
 
 def _continuous_identifiability(
-    replay: Replay, u: np.ndarray, discrete: dict[str, float]
+    replay: Replay, u: np.ndarray, discrete: dict[str, float], jackknife: np.ndarray | None
 ) -> tuple[list[AxisFit], list[dict[str, Any]]]:
     axes = replay.continuous
     if not axes:
@@ -234,6 +239,9 @@ def _continuous_identifiability(
         r_down = replay.residuals(replay.setting(down, discrete), starts).ravel()
         jac[:, i] = (r_up - r_down) / (2 * step)
     cov, lam, vecs = _cluster_covariance(jac, base.ravel(), owners)
+    if jackknife is not None:
+        cov = jackknife
+    cov = cov + _exact_flats(lam, vecs)
     dir_std = np.sqrt(np.maximum(np.einsum("ik,ij,jk->k", vecs, cov, vecs), 0.0))
     flat = (dir_std > FLAT) | (lam < RELATIVE * lam.max())
     keep = vecs[:, ~flat]
@@ -296,11 +304,35 @@ def _cluster_covariance(
         g = jac[rows].T @ residuals[rows]
         meat += np.outer(g, g)
     factor = len(clusters) / (len(clusters) - 1) if len(clusters) > 1 else 1.0
-    cov = factor * inverse @ meat @ inverse
-    # directions J'J cannot resolve at all carry no information: infinite variance there
-    for k in np.flatnonzero(~usable):
-        cov += 1e6 * np.outer(vecs[:, k], vecs[:, k])
-    return cov, lam, vecs
+    return factor * inverse @ meat @ inverse, lam, vecs
+
+
+def _exact_flats(lam: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+    """Directions `J'J` cannot resolve at all carry no information: a huge variance along them."""
+    out = np.zeros((len(lam), len(lam)))
+    for k in np.flatnonzero(lam <= RELATIVE * max(lam.max(), 1e-300)):
+        out += 1e6 * np.outer(vecs[:, k], vecs[:, k])
+    return out
+
+
+def _jackknife(counter: _Counter, u: np.ndarray, discrete: dict[str, float]) -> np.ndarray | None:
+    """The fit's covariance from delete-a-group jackknife refits - the episodes dealt into at most `FOLDS`
+    groups, each left out in turn and the fit polished again from the full one: the sampling spread of
+    the estimator itself, nonlinearity and all (None under 3 episodes)."""
+    replay = counter.replay
+    episodes = sorted({e for e, _ in replay.starts(replay.setting(u, discrete).obs_delay)})
+    if len(episodes) < 3 or not len(u):
+        return None
+    folds = [frozenset(episodes[i :: min(FOLDS, len(episodes))]) for i in range(min(FOLDS, len(episodes)))]
+    estimates = []
+    try:
+        for fold in folds:
+            replay.left_out = fold
+            estimates.append(_polish(counter, u, discrete, JACKKNIFE)[0])
+    finally:
+        replay.left_out = frozenset()
+    dev = np.array(estimates) - np.mean(estimates, axis=0)
+    return (len(folds) - 1) / len(folds) * dev.T @ dev
 
 
 def _std_in_units(axis: CalAxis, u: float, std_u: float) -> float:

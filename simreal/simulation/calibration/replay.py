@@ -48,9 +48,11 @@ class Replay:
         recording: Recording,
         axes: list[CalAxis],
         seed: int,
-        horizon: int = HORIZON,
-        segments: int = SEGMENTS,
+        horizon: int | None = None,
+        segments: int | None = None,
     ) -> None:
+        horizon = HORIZON if horizon is None else horizon
+        segments = SEGMENTS if segments is None else segments
         self.sim = sim
         self.episodes = recording.episodes
         self.from_reset = sim.setter is None
@@ -66,10 +68,16 @@ class Replay:
         self.keep = spread > 1e-9 + 1e-6 * spread.max()
         self.scale = np.where(self.keep, spread, 1.0)
         self._starts: dict[int, list[tuple[int, int]]] = {}
+        self.left_out: frozenset[int] = frozenset()
         self._applied: dict[tuple[Any, ...], list[np.ndarray]] = {}
 
     def starts(self, obs_delay: int) -> list[tuple[int, int]]:
-        """Segment starts `(episode, t)` that fit a horizon after `obs_delay` (the same draw every call)."""
+        """Segment starts `(episode, t)` that fit a horizon after `obs_delay` (the same draw every call),
+        without those of the episodes in `left_out` (a jackknife refit)."""
+        drawn = self._drawn(obs_delay)
+        return [(e, t) for e, t in drawn if e not in self.left_out] if self.left_out else drawn
+
+    def _drawn(self, obs_delay: int) -> list[tuple[int, int]]:
         if self.from_reset:
             return [(e, 0) for e, ep in enumerate(self.episodes) if ep.steps - obs_delay >= self.horizon]
         if obs_delay not in self._starts:
