@@ -246,7 +246,7 @@ def test_without_state_from_obs_whole_episodes_are_replayed_from_reset(tmp_path:
     env = gym.make(task.nominal_id)
     rng = np.random.default_rng(0)
     episodes = []
-    for k in range(4):
+    for _ in range(4):
         obs, _ = env.reset(seed=0)  # the sim's own reset state: what this mode can match
         seen, sent = [obs], []
         for _ in range(30):
