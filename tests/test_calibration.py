@@ -17,6 +17,7 @@ from user_envs import CountingRobot
 from simreal.cli import main
 from simreal.simulation.calibration import calibrate
 from simreal.simulation.calibration.recording import Episode, Recording
+from simreal.simulation.calibration.task import calibrated_task
 from simreal.simulation.registry import register_task
 from simreal.simulation.tasks import load_task
 
@@ -72,7 +73,7 @@ def _balance(env_id: str, episodes: int) -> Recording:
 
 def test_recovers_the_identifiable_physics_and_the_delay_and_names_the_confounded_pair() -> None:
     task = register_task(PENDULUM)
-    result = calibrate(task, _balance(task.target_id("hidden"), 10), seed=0, segments=64)
+    result = calibrate(task, _balance(task.target_id("hidden"), 10), mode="center", seed=0, segments=64)
     rows = {p["param"]: p for p in result.summary["parameters"]}
     delay = rows["action_delay.steps"]
     assert delay["value"] == 2 and delay["identified"]  # exactly
@@ -87,9 +88,13 @@ def test_recovers_the_identifiable_physics_and_the_delay_and_names_the_confounde
     assert result.summary["dynamics_gap_after"] < result.summary["dynamics_gap_before"]
     # the calibrated task is a task file whose ranges hold the identified values
     spec = load_task(result.task, where="calibrated")
-    assert spec.source_effects[0].args["steps"] == 2
+    assert spec.source_effects[0].args["steps"] == 2  # center: an exact delay becomes fixed
     entry = spec.randomization.params[2]
     assert entry.low <= gravity["value"] <= entry.high and entry.high - entry.low < 1.0
+    covered = load_task(calibrated_task(task.spec, result.fits, "cover", "covered"), where="covered")
+    entry = covered.randomization.params[2]  # cover: the original range, widened only where needed
+    assert entry.low == -2.0 and entry.high == 2.0
+    assert covered.source_effects[0].args["steps"] == (0, 3)
 
 
 ROBOT: dict[str, Any] = {

@@ -86,7 +86,12 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="Gaussian noise std added to the policy's actions (action units)",
     )
-    cal.add_argument("--mode", choices=["center", "cover"], default="center", help="how ranges are rewritten")
+    cal.add_argument(
+        "--mode",
+        choices=["center", "cover"],
+        default="cover",
+        help="how ranges are rewritten (see the guide)",
+    )
     cal.add_argument("--params", help="comma-separated axes to fit (default: every one the task randomizes)")
     cal.add_argument("--from-log", dest="log", help="calibrate from a log file (.npz) instead of a live run")
     cal.add_argument("--out", help="where the calibration files go (default: calibration/<task>[_<target>])")

@@ -32,10 +32,12 @@ __all__ = ["Calibration", "calibrate", "select_axes", "split"]
 
 @dataclass
 class Calibration:
-    """A calibration's result: `summary` (calibration.json's data) and the calibrated task's data."""
+    """A calibration's result: `summary` (calibration.json's data), the calibrated task's data and the
+    per-axis fits (from which `task.calibrated_task` writes either mode)."""
 
     summary: dict[str, Any]
     task: dict[str, Any]
+    fits: list[AxisFit]
 
 
 def select_axes(axes: list[CalAxis], names: list[str] | None, where: str) -> list[CalAxis]:
@@ -94,7 +96,7 @@ def calibrate(
     task: Task,
     recording: Recording,
     *,
-    mode: Mode = "center",
+    mode: Mode = "cover",
     params: list[str] | None = None,
     seed: int = 0,
     where: str = "calibrate",
@@ -161,7 +163,7 @@ def calibrate(
         "fit_seconds": round(time.perf_counter() - started, 2),
         "seed": seed,
     }
-    return Calibration(summary, data)
+    return Calibration(summary, data, fits)
 
 
 def _np_default(value: Any) -> Any:

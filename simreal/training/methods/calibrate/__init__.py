@@ -40,7 +40,7 @@ def run_calibration(
     log: Path | None = None,
     episodes: int = 10,
     excite: float = 0.0,
-    mode: Mode = "center",
+    mode: Mode = "cover",
     params: list[str] | None = None,
     seed: int = 0,
     device: torch.device | None = None,
