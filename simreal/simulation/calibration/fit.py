@@ -28,6 +28,7 @@ from typing import Any
 
 import cma
 import numpy as np
+from scipy.linalg import qr as scipy_qr
 from scipy.optimize import minimize, minimize_scalar
 
 from simreal.simulation.calibration.model import CalAxis
@@ -248,27 +249,20 @@ def _continuous_identifiability(
     cov = keep @ (keep.T @ cov @ keep) @ keep.T  # the identified subspace's covariance
     marginal = np.sqrt(np.maximum(np.diag(cov), 0.0))
     fits = [AxisFit(a, a.value(float(x))) for a, x in zip(axes, u, strict=True)]
-    groups: list[list[int]] = []
-    for k in np.flatnonzero(flat):
-        members = [i for i in range(len(axes)) if abs(vecs[i, k]) >= LOADING]
-        groups.append(members or [int(np.argmax(np.abs(vecs[:, k])))])
+    groups = _groups(vecs[:, flat], len(axes))
     combinations = []
-    in_group = {i for g in groups for i in g}
-    for g, k in zip(groups, np.flatnonzero(flat), strict=True):
+    in_group = {i for g, _ in groups for i in g}
+    for g, ks in groups:
         if len(g) == 1:
-            if not fits[g[0]].confounded_with:
-                fits[g[0]].note = "the replay error is flat along it: the data do not tell its value"
+            fits[g[0]].note = "the replay error is flat along it: the data do not tell its value"
             continue
         names = [axes[i].name for i in g]
-        ref = max(g, key=lambda i: abs(vecs[i, k]))
         for i in g:
-            fits[i].confounded_with = sorted(
-                {*fits[i].confounded_with, *(n for n in names if n != axes[i].name)}
-            )
+            fits[i].confounded_with = [n for n in names if n != axes[i].name]
             fits[i].note = (
                 "confounded: only a combination with " + ", ".join(fits[i].confounded_with) + " is identified"
             )
-        combinations.append(_combination(axes, g, ref, vecs[:, k], u, cov))
+        combinations.append(_combination(axes, g, vecs[:, flat][:, ks], u, cov))
     for i, axis in enumerate(axes):  # a fit pressed against the search's edge measured nothing
         low, high = axis.search_bounds()
         if min(u[i] - low, high - u[i]) < 1e-3:
@@ -341,30 +335,63 @@ def _std_in_units(axis: CalAxis, u: float, std_u: float) -> float:
     return abs(axis.value(u)) * std_z if axis.axis.log else std_z
 
 
+def _groups(flats: np.ndarray, n: int) -> list[tuple[list[int], list[int]]]:
+    """Flat directions (columns) joined where they share axes: each group's axes (those loading at least
+    `LOADING` on one of its directions) and its directions."""
+    groups: list[tuple[set[int], set[int]]] = []
+    for k in range(flats.shape[1]):
+        members = {i for i in range(n) if abs(flats[i, k]) >= LOADING} or {
+            int(np.argmax(np.abs(flats[:, k])))
+        }
+        joined = [g for g in groups if g[0] & members]
+        for g in joined:
+            groups.remove(g)
+        groups.append((members.union(*(g[0] for g in joined)), {k}.union(*(g[1] for g in joined))))
+    return [(sorted(m), sorted(ks)) for m, ks in groups]
+
+
 def _combination(
-    axes: list[CalAxis], group: list[int], ref: int, flat: np.ndarray, u: np.ndarray, cov: np.ndarray
+    axes: list[CalAxis], group: list[int], flat: np.ndarray, u: np.ndarray, cov: np.ndarray
 ) -> dict[str, Any]:
-    """What the data fix across a confounded group: for each other member `i`, `z_i - (v_i / v_ref) z_ref`
-    (z: the axis in its log or linear coordinate) does not move along the flat direction `v`. For log axes
-    moving together this is a ratio, e.g. `body_mass/pole / actuator_gain`."""
+    """What the data fix across a confounded group with flat directions `flat` (columns): as many
+    reference axes as directions (pivoted QR on the loadings), and for every other member `i` the
+    combination `z_i - sum_j p_j z_ref_j` (z: the axis in its log or linear coordinate) that does not move
+    along any of them. Where every term is a log axis this is a ratio (`actuator_gain / body_mass^1.00`)."""
+    loadings = flat[group]  # (members, k)
+    k = loadings.shape[1]
+    if len(group) <= k:
+        return {"axes": [axes[i].name for i in group], "identified": []}
+    _, _, pivots = scipy_qr(loadings.T, pivoting=True)
+    refs = [group[j] for j in pivots[:k]]
+    rows = flat[refs]  # (k, k)
     out = []
     for i in group:
-        if i == ref:
+        if i in refs:
             continue
-        a, b = axes[i], axes[ref]
-        # along the flat direction, u_i moves by v_i and u_ref by v_ref; in z: half_i v_i and half_ref v_ref
-        power = (a.half_z * flat[i]) / (b.half_z * flat[ref])
-        z = a.to_z(a.value(float(u[i]))) - power * b.to_z(b.value(float(u[ref])))
+        q = np.linalg.solve(rows.T, flat[i])  # moving along the flat directions leaves u_i - q.u_refs fixed
+        a = axes[i]
+        powers = [float(q[j] * a.half_z / axes[r].half_z) for j, r in enumerate(refs)]
+        z = a.to_z(a.value(float(u[i]))) - sum(
+            p * axes[r].to_z(axes[r].value(float(u[r]))) for p, r in zip(powers, refs, strict=True)
+        )
         grad = np.zeros(len(axes))
-        grad[i], grad[ref] = a.half_z, -power * b.half_z
+        grad[i] = a.half_z
+        for p, r in zip(powers, refs, strict=True):
+            grad[r] -= p * axes[r].half_z
         var = max(float(grad @ cov @ grad), 0.0)
-        both_log = a.axis.log and b.axis.log
-        if both_log:
-            expr = f"{a.name} / {b.name}^{power:.2f}"
+        all_log = a.axis.log and all(axes[r].axis.log for r in refs)
+        if all_log:
+            below = " x ".join(f"{axes[r].name}^{p:.2f}" for p, r in zip(powers, refs, strict=True))
+            expr = f"{a.name} / {below if k == 1 else '(' + below + ')'}"
         else:
-            term = {n: (f"ln {x.name}" if x.axis.log else x.name) for n, x in (("a", a), ("b", b))}
-            expr = f"{term['a']} - {power:.2f} x {term['b']}"
-        value = math.exp(z) if both_log else z
-        std = value * math.sqrt(var) if both_log else math.sqrt(var)
-        out.append({"combination": expr, "value": value, "std": std})
+            term = [f"ln {x.name}" if x.axis.log else x.name for x in (a, *(axes[r] for r in refs))]
+            expr = term[0] + "".join(f" - {p:.2f} x {t}" for p, t in zip(powers, term[1:], strict=True))
+        value = math.exp(z) if all_log else z
+        out.append(
+            {
+                "combination": expr,
+                "value": value,
+                "std": value * math.sqrt(var) if all_log else math.sqrt(var),
+            }
+        )
     return {"axes": [axes[i].name for i in group], "identified": out}
