@@ -189,16 +189,6 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(f"details: {Path(args.run_dir) / args.name / 'sweep.md'}")
 
 
-def cmd_envs(args: argparse.Namespace) -> None:
-    from simreal.simulation.listing import describe_task
-    from simreal.simulation.registry import register_task
-    from simreal.simulation.tasks import packaged_tasks
-
-    keys = [args.task] if args.task else list(packaged_tasks())
-    for key in keys:
-        print(describe_task(register_task(key, Path.cwd())), end="")
-
-
 def cmd_compare(args: argparse.Namespace) -> None:
     from simreal.analysis.compare import compare
 

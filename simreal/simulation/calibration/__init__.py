@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from simreal.schema import ConfigError
 from simreal.simulation.calibration.fit import AxisFit, fit
@@ -164,9 +163,3 @@ def calibrate(
         "seed": seed,
     }
     return Calibration(summary, data, fits)
-
-
-def _np_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(type(value).__name__)

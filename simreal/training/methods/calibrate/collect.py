@@ -97,7 +97,7 @@ def collect(
     env_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Recording, list[float]]:
     """`episodes` episodes of `policy` (deterministic, plus excitation) on the target; the recording and
-    the episodes' returns."""
+    the episodes' returns. `excite` is checked by the caller (`check_excite`) before the target opens."""
     recorder: list[Record] = []
 
     def make_base() -> gym.Env[Any, Any]:
@@ -110,7 +110,6 @@ def collect(
     with ledger.doing("other"):
         env = loaded.make_env()
         try:
-            check_excite(excite, env.action_space, "--excite")
             for k in range(episodes):
                 obs, _ = env.reset(seed=seed + k)
                 total, done = 0.0, False
