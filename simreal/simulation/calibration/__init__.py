@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-
 from simreal.schema import ConfigError
 from simreal.simulation.calibration.fit import AxisFit, fit
 from simreal.simulation.calibration.gap import dynamics_gap
