@@ -28,6 +28,7 @@ from simreal.schema import OFFLINE, ConfigError, Spec, config_dir, format_error,
 from simreal.sections import (
     AlgoConfig,
     AutoConfig,
+    CalibrateConfig,
     DistillConfig,
     EvalConfig,
     FinetuneConfig,
@@ -103,6 +104,9 @@ class ExperimentConfig(Spec):
     target is exclusive."""
     distill: DistillConfig | None = None
     """Distillation of a privileged teacher into a history-based student (None: no distillation stages)."""
+    calibrate: CalibrateConfig | None = None
+    """Calibration from target data and pretraining on the calibrated ranges (None: no calibration
+    stages)."""
     methods: list[str] = []
     """Transfer methods of your own beside the packaged ones: `module:attr` naming a
     `simreal.training.engine.Method`. Each may own a top-level section of this file (its `section`),
@@ -206,6 +210,7 @@ class ExperimentConfig(Spec):
             self.evaluation,
             self.reference,
             self.distill,
+            self.calibrate,
             *self.method_sections.values(),
         )
         for section in sections:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from simreal.analysis import calibration
 from simreal.analysis.plots import plot_curves
 from simreal.analysis.results import build_results, gather
 from simreal.analysis.tensorboard import write_summary
@@ -125,6 +126,11 @@ def to_markdown(doc: dict[str, Any], declared: list[Variant] | None = None) -> s
         lines.append(
             f"- Sample efficiency of the distilled student: {doc['student_sample_efficiency_ratio']['text']}."
         )
+    if "calibrated_sample_efficiency_ratio" in doc:
+        lines.append(
+            "- Sample efficiency of the calibrated policy (calibration counted): "
+            f"{doc['calibrated_sample_efficiency_ratio']['text']}."
+        )
     variants = doc["variants"]
     learning = {v.name: v.learning for v in declared or []}  # what trained on the target comes last
     trained_last = sorted(variants.items(), key=lambda item: learning.get(item[0], False))
@@ -184,6 +190,7 @@ def to_markdown(doc: dict[str, Any], declared: list[Variant] | None = None) -> s
             f"intervals from fewer than {MIN_SEEDS} seeds are indications, not evidence."
         )
     lines += _distillation_lines(doc.get("distillation"))
+    lines += calibration.lines(doc.get("calibration"))
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from simreal import stats
+from simreal.analysis import calibration
 from simreal.analysis import metrics as m
 from simreal.config import ExperimentConfig, load_config
 from simreal.simulation.accounting import PURPOSES, STEPS
@@ -55,6 +56,7 @@ class Gathered:
     steps: dict[str, list[dict[str, int]]] = field(default_factory=dict)  # target steps, where recorded
     auto: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # finetune.auto's search, per seed
     distill: list[dict[str, Any]] = field(default_factory=list)  # distill.json of each student, seed order
+    calibration: list[dict[str, Any]] = field(default_factory=list)  # calibration.json of each seed
 
 
 def _seed_dirs(variant_dir: Path) -> list[tuple[int, Path]]:
@@ -219,6 +221,7 @@ def gather(run_dirs: list[Path], separate: bool = False) -> Gathered:
         for seed, stage in _seed_dirs(student) if student.is_dir() else []:
             if (stage / "distill.json").is_file():
                 out.distill.append({"seed": seed, **json.loads((stage / "distill.json").read_text())})
+    out.calibration = calibration.gather(run_dirs[:1] if separate else run_dirs)
     if not out.finals:
         raise ValueError(f"compare: no finished seeds under {', '.join(map(str, run_dirs))}")
     for variant, curves in out.curves.items():
@@ -353,6 +356,10 @@ def build_results(
     }
     if "finetune_student" in data.curves:
         doc["student_sample_efficiency_ratio"] = _ratio(data, threshold, why, fraction, "finetune_student")
+    if "finetune_calibrated" in data.curves:
+        doc["calibrated_sample_efficiency_ratio"] = _ratio(
+            data, threshold, why, fraction, "finetune_calibrated"
+        )
     for variant in data.variants:
         if variant in finals:
             doc["variants"][variant] = _variant_row(
@@ -360,6 +367,7 @@ def build_results(
             )
     doc["comparisons"] = _comparisons(finals, list(data.variants.values()))
     doc["distillation"] = _distillation(data.distill)
+    doc["calibration"] = calibration.summarize(data.calibration)
     return doc
 
 

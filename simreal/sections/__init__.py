@@ -6,6 +6,7 @@ evaluation, the reference, distillation and perception.
 included) is a `Spec` of the same kind.
 """
 
+from simreal.sections.calibrate import CalibrateConfig
 from simreal.sections.core import (
     SEARCHABLE,
     AlgoConfig,
@@ -24,6 +25,7 @@ __all__ = [
     "AlgoConfig",
     "AugmentationConfig",
     "AutoConfig",
+    "CalibrateConfig",
     "DistillConfig",
     "EvalConfig",
     "FinetuneConfig",

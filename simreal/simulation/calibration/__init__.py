@@ -21,7 +21,7 @@ from simreal.simulation.calibration.model import CalAxis, Sim, calibration_axes
 from simreal.simulation.calibration.noise import fit_noise
 from simreal.simulation.calibration.recording import Episode, Recording, check_dims
 from simreal.simulation.calibration.replay import SEGMENTS, Replay
-from simreal.simulation.calibration.task import Mode, calibrated_range, calibrated_task
+from simreal.simulation.calibration.task import STDS, Mode, calibrated_range, calibrated_task
 from simreal.simulation.registry import Task
 from simreal.simulation.tasks import load_task
 
@@ -64,7 +64,7 @@ def split(recording: Recording) -> tuple[tuple[Episode, ...], tuple[Episode, ...
     return tuple(e for i, e in enumerate(eps) if i % 4 != 3), held
 
 
-def _row(f: AxisFit, mode: Mode) -> dict[str, Any]:
+def _row(f: AxisFit, mode: Mode, stds: float) -> dict[str, Any]:
     axis = f.axis
     if axis.source == "physics":
         param, names = (
@@ -73,7 +73,7 @@ def _row(f: AxisFit, mode: Mode) -> dict[str, Any]:
         )
     else:
         param, names = axis.name, None
-    low, high = calibrated_range(f, mode)
+    low, high = calibrated_range(f, mode, stds)
     return {
         "param": param,
         "names": names,
@@ -99,9 +99,12 @@ def calibrate(
     seed: int = 0,
     where: str = "calibrate",
     segments: int = SEGMENTS,
+    stds: float = STDS,
+    name: str | None = None,
 ) -> Calibration:
     """Fit `task`'s axes (or those named in `params`) to `recording`, replaying up to `segments` segments
-    of it per candidate; see the package docstring."""
+    of it per candidate; the calibrated task (named `name`, default `<Task>Calibrated`) holds each value
+    +- `stds` standard deviations. See the package docstring."""
     started = time.perf_counter()
     spec = task.spec
     axes = select_axes(calibration_axes(spec), params, f"{where}: params")
@@ -136,7 +139,7 @@ def calibrate(
         described = (
             f"calibrated ({mode}) from {recording.steps} recorded steps in {len(recording.episodes)} episodes"
         )
-        data = calibrated_task(spec, fits, mode, described)
+        data = calibrated_task(spec, fits, mode, described, stds, name)
         calibrated = load_task(data, where=f"{where}: calibrated task")
         gap_before = dynamics_gap(sim, spec, held, seed)
         gap_after = dynamics_gap(sim, calibrated, held, seed)
@@ -145,11 +148,12 @@ def calibrate(
     summary = {
         "task": spec.source,
         "mode": mode,
+        "stds": stds,
         "replay": "episodes_from_reset" if replay.from_reset else "states",
         "episodes": len(recording.episodes),
         "steps": recording.steps,
         "held_out_episodes": len(held) if held is not fit_eps else 0,
-        "parameters": [_row(f, mode) for f in fits],
+        "parameters": [_row(f, mode, stds) for f in fits],
         "combinations": result.combinations,
         "discrete_votes": result.discrete_votes,
         "replay_error": {"at_range_middles": result.loss_before, "fitted": result.loss_after},

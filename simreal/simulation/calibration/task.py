@@ -2,7 +2,7 @@
 identified, in one of two modes.
 
 - `center` (DROPO's idea: a distribution, not a point): each identified range is re-centred on the
-  identified value, `+-2` standard deviations wide (at least `MIN_WIDTH` of the original half-width, so
+  identified value, `+-STDS` (2) standard deviations wide (at least `MIN_WIDTH` of the original half-width, so
   the sim still varies); a whole-numbered value identified exactly becomes fixed.
 - `cover`: the original ranges are kept and widened just enough to hold the identified value and its
   two standard deviations (the original spread's robustness stays).
@@ -22,12 +22,14 @@ from simreal.simulation.calibration.fit import AxisFit
 from simreal.simulation.tasks import TaskSpec
 
 Mode = Literal["center", "cover"]
+STDS = 2.0
+"""Standard deviations of the identified value each calibrated range holds on either side (default)."""
 MIN_WIDTH = 0.1
 """The narrowest calibrated half-width, as a share of the original half-width (in the axis's coordinate)."""
 
 
-def calibrated_range(fit: AxisFit, mode: Mode) -> tuple[float, float]:
-    """The range written for one axis."""
+def calibrated_range(fit: AxisFit, mode: Mode, stds: float = STDS) -> tuple[float, float]:
+    """The range written for one axis: the value +- `stds` standard deviations (see the module)."""
     axis = fit.axis
     low, high = axis.axis.low, axis.axis.high
     if fit.at_edge or (fit.std is None and not fit.confounded_with):
@@ -36,9 +38,9 @@ def calibrated_range(fit: AxisFit, mode: Mode) -> tuple[float, float]:
     if fit.std is None:
         spread = 0.0
     elif axis.axis.log:
-        spread = 2.0 * fit.std / max(abs(fit.value), 1e-12)
+        spread = stds * fit.std / max(abs(fit.value), 1e-12)
     else:
-        spread = 2.0 * fit.std
+        spread = stds * fit.std
     if axis.discrete and fit.identified:
         lo_v, hi_v = fit.value, fit.value
     else:
@@ -57,15 +59,23 @@ def calibrated_range(fit: AxisFit, mode: Mode) -> tuple[float, float]:
     return lo_v, hi_v
 
 
-def calibrated_task(spec: TaskSpec, fits: list[AxisFit], mode: Mode, described: str) -> dict[str, Any]:
-    """The task file's data, with every fitted axis's range replaced (see the module docstring)."""
+def calibrated_task(
+    spec: TaskSpec,
+    fits: list[AxisFit],
+    mode: Mode,
+    described: str,
+    stds: float = STDS,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """The task file's data, with every fitted axis's range replaced (see the module docstring); named
+    `name` (default `<Task>Calibrated`)."""
     data = spec.model_dump(mode="json", exclude_defaults=True)
-    data["name"] = f"{spec.name}Calibrated"
+    data["name"] = name or f"{spec.name}Calibrated"
     data["description"] = f"{spec.description + ' - ' if spec.description else ''}{described}"
     params = [dict(p) for p in data.get("randomization", {}).get("params", [])]
     effects = [dict(e) for e in data.get("source_effects", [])]
     for fit in fits:
-        low, high = calibrated_range(fit, mode)
+        low, high = calibrated_range(fit, mode, stds)
         axis = fit.axis
         if axis.source == "physics":
             entry = params[axis.index]

@@ -47,6 +47,7 @@ BUILTIN = (
     "simreal.training.methods.zeroshot:ZeroShot",
     "simreal.training.methods.scratch:Reference",
     "simreal.training.methods.distill:Distill",
+    "simreal.training.methods.calibrate:Calibrate",
 )
 """The packaged methods, resolved by name exactly as a user's are (order: the report's row order)."""
 

@@ -23,10 +23,11 @@ from stable_baselines3.common.vec_env import VecEnv
 from simreal.simulation.accounting import STEPS, TargetLedger, read_json
 from simreal.training.engine.artifacts import save_policy
 from simreal.training.engine.context import Context
-from simreal.training.engine.evaluation import evaluate
+from simreal.training.engine.evaluation import EvalResult, evaluate
 from simreal.training.engine.loop import (
     Borrowed,
     EvalSchedule,
+    curve_point,
     obs_rms_of,
     stateful,
     train_stage,
@@ -65,6 +66,26 @@ class Built:
     callbacks: list[BaseCallback] = field(default_factory=list)
     """SB3 callbacks that act while it trains; those with `key`, `state()` and `load()` are checkpointed
     and their state goes to `final.json` (e.g. the adaptive rate it reached)."""
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """Target interaction a variant spent before its own policy took over - calibration's episodes, say -
+    counted in its budget: `steps` (whole rollouts: where its curve's step axis resumes), `ledger` (the
+    target steps of it, by purpose) and `evaluation`, that of the policy that acted then (what the curve
+    shows up to `steps`, its points marked `label`)."""
+
+    steps: int
+    ledger: dict[str, int]
+    evaluation: EvalResult
+    label: str
+
+    def curve(self, grid: list[int]) -> list[dict[str, Any]]:
+        """The curve's points before the takeover: the earlier policy's evaluation at every grid step
+        below `steps`."""
+        return [
+            {**curve_point(step, self.evaluation), self.label: True} for step in grid if step < self.steps
+        ]
 
 
 class Learner(Protocol):

@@ -1,139 +1,98 @@
-"""Calibration from target data (`simreal calibrate`): collect counted episodes with a policy - or read a
-team's log file - fit the task's randomized physics and effects to them
-(`simreal.simulation.calibration`), and write what was found.
+"""Calibration from target data (real-to-sim): measure the target, fit the simulation to it, and pretrain
+again on ranges that hold what was measured.
 
-Writes into `out`: `episodes.npz` (a live run's recording, in the log format), `calibration.json`
-(`parameters`: `{param, names, value, std, low, high, identified, ...}` per axis; `combinations` for
-confounded axes; `dynamics_gap_before` / `dynamics_gap_after` on held-out episodes; `target_steps`;
-`episodes`), `calibration.md` and `calibrated_task.yaml` (the task with its ranges brought to the
-identified values, `--mode center` or `cover`). Every input is checked before the first target step.
+Two ways in: `simreal calibrate` (`command.run_calibration`: a policy's counted episodes on the target,
+or a team's log file; the calibration's files), and the `calibrate:` section of an experiment, which adds
+the stages of `stages` to the run: `calibrate_collect` -> `calibrate_fit` -> `pretrain_calibrated` ->
+`zeroshot_calibrated` and `finetune_calibrated`, the calibration's target steps counted in those two
+variants' budgets.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import gymnasium as gym
-import torch
-import yaml
 
+from simreal.config import ExperimentConfig
 from simreal.schema import ConfigError
-from simreal.simulation.accounting import TargetLedger
-from simreal.simulation.calibration import Calibration, calibrate, select_axes
+from simreal.simulation.calibration import select_axes
 from simreal.simulation.calibration.model import calibration_axes
-from simreal.simulation.calibration.recording import Recording, load_log
-from simreal.simulation.calibration.task import Mode
-from simreal.simulation.registry import Task
-from simreal.training.engine.artifacts import atomic_save_npz, atomic_write_text
-from simreal.training.methods.calibrate.collect import check_excite, collect
+from simreal.training.engine.context import Context
+from simreal.training.engine.method import Method, Stage, Variant
+from simreal.training.methods.calibrate.collect import check_excite
+from simreal.training.methods.calibrate.command import run_calibration
+from simreal.training.methods.calibrate.stages import (
+    collect_stage,
+    finetune_stage,
+    fit_stage,
+    max_steps,
+    pretrain_stage,
+    zeroshot_stage,
+)
+
+__all__ = ["Calibrate", "run_calibration"]
 
 
-def run_calibration(
-    task: Task,
-    out: Path,
-    *,
-    target: str | None = None,
-    policy: Path | None = None,
-    log: Path | None = None,
-    episodes: int = 10,
-    excite: float = 0.0,
-    mode: Mode = "cover",
-    params: list[str] | None = None,
-    seed: int = 0,
-    device: torch.device | None = None,
-    env_kwargs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Collect (or read) the episodes, fit, write the files; returns calibration.json's data."""
-    select_axes(calibration_axes(task.spec), params, "--params")
-    ledger = TargetLedger(purpose="other")
-    started = time.perf_counter()
-    returns: list[float] = []
-    if log is not None:
-        if policy is not None or target is not None:
-            raise ConfigError("--from-log: calibrates from the file alone (allowed: no POLICY, no --target)")
-        recording = load_log(log)
-        source: dict[str, Any] = {"log": str(log)}
-    else:
-        if policy is None or target is None:
-            raise ConfigError("calibrate: give POLICY and --target (or --from-log FILE)")
-        if episodes < 1:
-            raise ConfigError(f"--episodes: must be >= 1, got {episodes}")
-        if not policy.is_file():
-            raise ConfigError(f"{policy}: file not found (allowed: a policy.pt)")
-        task.spec.target(target)
-        probe = gym.make(task.nominal_id)
-        try:
-            check_excite(excite, probe.action_space, "--excite")
-        finally:
-            probe.close()
-        recording, returns = collect(
-            policy,
-            task.target_id(target),
-            episodes,
-            excite,
-            seed,
-            device or torch.device("cpu"),
-            ledger,
-            env_kwargs,
+def _calibrates(cfg: ExperimentConfig) -> bool:
+    return cfg.calibrate is not None
+
+
+def check_calibrate(ctx: Context) -> None:
+    """The axes named exist, the excitation fits the action bounds, and the collection's cap leaves at
+    least one rollout of the training budget - before anything is written."""
+    c = ctx.cfg.calibrate
+    if c is None:
+        return
+    select_axes(calibration_axes(ctx.task.spec), c.params, "calibrate.params")
+    probe = gym.make(ctx.task.nominal_id)
+    try:
+        check_excite(c.excite, probe.action_space, "calibrate.excite")
+    finally:
+        probe.close()
+    budget, rollout = ctx.train_budget, ctx.cfg.target_rollout
+    cap, room = max_steps(ctx), max(budget - rollout, 0)
+    if cap > room:
+        raise ConfigError(
+            f"calibrate.max_steps: {cap:,} target steps of collection leave less than one rollout "
+            f"({rollout:,}) of the training budget ({budget:,}) (allowed: at most {room:,}, or a larger "
+            "finetune.timesteps)"
         )
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_save_npz(recording.arrays(), out / "episodes.npz")
-        source = {"policy": str(policy), "target": task.target_id(target), "excite": excite}
-    collected = time.perf_counter() - started
-    result = calibrate(task, recording, mode=mode, params=params, seed=seed)
-    summary = {
-        **source,
-        **result.summary,
-        "target_steps": ledger.as_dict(),
-        "episode_returns": returns,
-        "collect_seconds": round(collected, 2),
-    }
-    _write(out, summary, result, recording)
-    return summary
 
 
-def _write(out: Path, summary: dict[str, Any], result: Calibration, recording: Recording) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(json.dumps(summary, indent=1), out / "calibration.json")
-    header = f"# {summary['task']}, calibrated ({summary['mode']}); see calibration.json\n"
-    atomic_write_text(header + yaml.safe_dump(result.task, sort_keys=False), out / "calibrated_task.yaml")
-    atomic_write_text(to_markdown(summary), out / "calibration.md")
+class Calibrate(Method):
+    """Calibration inside a run, compared with the randomized, scratch and other variants at equal
+    target budget (the calibration's steps included)."""
 
+    name = "calibrate"
+    section = "calibrate"
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
-
-
-def to_markdown(s: dict[str, Any]) -> str:
-    replay = "recorded states" if s["replay"] == "states" else "reset (no state_from_obs)"
-    lines = [
-        f"# Calibration of {s['task']}",
-        "",
-        f"{s['steps']:,} recorded steps in {s['episodes']} episodes ({s['held_out_episodes']} held out for "
-        f"the gap); replay from {replay}"
-        f"; {s['target_steps']['total']:,} target steps taken; fit {s['fit_seconds']:.1f} s.",
-        "",
-        f"**Dynamics gap: {s['dynamics_gap_before']:.2f} before -> {s['dynamics_gap_after']:.2f} after** "
-        f"(forward-model error on held-out target steps over the sim's own; ~1 = moves like the sim).",
-        "",
-        "| parameter | value | std | identified | range before | range written |",
-        "|---|---|---|---|---|---|",
-    ]
-    for p in s["parameters"]:
-        name = p["param"] + (f"/{','.join(p['names'])}" if p["names"] else "")
-        ident = "yes" if p["identified"] else ("confounded" if p["confounded_with"] else "no")
-        before = "[" + ", ".join(_number(v) for v in p["range_before"]) + "]"
-        lines.append(
-            f"| {name} | {_number(p['value'])} | {_number(p['std'])} | {ident} | {before} | "
-            f"[{_number(p['low'])}, {_number(p['high'])}] |"
+    def stages(self) -> Sequence[Stage]:
+        zeroshot = Variant(
+            "zeroshot_calibrated",
+            "zero-shot calibrated (pretrained on measured ranges)",
+            beats=(("zeroshot_randomized", "calibrated_beats_randomized_zeroshot"),),
         )
-    for group in s["combinations"]:
-        lines += ["", f"Confounded: {', '.join(group['axes'])}. What the data fix:"]
-        lines += [f"- {c['combination']} = {c['value']:.4g} +- {c['std']:.2g}" for c in group["identified"]]
-    notes = [f"- {p['param']}: {p['note']}" for p in s["parameters"] if p["note"] and not p["identified"]]
-    if notes:
-        lines += ["", "Notes:", *notes]
-    return "\n".join(lines) + "\n"
+        tuned = Variant(
+            "finetune_calibrated",
+            "fine-tune calibrated (calibration counted)",
+            learning=True,
+            beats=(
+                ("finetune", "calibrated_finetune_beats_finetune"),
+                ("scratch", "calibrated_finetune_beats_scratch"),
+            ),
+        )
+        on = _calibrates
+        after = ("pretrain_calibrated", "calibrate_fit")
+        return (
+            Stage("calibrate_collect", collect_stage, ("pretrain_randomized",), True, enabled=on),
+            Stage("calibrate_fit", fit_stage, ("calibrate_collect",), enabled=on),
+            Stage(
+                "pretrain_calibrated", pretrain_stage, ("pretrain_randomized", "calibrate_fit"), enabled=on
+            ),
+            Stage("zeroshot_calibrated", zeroshot_stage, after, True, (zeroshot,), on),
+            Stage("finetune_calibrated", finetune_stage, after, True, (tuned,), on),
+        )
+
+    def preflight(self, ctx: Context) -> None:
+        check_calibrate(ctx)

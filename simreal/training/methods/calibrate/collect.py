@@ -95,9 +95,11 @@ def collect(
     device: torch.device,
     ledger: TargetLedger,
     env_kwargs: dict[str, Any] | None = None,
+    max_steps: int | None = None,
 ) -> tuple[Recording, list[float]]:
-    """`episodes` episodes of `policy` (deterministic, plus excitation) on the target; the recording and
-    the episodes' returns. `excite` is checked by the caller (`check_excite`) before the target opens."""
+    """`episodes` episodes of `policy` (deterministic, plus excitation) on the target - stopping at
+    `max_steps` target steps, mid-episode if need be; the recording and the episodes' returns (of the
+    whole episodes). `excite` is checked by the caller (`check_excite`) before the target opens."""
     recorder: list[Record] = []
 
     def make_base() -> gym.Env[Any, Any]:
@@ -110,16 +112,21 @@ def collect(
     with ledger.doing("other"):
         env = loaded.make_env()
         try:
+            steps = 0
             for k in range(episodes):
+                if max_steps is not None and steps >= max_steps:
+                    break
                 obs, _ = env.reset(seed=seed + k)
                 total, done = 0.0, False
-                while not done:
+                while not done and (max_steps is None or steps < max_steps):
                     seen = normalize(loaded.encoder.encode(obs), loaded.obs_rms)
                     action, _ = loaded.model.predict(seen, deterministic=True)
                     obs, reward, terminated, truncated, _ = env.step(action)
                     total += float(reward)
+                    steps += 1
                     done = terminated or truncated
-                returns.append(total)
+                if done:
+                    returns.append(total)
         finally:
             env.close()
     return recorder[-1].recording(), returns

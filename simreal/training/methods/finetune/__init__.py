@@ -55,9 +55,11 @@ def _check_source(ctx: Context, source: Path, art: PolicyArtifact, out: Path) ->
     """Provenance of a fine-tuning: the source's path and content hash, recorded in `out/source.json`.
 
     Refused: a source pretrained on another task (spaces that happen to match are not the same robot)
-    unless `finetune.allow_cross_task`; and an output directory made from a different source."""
+    unless `finetune.allow_cross_task` - a task calibrated from this one's target data is the same robot
+    (`calibrated_from` in its metadata); and an output directory made from a different source."""
     task = art.meta.get("task")
-    if task != ctx.cfg.task.name and not ctx.cfg.finetune.allow_cross_task:
+    ours = ctx.cfg.task.name in (task, art.meta.get("calibrated_from"))
+    if not ours and not ctx.cfg.finetune.allow_cross_task:
         raise ArtifactError(
             f"{source}: pretrained on task {task!r}, not {ctx.cfg.task.name!r} (its spaces fit, but it "
             "learned another task; pass --allow-cross-task, or set finetune.allow_cross_task, to fine-tune "

@@ -22,27 +22,36 @@ from simreal.training.engine.loop import CURVE, curve_point, record_evaluation, 
 from simreal.training.engine.method import Method, Stage, Variant
 from simreal.training.engine.sb3.loading import load_for_env
 from simreal.training.engine.stage import FINAL, stage_hparams, write_final, write_steps
+from simreal.training.engine.target import Earlier
 
 
-def zero_shot(ctx: Context, policy: Path, seed: int, variant: str) -> None:
+def zero_shot(ctx: Context, policy: Path, seed: int, variant: str, earlier: Earlier | None = None) -> None:
     """Evaluate a pretrained policy on the target without any target training.
 
     Evaluated exactly like the target-trained variants: the curve evaluation (`evaluation.episodes` on
     the curve's episode seeds) and the final one (`final_episodes` on the final seeds). Its weights never
     change, so the curve holds that one evaluation at every step of the fine-tuning grid - what
-    evaluating it there would give - and equals fine-tuning's own step-0 evaluation of the same weights."""
+    evaluating it there would give - and equals fine-tuning's own step-0 evaluation of the same weights.
+    With `earlier` (target steps the policy needed before it existed: calibration's), those steps are in
+    its ledger and its curve shows the earlier policy up to them."""
     torch.set_num_threads(ctx.cfg.torch_threads)  # results depend on it: fixed per stage
     out = ctx.stage_dir(variant, seed)
     if (out / FINAL).exists():
         return
-    ev, ledger = ctx.cfg.evaluation, TargetLedger(purpose="evaluation")
+    ev = ctx.cfg.evaluation
+    ledger = TargetLedger.resumed(earlier.ledger if earlier else None)
+    ledger.purpose = "evaluation"
     loaded = load_for_env(policy, lambda: gym.make(ctx.target_id, ledger=ledger), ctx.device, seed)
     run = {"obs_rms": loaded.obs_rms, "encoder": loaded.encoder, "n_envs": ctx.eval_envs}
     at_start = evaluate(loaded.model, loaded.make_env, ev.episodes, ctx.eval_seed(seed), **run)
     keep_before(out, 0)  # an interrupted attempt's curve: logged again below
     logger = stage_logger(out, None)
-    curve = []
-    for step in eval_grid(ctx.train_budget, ev.every_steps):
+    grid = eval_grid(ctx.train_budget, ev.every_steps)
+    curve = earlier.curve(grid) if earlier else []
+    for point in curve:
+        record_evaluation(logger, earlier.evaluation)  # type: ignore[union-attr]
+        logger.dump(point["step"])
+    for step in grid[len(curve) :]:
         record_evaluation(logger, at_start)
         logger.dump(step)
         curve.append(curve_point(step, at_start))
