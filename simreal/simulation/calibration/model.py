@@ -193,6 +193,11 @@ class Sim:
         self.bound: list[BoundParam] = [bind(self._space, e, f"{where}.{i}") for i, e in enumerate(entries)]
         self.params = ParamSet(self.bound, self._space)
         self.neutral = neutral_value(self.env.action_space)  # type: ignore[arg-type]
+        # Gymnasium's own MuJoCo envs step as `do_simulation` then `_get_obs` (the reward and the end of
+        # the episode are bookkeeping replay never reads): call those two, and skip a third of the time.
+        self._physics_only = type(self.raw).__module__.startswith("gymnasium.envs.mujoco.") and all(
+            hasattr(self.raw, a) for a in ("do_simulation", "_get_obs", "frame_skip")
+        )
 
     @property
     def obs_dim(self) -> int:
@@ -240,7 +245,13 @@ class Sim:
         self.raw.set_state(qpos, qvel)
 
     def step(self, action: np.ndarray) -> np.ndarray:
-        obs = self.raw.step(np.asarray(action, dtype=self.env.action_space.dtype))[0]
+        """One control step of the raw sim from its current state; the observation it gives."""
+        command = np.asarray(action, dtype=self.env.action_space.dtype)
+        if self._physics_only:
+            self.raw.do_simulation(command, self.raw.frame_skip)
+            obs = self.raw._get_obs()
+        else:
+            obs = self.raw.step(command)[0]
         return np.asarray(obs, dtype=np.float64).ravel()
 
     def reset(self, seed: int) -> np.ndarray:
