@@ -32,6 +32,7 @@ from simreal.sections import (
     DistillConfig,
     EvalConfig,
     FinetuneConfig,
+    MetaConfig,
     PerceptionConfig,
     PretrainConfig,
     ReferenceConfig,
@@ -107,6 +108,9 @@ class ExperimentConfig(Spec):
     calibrate: CalibrateConfig | None = None
     """Calibration from target data and pretraining on the calibrated ranges (None: no calibration
     stages)."""
+    meta: MetaConfig | None = None
+    """A meta-learned initialization (Reptile, the inner loop this experiment's fine-tuning) and its
+    fine-tuning on the target (None: no meta-learning stages)."""
     methods: list[str] = []
     """Transfer methods of your own beside the packaged ones: `module:attr` naming a
     `simreal.training.engine.Method`. Each may own a top-level section of this file (its `section`),
@@ -211,6 +215,7 @@ class ExperimentConfig(Spec):
             self.reference,
             self.distill,
             self.calibrate,
+            self.meta,
             *self.method_sections.values(),
         )
         for section in sections:

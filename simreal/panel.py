@@ -27,6 +27,8 @@ from simreal.training.engine.artifacts import atomic_write_text
 
 log = logging.getLogger("simreal")
 
+SHARED = ("pretrain_randomized", "pretrain_meta")
+"""Stages that do not depend on the target: run in the first target's run, linked into the others."""
 RECIPE = {"reference": False, "scratch": True}
 """What every target's run sets over the experiment: scratch on, no reference (the panel compares the
 recipe's variants with each other, on many targets, not against a long reference on each)."""
@@ -85,11 +87,10 @@ def run_panel(
         where = f"{task_file} ({name})"
         target_cfg = parse(ExperimentConfig, data, where, {"base_dir": out, "source": str(task_file)})
         run_dir = runs / name
-        if first is not None and not (run_dir / "pretrain_randomized").exists():
-            run_dir.mkdir(parents=True, exist_ok=True)  # the same pretrained policies for every target
-            (run_dir / "pretrain_randomized").symlink_to(
-                first / "pretrain_randomized", target_is_directory=True
-            )
+        for stage in SHARED:
+            if first is not None and (first / stage).is_dir() and not (run_dir / stage).exists():
+                run_dir.mkdir(parents=True, exist_ok=True)  # the same pretrained policies for every target
+                (run_dir / stage).symlink_to(first / stage, target_is_directory=True)
         log.info("panel %s: %s", name, "; ".join(f"{s.axis} {s.value:.3g} ({s.where})" for s in shifts))
         resume = (run_dir / "config.yaml").is_file()
         doc = run_experiment(resume=run_dir) if resume else run_experiment(target_cfg)

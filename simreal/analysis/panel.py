@@ -19,6 +19,14 @@ from simreal import stats
 from simreal.training.engine.artifacts import atomic_write_text
 
 VARIANTS = ("finetune", "scratch", "zeroshot_randomized")
+CHALLENGERS = {
+    "finetune_meta": "finetune",
+    "zeroshot_meta": "zeroshot_randomized",
+    "finetune_calibrated": "finetune",
+    "zeroshot_calibrated": "zeroshot_randomized",
+}
+"""Variants of other methods that the panel compares with the recipe's own, where every target has them:
+the win rate `<challenger>_beats_<baseline>`."""
 MIN_TARGETS = 20
 """Fewer targets than this: the panel's rates are indications (defaults are chosen on >= 20)."""
 
@@ -61,6 +69,11 @@ def summarize(targets: list[dict[str, Any]]) -> dict[str, Any]:
             for place in ("inside", "edge", "beyond")
             if (where == place).any()
         }
+    challengers = {c: b for c, b in CHALLENGERS.items() if rows and all(c in t["returns"] for t in rows)}
+    extra = {
+        f"{c}_beats_{b}": _rate(_wins(*(np.array([np.mean(t["returns"][v]) for t in rows]) for v in (c, b))))
+        for c, b in challengers.items()
+    }
     doc: dict[str, Any] = {
         "schema": "simreal-panel-v1",
         "targets": targets,
@@ -68,8 +81,12 @@ def summarize(targets: list[dict[str, Any]]) -> dict[str, Any]:
         "win_rates": {
             "finetune_beats_scratch": _rate(beats_scratch),
             "finetune_beats_zeroshot": _rate(beats_zeroshot),
+            **extra,
         },
-        "mean_return": {v: float(mean[v].mean()) if len(rows) else None for v in VARIANTS},
+        "mean_return": {
+            v: float(np.mean([np.mean(t["returns"][v]) for t in rows])) if len(rows) else None
+            for v in (*VARIANTS, *challengers)
+        },
         "by_axis": by_axis,
         "ci_method": stats.CI_METHOD.replace("over seeds", "over targets"),
         "caveat": None
@@ -105,6 +122,11 @@ def to_markdown(doc: dict[str, Any]) -> str:
         "",
         f"- fine-tune beats scratch: {_pct(rates['finetune_beats_scratch'])}",
         f"- fine-tune beats zero-shot: {_pct(rates['finetune_beats_zeroshot'])}",
+        *(
+            f"- {key.replace('_beats_', ' beats ')}: {_pct(rate)}"
+            for key, rate in rates.items()
+            if key.count("_") > 2
+        ),
         "",
     ]
     if doc["caveat"]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simreal.analysis import calibration
+from simreal.analysis import calibration, meta
 from simreal.analysis.plots import plot_curves
 from simreal.analysis.results import build_results, gather
 from simreal.analysis.tensorboard import write_summary
@@ -191,6 +191,7 @@ def to_markdown(doc: dict[str, Any], declared: list[Variant] | None = None) -> s
         )
     lines += _distillation_lines(doc.get("distillation"))
     lines += calibration.lines(doc.get("calibration"))
+    lines += meta.lines(doc.get("meta_learning"))
     return "\n".join(lines) + "\n"
 
 

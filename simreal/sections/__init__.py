@@ -17,6 +17,7 @@ from simreal.sections.core import (
     ReferenceConfig,
 )
 from simreal.sections.distill import SUPPORTED_ALGOS, DistillConfig, MixingConfig
+from simreal.sections.meta import MetaConfig
 from simreal.sections.perception import AugmentationConfig, PerceptionConfig
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "DistillConfig",
     "EvalConfig",
     "FinetuneConfig",
+    "MetaConfig",
     "MixingConfig",
     "PerceptionConfig",
     "PretrainConfig",

@@ -48,6 +48,7 @@ BUILTIN = (
     "simreal.training.methods.scratch:Reference",
     "simreal.training.methods.distill:Distill",
     "simreal.training.methods.calibrate:Calibrate",
+    "simreal.training.methods.meta:Meta",
 )
 """The packaged methods, resolved by name exactly as a user's are (order: the report's row order)."""
 
