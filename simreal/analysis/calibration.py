@@ -3,26 +3,19 @@ closed, and what the calibration cost on the target (`calibration/seed<N>/calibr
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from simreal.analysis.stage_files import per_seed
+
 STAGE, SUMMARY = "calibration", "calibration.json"
 
 
 def gather(run_dirs: list[Path]) -> list[dict[str, Any]]:
-    """Every finished calibration under the run directories, in seed order (a seed once)."""
-    found: dict[int, dict[str, Any]] = {}
-    for run_dir in run_dirs:
-        folder = run_dir / STAGE
-        for path in sorted(folder.glob(f"seed*/{SUMMARY}")) if folder.is_dir() else []:
-            seed = re.fullmatch(r"seed(\d+)", path.parent.name)
-            if seed is not None and int(seed.group(1)) not in found:
-                found[int(seed.group(1))] = {"seed": int(seed.group(1)), **json.loads(path.read_text())}
-    return [found[s] for s in sorted(found)]
+    """Every finished one under the run directories, in seed order."""
+    return per_seed(run_dirs, STAGE, SUMMARY)
 
 
 def _label(p: dict[str, Any]) -> str:

@@ -4,23 +4,19 @@ the randomized pretraining, so that equal-compute comparisons can be read off
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from simreal.analysis.stage_files import per_seed
+
 STAGE, SUMMARY = "pretrain_meta", "meta.json"
 
 
 def gather(run_dirs: list[Path]) -> list[dict[str, Any]]:
-    """Every finished meta-training under the run directories, one per seed folder name (first found)."""
-    found: dict[str, dict[str, Any]] = {}
-    for run_dir in run_dirs:
-        folder = run_dir / STAGE
-        for path in sorted(folder.glob(f"seed*/{SUMMARY}")) if folder.is_dir() else []:
-            found.setdefault(path.parent.name, json.loads(path.read_text()))
-    return [found[k] for k in sorted(found)]
+    """Every finished one under the run directories, in seed order."""
+    return per_seed(run_dirs, STAGE, SUMMARY)
 
 
 def summarize(per_seed: list[dict[str, Any]], randomized_steps: int) -> dict[str, Any] | None:

@@ -49,11 +49,12 @@ class Shift:
 
 
 def draw_panel(
-    spec: TaskSpec, n: int, seed: int, beyond: float
+    spec: TaskSpec, n: int, seed: int, beyond: float, stream: tuple[int, ...] = ()
 ) -> dict[str, tuple[dict[str, Any], list[Shift]]]:
     """`n` targets of `spec` (`p00`, `p01`, ...): each a task-file target mapping and its shifts. The same
-    task, `n`, `seed` and `beyond` give the same panel."""
-    rng = np.random.default_rng([seed, 20_27])
+    task, `n`, `seed`, `beyond` and `stream` give the same panel (another `stream`: independent draws, as
+    meta-learning's training tasks are of a panel's held-out targets)."""
+    rng = np.random.default_rng([seed, 20_27, *stream])
     physics, effects = physics_axes(spec), effect_axes(spec)
     if not physics and not effects:
         raise ValueError(f"{spec.source}: the task randomizes no range a panel could draw from")

@@ -52,7 +52,7 @@ SUMMARY = "meta.json"
 def meta_task(ctx: Context, seed: int) -> Task:
     """The meta-training tasks of a seed, as the targets of a derived task registered in this process."""
     assert ctx.cfg.meta is not None
-    drawn = draw_panel(ctx.cfg.task, ctx.cfg.meta.tasks, seed, beyond=1.0)
+    drawn = draw_panel(ctx.cfg.task, ctx.cfg.meta.tasks, seed, beyond=1.0, stream=(29,))
     data = ctx.cfg.task.model_dump(mode="json")
     data["targets"] = {name: target for name, (target, _) in drawn.items()}
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
