@@ -50,7 +50,14 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _experiment(root: Path, task: Path, calibrate: dict[str, object]) -> Path:
     config = root / "exp.yaml"
-    body = {"experiment": "cal", "task": str(task), "target": "robot", "seeds": [0], "calibrate": calibrate}
+    body = {
+        "experiment": "cal",
+        "task": str(task),
+        "target": "robot",
+        "seeds": [0],
+        "observation": {"action_history": 1},  # the policy's own wrapper, applied once
+        "calibrate": calibrate,
+    }
     config.write_text(yaml.safe_dump(body))
     return config
 

@@ -79,7 +79,7 @@ def collect_stage(ctx: Context, seed: int, policy: Path) -> Path:
     )
     collected = ledger.counts["other"]
     with ledger.doing("evaluation"):
-        loaded = load_for_env(policy, lambda: ctx.make_target(ledger), ctx.device, seed)
+        loaded = load_for_env(policy, lambda: gym.make(ctx.target_id, ledger=ledger), ctx.device, seed)
         before = evaluate(
             loaded.model,
             loaded.make_env,
