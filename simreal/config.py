@@ -33,6 +33,7 @@ from simreal.sections import (
     EvalConfig,
     FinetuneConfig,
     MetaConfig,
+    MultitaskConfig,
     PerceptionConfig,
     PretrainConfig,
     ReferenceConfig,
@@ -108,6 +109,8 @@ class ExperimentConfig(Spec):
     calibrate: CalibrateConfig | None = None
     """Calibration from target data and pretraining on the calibrated ranges (None: no calibration
     stages)."""
+    multitask: MultitaskConfig | None = None
+    """How one network serves the tasks of `pretrain.tasks` (None: the defaults, where there are tasks)."""
     meta: MetaConfig | None = None
     """A meta-learned initialization (Reptile, the inner loop this experiment's fine-tuning) and its
     fine-tuning on the target (None: no meta-learning stages)."""

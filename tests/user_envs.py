@@ -187,3 +187,40 @@ def set_point_state(env: PointMass, obs: Array) -> None:
 def wrong_pendulum_state(env: Any, obs: Array) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """A broken `state_from_obs` for InvertedPendulum: three joint positions where the model has two."""
     return np.zeros(3), np.zeros(2)
+
+
+class GoalPointMass(PointMass):
+    """The point mass sent to `goal` instead of the origin: another task of the same robot."""
+
+    def __init__(self, goal: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.goal = float(goal)
+
+    def step(self, action: Array) -> tuple[Array, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, _, terminated, truncated, info = super().step(action)
+        force = self.gain * float(np.clip(action, -1.0, 1.0)[0])
+        return obs, -abs(float(obs[0]) - self.goal) - 0.01 * force**2, terminated, truncated, info
+
+
+class PlanarPointMass(gym.Env[Array, Array]):
+    """A point mass in the plane: obs (x, y, vx, vy), two forces in [-2, 2]; to the origin."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, dt: float = 0.05) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-2.0, 2.0, shape=(2,), dtype=np.float32)
+        self.dt = dt
+        self._state = np.zeros(4)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Array, dict]:
+        super().reset(seed=seed)
+        self._state = self.np_random.uniform(-1.0, 1.0, size=4)
+        return self._state.astype(np.float32), {}
+
+    def step(self, action: Array) -> tuple[Array, SupportsFloat, bool, bool, dict[str, Any]]:
+        force = np.clip(np.asarray(action, dtype=np.float64), -2.0, 2.0)
+        pos, vel = self._state[:2], self._state[2:] + self.dt * force
+        self._state = np.concatenate([pos + self.dt * vel, vel])
+        reward = -float(np.abs(self._state[:2]).sum()) - 0.01 * float(force @ force)
+        return self._state.astype(np.float32), reward, False, False, {}

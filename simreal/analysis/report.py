@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simreal.analysis import calibration, meta
+from simreal.analysis import calibration, meta, multitask
 from simreal.analysis.plots import plot_curves
 from simreal.analysis.results import build_results, gather
 from simreal.analysis.tensorboard import write_summary
@@ -192,6 +192,7 @@ def to_markdown(doc: dict[str, Any], declared: list[Variant] | None = None) -> s
     lines += _distillation_lines(doc.get("distillation"))
     lines += calibration.lines(doc.get("calibration"))
     lines += meta.lines(doc.get("meta_learning"))
+    lines += multitask.lines(doc.get("multitask"))
     return "\n".join(lines) + "\n"
 
 

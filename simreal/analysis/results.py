@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from simreal import stats
-from simreal.analysis import calibration, meta
+from simreal.analysis import calibration, meta, multitask
 from simreal.analysis import metrics as m
 from simreal.config import ExperimentConfig, load_config
 from simreal.simulation.accounting import PURPOSES, STEPS
@@ -58,6 +58,7 @@ class Gathered:
     distill: list[dict[str, Any]] = field(default_factory=list)  # distill.json of each student, seed order
     calibration: list[dict[str, Any]] = field(default_factory=list)  # calibration.json of each seed
     meta: list[dict[str, Any]] = field(default_factory=list)  # meta.json of each seed's pretrain_meta
+    multitask: list[dict[str, Any]] = field(default_factory=list)  # multitask.json of each seed
 
 
 def _seed_dirs(variant_dir: Path) -> list[tuple[int, Path]]:
@@ -224,6 +225,7 @@ def gather(run_dirs: list[Path], separate: bool = False) -> Gathered:
                 out.distill.append({"seed": seed, **json.loads((stage / "distill.json").read_text())})
     out.calibration = calibration.gather(run_dirs[:1] if separate else run_dirs)
     out.meta = meta.gather(run_dirs[:1] if separate else run_dirs)
+    out.multitask = multitask.gather(run_dirs[:1] if separate else run_dirs)
     if not out.finals:
         raise ValueError(f"compare: no finished seeds under {', '.join(map(str, run_dirs))}")
     for variant, curves in out.curves.items():
@@ -371,6 +373,7 @@ def build_results(
     doc["distillation"] = _distillation(data.distill)
     doc["calibration"] = calibration.summarize(data.calibration)
     doc["meta_learning"] = meta.summarize(data.meta, data.cfg.pretrain.timesteps)
+    doc["multitask"] = multitask.summarize(data.multitask)
     return doc
 
 

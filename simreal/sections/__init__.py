@@ -18,6 +18,7 @@ from simreal.sections.core import (
 )
 from simreal.sections.distill import SUPPORTED_ALGOS, DistillConfig, MixingConfig
 from simreal.sections.meta import MetaConfig
+from simreal.sections.multitask import MultitaskConfig
 from simreal.sections.perception import AugmentationConfig, PerceptionConfig
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "EvalConfig",
     "FinetuneConfig",
     "MetaConfig",
+    "MultitaskConfig",
     "MixingConfig",
     "PerceptionConfig",
     "PretrainConfig",

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agents.algorithms import check_algo_kwargs, default_learning_rate, policy_kwargs_from
 from simreal.schema import Spec
+from simreal.sections.multitask import TaskEntry, check_multitask, entries
 
 
 class AlgoConfig(Spec):
@@ -22,7 +23,8 @@ class AlgoConfig(Spec):
     name: str = "PPO"
     """SB3 or sb3-contrib algorithm by class name: PPO, A2C, SAC, TD3, TQC, CrossQ, ..."""
     policy: str = "MlpPolicy"
-    """SB3 policy name (`MlpPolicy` becomes `MultiInputPolicy` for Dict observations)."""
+    """SB3 policy name (`MlpPolicy` becomes `MultiInputPolicy` for Dict observations), or `module:Class`
+    naming a policy class."""
     learning_rate: float | None = Field(default=None, gt=0)
     """Pretraining learning rate (None: the algorithm's constructor default)."""
     net_arch: list[int] | dict[str, list[int]] | None = None
@@ -98,6 +100,14 @@ class PretrainConfig(Spec):
     """Also pretrain on the nominal, unrandomized sim (stage `pretrain_nominal`), as a baseline."""
     algo_kwargs: dict[str, Any] = {}
     """Arguments over `algo.kwargs` for pretraining only (fine-tuning keeps `algo.kwargs`)."""
+    tasks: list[TaskEntry] = []
+    """Other tasks to pretrain one multi-task policy on (`pretrain_multitask`; the experiment's task is
+    held out): packaged keys, task files or `{task, weight}` (see `multitask:`)."""
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _entries(cls, value: Any) -> Any:
+        return entries(value)
 
     def check(self, exp: Any) -> None:
         """`algo_kwargs` must be arguments of the experiment's algorithm."""
@@ -105,6 +115,7 @@ class PretrainConfig(Spec):
             check_algo_kwargs(exp.algo.name, self.algo_kwargs)
         except ValueError as err:
             raise ValueError(str(err).replace("algo.kwargs.", "pretrain.algo_kwargs.", 1)) from None
+        check_multitask(exp)
 
 
 SEARCHABLE = ("learning_rate", "lr_factor", "freeze_layers", "l2sp", "layer_lr_decay", "init")

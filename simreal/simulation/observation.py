@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from simreal.schema import Spec
+from simreal.simulation.multitask import Padded, TaskLayout
 from simreal.simulation.pixels import IMAGE_KEY
 
 HISTORY_KEY = "action_history"
@@ -34,6 +35,9 @@ class ObservationConfig(Spec):
     """A privileged teacher's view: the sampled physics and effects appended (`privileged.Privileged`)."""
     history_window: int = Field(default=0, ge=0, le=256)
     """A student's view: the last k (observation, action) pairs appended (`privileged.History`)."""
+    layout: TaskLayout | None = None
+    """A multi-task policy's common space, applied first (`simreal.simulation.multitask.Padded`): set by
+    the multi-task stages, not written by hand."""
 
     def check(self, exp: Any) -> None:
         """A camera policy's observation is a Dict of frames: only the action history can join it."""
@@ -111,13 +115,16 @@ class ActionHistory(gym.Wrapper[Any, np.ndarray, Any, np.ndarray]):
 
 def observation_wrapper(cfg: ObservationConfig) -> Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None:
     """The wrapper function for `cfg` (None when nothing is added), usable as SB3's `wrapper_class`:
-    the action history, then the teacher's privileged values or the student's history window."""
-    if cfg.action_history == 0 and not cfg.privileged and cfg.history_window == 0:
+    a multi-task layout, the action history, then the teacher's privileged values or the student's
+    history window."""
+    if cfg.action_history == 0 and not cfg.privileged and cfg.history_window == 0 and cfg.layout is None:
         return None
 
     def wrap(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
         from simreal.simulation.privileged import History, Privileged
 
+        if cfg.layout is not None:
+            env = Padded(env, cfg.layout)
         if cfg.action_history:
             env = ActionHistory(env, cfg.action_history)
         if cfg.privileged:

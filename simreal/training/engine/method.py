@@ -49,6 +49,7 @@ BUILTIN = (
     "simreal.training.methods.distill:Distill",
     "simreal.training.methods.calibrate:Calibrate",
     "simreal.training.methods.meta:Meta",
+    "simreal.training.methods.multitask:Multitask",
 )
 """The packaged methods, resolved by name exactly as a user's are (order: the report's row order)."""
 

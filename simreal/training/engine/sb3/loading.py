@@ -21,6 +21,7 @@ from agents.algorithms import make_model
 from simreal.config import AlgoConfig
 from simreal.sections import PerceptionConfig
 from simreal.simulation.observation import ObservationConfig, observation_wrapper
+from simreal.simulation.references import is_reference, load_attr
 from simreal.training.engine.artifacts import (
     ArtifactError,
     PolicyArtifact,
@@ -37,9 +38,11 @@ def build_model(
 ) -> BaseAlgorithm:
     """The configured algorithm on `env` at learning rate (or schedule) `lr`, with the encoder's head."""
     policy_kwargs = {**algo.policy_kwargs(), **(encoder.policy_kwargs if encoder else {})}
-    policy = algo.policy
+    policy: Any = algo.policy
     if policy == "MlpPolicy" and isinstance(env.observation_space, gym.spaces.Dict):
         policy = "MultiInputPolicy"  # images with state or action history, reaching the policy as a Dict
+    elif is_reference(policy):
+        policy = load_attr(policy, "algo.policy")  # a policy class of one's own (e.g. the multi-task one)
     return make_model(algo.name, policy, env, lr, policy_kwargs, dict(algo.kwargs), device, seed)
 
 

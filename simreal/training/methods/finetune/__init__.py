@@ -56,9 +56,10 @@ def _check_source(ctx: Context, source: Path, art: PolicyArtifact, out: Path) ->
 
     Refused: a source pretrained on another task (spaces that happen to match are not the same robot)
     unless `finetune.allow_cross_task` - a task calibrated from this one's target data is the same robot
-    (`calibrated_from` in its metadata); and an output directory made from a different source."""
+    (`calibrated_from` in its metadata), and a multi-task policy pretrained for it was meant for it
+    (`pretrained_for`); and an output directory made from a different source."""
     task = art.meta.get("task")
-    ours = ctx.cfg.task.name in (task, art.meta.get("calibrated_from"))
+    ours = ctx.cfg.task.name in (task, art.meta.get("calibrated_from"), art.meta.get("pretrained_for"))
     if not ours and not ctx.cfg.finetune.allow_cross_task:
         raise ArtifactError(
             f"{source}: pretrained on task {task!r}, not {ctx.cfg.task.name!r} (its spaces fit, but it "

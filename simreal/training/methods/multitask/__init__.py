@@ -1,0 +1,88 @@
+"""Multi-task pretraining: one network pretrained on several tasks at once (`pretrain.tasks`), then
+transferred to the experiment's own task, which it never saw.
+
+Stages (with `pretrain.tasks`): `pretrain_multitask` (see `stages`), then `zeroshot_multitask` and
+`finetune_multitask` on the experiment's target - the same evaluation seeds, fine-tuning and budget as
+`finetune` (the randomized single-task policy) and `scratch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from simreal.config import ExperimentConfig
+from simreal.schema import ConfigError
+from simreal.training.engine.context import Context
+from simreal.training.engine.method import Method, Stage, Variant
+from simreal.training.methods.finetune import finetune
+from simreal.training.methods.multitask.stages import _spaces, layout, multitask_context, pretrain_multitask
+from simreal.training.methods.zeroshot import zero_shot
+
+
+def _multitask(cfg: ExperimentConfig) -> bool:
+    return bool(cfg.pretrain.tasks)
+
+
+def pretrain_stage(ctx: Context, seed: int) -> Path:
+    return pretrain_multitask(ctx, seed)
+
+
+def zeroshot_stage(ctx: Context, seed: int, policy: Path) -> None:
+    zero_shot(multitask_context(ctx), policy, seed, "zeroshot_multitask")
+
+
+def finetune_stage(ctx: Context, seed: int, policy: Path) -> None:
+    finetune(multitask_context(ctx), policy, seed, "finetune_multitask")
+
+
+def check_spaces(ctx: Context) -> None:
+    """Every task (and the held-out one) has flat Box spaces that pad to one layout, the held-out task's
+    within it - one line before anything is written."""
+    if not ctx.cfg.pretrain.tasks:
+        return
+    try:
+        common, _ = layout(ctx)
+    except ValueError as err:
+        raise ConfigError(
+            f"pretrain.tasks: {err} (allowed: tasks with flat Box observations and actions)"
+        ) from None
+    obs, act = _spaces(ctx.task.nominal_id)
+    if not (obs.shape and act.shape) or obs.shape[0] > common.obs_dim or act.shape[0] > common.act_dim:
+        raise ConfigError(
+            f"task: {ctx.cfg.task.name}'s spaces ({obs}, {act}) do not fit the multi-task layout "
+            f"({common.obs_dim} observation, {common.act_dim} action components) (allowed: a held-out task "
+            "no larger than the largest pretraining task)"
+        )
+
+
+class Multitask(Method):
+    """A multi-task policy, zero-shot and fine-tuned on the held-out task's target."""
+
+    name = "multitask"
+
+    def stages(self) -> Sequence[Stage]:
+        zeroshot = Variant(
+            "zeroshot_multitask",
+            "zero-shot multi-task (held-out task)",
+            beats=(("zeroshot_randomized", "multitask_beats_randomized_zeroshot"),),
+        )
+        tuned = Variant(
+            "finetune_multitask",
+            "fine-tune multi-task (other tasks -> this one)",
+            learning=True,
+            beats=(
+                ("finetune", "multitask_finetune_beats_finetune"),
+                ("scratch", "multitask_finetune_beats_scratch"),
+            ),
+        )
+        return (
+            Stage("pretrain_multitask", pretrain_stage, enabled=_multitask, early=True),
+            Stage(
+                "zeroshot_multitask", zeroshot_stage, ("pretrain_multitask",), True, (zeroshot,), _multitask
+            ),
+            Stage("finetune_multitask", finetune_stage, ("pretrain_multitask",), True, (tuned,), _multitask),
+        )
+
+    def preflight(self, ctx: Context) -> None:
+        check_spaces(ctx)
