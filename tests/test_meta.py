@@ -13,9 +13,10 @@ from tiny import set_args
 
 from simreal.cli import main
 from simreal.config import load_config
+from simreal.training.engine.artifacts import load_policy
 from simreal.training.engine.context import Context
 from simreal.training.methods.meta.reptile import cloned, reptile_update
-from simreal.training.methods.meta.stages import inner_model, meta_task
+from simreal.training.methods.meta.stages import inner_model, meta_task, pretrain_meta
 
 TINY_META = ["meta.tasks=3", "meta.batch=2", "meta.inner_steps=64", "meta.timesteps=256"]
 
@@ -92,6 +93,19 @@ def test_a_run_reports_the_meta_variants_and_their_simulation_steps(tmp_path: Pa
     assert "## Meta-learning" in (run / "report.md").read_text()
     steps = report["variants"]["finetune_meta"]["target_steps"]["per_seed"][0]
     assert steps["train"] == report["variants"]["finetune"]["target_steps"]["per_seed"][0]["train"]
+
+    # an interrupted stage resumes from its per-outer-step checkpoint to the same initialization
+    stage = run / "pretrain_meta" / "seed0"
+    first = load_policy(stage / "policy.pt")
+    (stage / "policy.pt").unlink()
+    cfg = load_config(run / "config.yaml")
+    again = pretrain_meta(
+        Context(cfg, run, torch.device("cpu"), False), 0, run / "pretrain_randomized" / "seed0" / "policy.pt"
+    )
+    second = load_policy(again)
+    assert all(
+        torch.equal(a, b) for a, b in zip(first.tensors.values(), second.tensors.values(), strict=True)
+    )
 
 
 @pytest.mark.parametrize(

@@ -163,6 +163,8 @@ def pretrain_meta(ctx: Context, seed: int, randomized: Path) -> Path:
             writer.add_scalar("meta/inner_return", inner_return, done)
             writer.add_scalar("meta/update_norm", norm, done)
             state = {
+                "format": art.FORMAT,
+                "kind": "meta_checkpoint",
                 "theta": theta,
                 "obs_rms": art.rms_state(rms),
                 "k": k + 1,
