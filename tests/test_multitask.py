@@ -162,3 +162,14 @@ def test_a_bad_section_is_one_line(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_discrete_task_beside_continuous_ones_is_one_line_before_anything_is_written(
+    experiment: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cart = {"task": {"name": "MtCart", "env": "CartPole-v1"}}
+    args = set_args(tmp_path, f"pretrain.tasks=[mt_point.yaml, {json.dumps(cart)}]", reference=False)
+    assert main(["run", str(experiment), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pretrain.tasks: task 1's action: a flat Box is needed" in err and len(err.splitlines()) == 1, err
+    assert not any(tmp_path.iterdir())
