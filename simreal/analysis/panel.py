@@ -131,13 +131,16 @@ def to_markdown(doc: dict[str, Any]) -> str:
     ]
     if doc["caveat"]:
         lines += [f"Caution: {doc['caveat']}.", ""]
+    extra = [v for v in CHALLENGERS if v in doc["mean_return"]]
     lines += [
-        "| target | fine-tune | scratch | zero-shot | beyond the pretraining range |",
-        "|---|---|---|---|---|",
+        "| target | fine-tune | scratch | zero-shot | "
+        + "".join(f"{v} | " for v in extra)
+        + "beyond the pretraining range |",
+        "|---|---|---|---|" + "---|" * len(extra) + "---|",
     ]
     for t in doc["targets"]:
         r = t["returns"]
-        cells = " | ".join(f"{np.mean(r[v]):.1f}" if v in r else "-" for v in VARIANTS)
+        cells = " | ".join(f"{np.mean(r[v]):.1f}" if v in r else "-" for v in (*VARIANTS, *extra))
         beyond = ", ".join(f"{s['axis']} {s['value']:.3g}" for s in t["shifts"] if s["where"] == "beyond")
         lines.append(f"| {t['name']} | {cells} | {beyond or '-'} |")
     lines += [
