@@ -19,8 +19,11 @@ from user_envs import PlanarPointMass, PointMass
 
 from agents.multitask import MultiTaskPolicy, TaskHeads
 from simreal.cli import main
+from simreal.config import load_config
 from simreal.simulation.multitask import Padded, TaskLayout, TaskSwitching
 from simreal.training.engine.artifacts import load_policy
+from simreal.training.engine.context import Context
+from simreal.training.methods.multitask.stages import multitask_context
 
 
 def test_a_padded_action_component_never_changes_the_trajectory() -> None:
@@ -144,6 +147,10 @@ def test_a_run_logs_per_task_returns_and_transfers_to_the_held_out_task(
     meta = load_policy(stage / "policy.pt").meta
     assert meta["algo"]["policy"] == "agents.multitask:MultiTaskPolicy" and meta["pretrained_for"] == "MtGoal"
     assert "## Multi-task pretraining" in (run / "report.md").read_text()
+    # the held-out task's id is the experiment's choice at transfer time, not the artifact's
+    cfg = load_config(run / "config.yaml", ["multitask.held_out_as=MtPlanar"])
+    layout = multitask_context(Context(cfg, run, torch.device("cpu"), False)).cfg.observation.layout
+    assert layout is not None and layout.index == 1 and meta["observation"]["layout"]["index"] == 0
 
 
 @pytest.mark.parametrize(

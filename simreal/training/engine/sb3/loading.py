@@ -69,13 +69,19 @@ def _rebuild(
 
 
 def load_for_env(
-    path: Path, make_base: Callable[[], gym.Env[Any, Any]], device: torch.device, seed: int
+    path: Path,
+    make_base: Callable[[], gym.Env[Any, Any]],
+    device: torch.device,
+    seed: int,
+    observation: ObservationConfig | None = None,
 ) -> LoadedPolicy:
     """Rebuild a saved policy for the env `make_base` builds, with the observation wrappers and perception
-    it was trained with. The model is built on the artifact's spaces, so no env instance is opened here;
-    `LoadedPolicy.make_env` opens one when the caller evaluates (and the spaces are checked then)."""
+    it was trained with (or `observation`'s: a multi-task policy given the held-out task's id). The model
+    is built on the artifact's spaces, so no env instance is opened here; `LoadedPolicy.make_env` opens
+    one when the caller evaluates (and the spaces are checked then)."""
     art = load_policy(path, device)
-    wrapper = observation_wrapper(ObservationConfig.model_validate(art.meta.get("observation") or {}))
+    seen = observation or ObservationConfig.model_validate(art.meta.get("observation") or {})
+    wrapper = observation_wrapper(seen)
     perception = art.meta.get("perception")
     raw = _env_spaces(art)
     spaces = DummyVecEnv([lambda: SpacesEnv.of(raw)])

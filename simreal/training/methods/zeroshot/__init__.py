@@ -41,7 +41,10 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str, earlier: Earl
     ev = ctx.cfg.evaluation
     ledger = TargetLedger.resumed(earlier.ledger if earlier else None)
     ledger.purpose = "evaluation"
-    loaded = load_for_env(policy, lambda: gym.make(ctx.target_id, ledger=ledger), ctx.device, seed)
+    # a multi-task policy sees the target in the experiment's layout (its held-out id), not the one it
+    # was saved with
+    own = ctx.cfg.observation if ctx.cfg.observation.layout is not None else None
+    loaded = load_for_env(policy, lambda: gym.make(ctx.target_id, ledger=ledger), ctx.device, seed, own)
     run = {"obs_rms": loaded.obs_rms, "encoder": loaded.encoder, "n_envs": ctx.eval_envs}
     at_start = evaluate(loaded.model, loaded.make_env, ev.episodes, ctx.eval_seed(seed), **run)
     keep_before(out, 0)  # an interrupted attempt's curve: logged again below
