@@ -16,7 +16,7 @@ from simreal.schema import ConfigError
 from simreal.training.engine.context import Context
 from simreal.training.engine.method import Method, Stage, Variant
 from simreal.training.methods.finetune import finetune
-from simreal.training.methods.multitask.stages import _spaces, layout, multitask_context, pretrain_multitask
+from simreal.training.methods.multitask.stages import layout, multitask_context, pretrain_multitask, spaces_of
 from simreal.training.methods.zeroshot import zero_shot
 
 
@@ -29,7 +29,10 @@ def pretrain_stage(ctx: Context, seed: int) -> Path:
 
 
 def zeroshot_stage(ctx: Context, seed: int, policy: Path) -> None:
-    zero_shot(multitask_context(ctx), policy, seed, "zeroshot_multitask")
+    """The held-out task in the experiment's layout (its `held_out_as` id), not the one the policy was
+    saved with."""
+    mctx = multitask_context(ctx)
+    zero_shot(mctx, policy, seed, "zeroshot_multitask", observation=mctx.cfg.observation)
 
 
 def finetune_stage(ctx: Context, seed: int, policy: Path) -> None:
@@ -47,7 +50,7 @@ def check_spaces(ctx: Context) -> None:
         raise ConfigError(
             f"pretrain.tasks: {err} (allowed: tasks with flat Box observations and actions)"
         ) from None
-    obs, act = _spaces(ctx.task.nominal_id)
+    obs, act = spaces_of(ctx.task.nominal_id)
     if not (obs.shape and act.shape) or obs.shape[0] > common.obs_dim or act.shape[0] > common.act_dim:
         raise ConfigError(
             f"task: {ctx.cfg.task.name}'s spaces ({obs}, {act}) do not fit the multi-task layout "

@@ -55,7 +55,7 @@ def tasks(cfg: ExperimentConfig) -> list[Task]:
     return [ensure(entry.task) for entry in cfg.pretrain.tasks]
 
 
-def _spaces(env_id: str) -> tuple[gym.Space[Any], gym.Space[Any]]:
+def spaces_of(env_id: str) -> tuple[gym.Space[Any], gym.Space[Any]]:
     env = gym.make(env_id)
     try:
         return env.observation_space, env.action_space
@@ -66,7 +66,7 @@ def _spaces(env_id: str) -> tuple[gym.Space[Any], gym.Space[Any]]:
 def layout(ctx: Context) -> tuple[TaskLayout, list[int]]:
     """The common layout of the pretraining tasks (the held-out task must fit it) and each task's action
     dimension."""
-    spaces = [_spaces(t.randomized_id) for t in tasks(ctx.cfg)]
+    spaces = [spaces_of(t.randomized_id) for t in tasks(ctx.cfg)]
     common = layout_of(spaces, settings(ctx.cfg).conditioning == "onehot")
     return common, [int(a.shape[0]) for _, a in spaces]  # type: ignore[index]
 
@@ -77,7 +77,7 @@ def held_out_index(ctx: Context, dims: list[int]) -> int:
     chosen = settings(ctx.cfg).held_out_as
     if chosen is not None:
         return names.index(chosen)
-    own = int(_spaces(ctx.task.nominal_id)[1].shape[0])  # type: ignore[index]
+    own = int(spaces_of(ctx.task.nominal_id)[1].shape[0])  # type: ignore[index]
     return next((i for i, d in enumerate(dims) if d == own), 0)
 
 

@@ -14,6 +14,7 @@ import gymnasium as gym
 import torch
 
 from simreal.simulation.accounting import TargetLedger
+from simreal.simulation.observation import ObservationConfig
 from simreal.training.engine.artifacts import atomic_write_text
 from simreal.training.engine.context import Context, eval_grid
 from simreal.training.engine.evaluation import evaluate
@@ -25,7 +26,14 @@ from simreal.training.engine.stage import FINAL, stage_hparams, write_final, wri
 from simreal.training.engine.target import Earlier
 
 
-def zero_shot(ctx: Context, policy: Path, seed: int, variant: str, earlier: Earlier | None = None) -> None:
+def zero_shot(
+    ctx: Context,
+    policy: Path,
+    seed: int,
+    variant: str,
+    earlier: Earlier | None = None,
+    observation: ObservationConfig | None = None,
+) -> None:
     """Evaluate a pretrained policy on the target without any target training.
 
     Evaluated exactly like the target-trained variants: the curve evaluation (`evaluation.episodes` on
@@ -33,7 +41,9 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str, earlier: Earl
     change, so the curve holds that one evaluation at every step of the fine-tuning grid - what
     evaluating it there would give - and equals fine-tuning's own step-0 evaluation of the same weights.
     With `earlier` (target steps the policy needed before it existed: calibration's), those steps are in
-    its ledger and its curve shows the earlier policy up to them."""
+    its ledger and its curve shows the earlier policy up to them. `observation`: what the policy sees of
+    the target, where the experiment decides it rather than the artifact (a multi-task policy's held-out
+    id)."""
     torch.set_num_threads(ctx.cfg.torch_threads)  # results depend on it: fixed per stage
     out = ctx.stage_dir(variant, seed)
     if (out / FINAL).exists():
@@ -41,10 +51,9 @@ def zero_shot(ctx: Context, policy: Path, seed: int, variant: str, earlier: Earl
     ev = ctx.cfg.evaluation
     ledger = TargetLedger.resumed(earlier.ledger if earlier else None)
     ledger.purpose = "evaluation"
-    # a multi-task policy sees the target in the experiment's layout (its held-out id), not the one it
-    # was saved with
-    own = ctx.cfg.observation if ctx.cfg.observation.layout is not None else None
-    loaded = load_for_env(policy, lambda: gym.make(ctx.target_id, ledger=ledger), ctx.device, seed, own)
+    loaded = load_for_env(
+        policy, lambda: gym.make(ctx.target_id, ledger=ledger), ctx.device, seed, observation
+    )
     run = {"obs_rms": loaded.obs_rms, "encoder": loaded.encoder, "n_envs": ctx.eval_envs}
     at_start = evaluate(loaded.model, loaded.make_env, ev.episodes, ctx.eval_seed(seed), **run)
     keep_before(out, 0)  # an interrupted attempt's curve: logged again below
