@@ -10,42 +10,20 @@ from pathlib import Path
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tiny import set_args
+from tiny import robot_task, set_args
 from user_envs import CountingRobot
 
 from simreal.cli import main
 from simreal.simulation.tasks import load_task
 from simreal.training.engine.artifacts import load_policy
 
-ROBOT = {
-    "name": "RunCalibratedRobot",
-    "env": "user_envs:PointMass",
-    "imports": ["user_envs"],
-    "max_episode_steps": 30,
-    "state_from_obs": "user_envs:set_point_state",
-    "randomization": {
-        "params": [
-            {"param": "user_envs:MASS", "dist": "log_uniform", "low": 0.5, "high": 1.0},
-            {"param": "user_envs:GAIN", "dist": "uniform", "low": 0.7, "high": 1.3},
-        ]
-    },
-    "source_effects": [{"type": "action_delay", "steps": [0, 2]}],
-}
 BUDGET = 256  # 4 rollouts of 64; calibration's 2 episodes of 30 steps take the first one
 
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The robot's task file (one per module: its name stems ids registered once per process)."""
-    root = tmp_path_factory.mktemp("robot")
-    robot = {
-        "env": "user_envs:CountingRobot",
-        "exclusive": True,
-        "env_kwargs": {"lock_path": str(root / "lock")},
-    }
-    path = root / "robot.yaml"
-    path.write_text(yaml.safe_dump({**ROBOT, "targets": {"robot": robot}}))
-    return path
+    return robot_task(tmp_path_factory.mktemp("robot"), "RunCalibratedRobot", mass_high=1.0)
 
 
 def _experiment(root: Path, task: Path, calibrate: dict[str, object]) -> Path:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
-from tiny import set_args
+from tiny import robot_task, set_args
 from user_envs import CountingRobot
 
 from simreal.cli import main
@@ -97,33 +96,19 @@ def test_recovers_the_identifiable_physics_and_the_delay_and_names_the_confounde
     assert covered.source_effects[0].args["steps"] == (0, 3)
 
 
-ROBOT: dict[str, Any] = {
-    "env": "user_envs:PointMass",
-    "imports": ["user_envs"],
-    "max_episode_steps": 30,
-    "state_from_obs": "user_envs:set_point_state",
-    "randomization": {
-        "params": [
-            {"param": "user_envs:MASS", "dist": "log_uniform", "low": 0.5, "high": 2.0},
-            {"param": "user_envs:GAIN", "dist": "uniform", "low": 0.7, "high": 1.3},
-        ]
-    },
-    "source_effects": [{"type": "action_delay", "steps": [0, 2]}],
-}
-
-
-def _robot_task(root: Path, name: str, lock: Path) -> Path:
-    robot = {"env": "user_envs:CountingRobot", "exclusive": True, "env_kwargs": {"lock_path": str(lock)}}
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({**ROBOT, "name": name, "targets": {"robot": robot}}))
-    return path
+def test_the_fit_is_the_same_for_any_number_of_workers() -> None:
+    task = register_task({**PENDULUM, "name": "CalibratedPendulumWorkers"})
+    recording = _balance(task.target_id("hidden"), 4)
+    one, two = (calibrate(task, recording, seed=0, segments=24, workers=n).summary for n in (1, 2))
+    assert one["parameters"] == two["parameters"] and one["evaluations"] == two["evaluations"]
+    assert one["dynamics_gap_after"] == two["dynamics_gap_after"]
 
 
 @pytest.fixture(scope="module")
 def robot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A task whose target is an exclusive counting robot, and a (barely) pretrained policy for it."""
     root = tmp_path_factory.mktemp("calibrate")
-    task = _robot_task(root, "CalibratedRobot", root / "robot.lock")
+    task = robot_task(root, "CalibratedRobot")
     config = root / "exp.yaml"
     config.write_text(yaml.safe_dump({"experiment": "robot", "task": str(task), "target": "robot"}))
     args = set_args(
@@ -247,7 +232,8 @@ def test_state_from_obs_that_does_not_import_or_returns_the_wrong_shape(
 
 
 def test_without_state_from_obs_whole_episodes_are_replayed_from_reset(tmp_path: Path) -> None:
-    task = register_task({k: v for k, v in ROBOT.items() if k != "state_from_obs"} | {"name": "NoStateRobot"})
+    spec = yaml.safe_load(robot_task(tmp_path, "NoStateRobot").read_text())
+    task = register_task({k: v for k, v in spec.items() if k not in ("state_from_obs", "targets")})
     env = gym.make(task.nominal_id)
     rng = np.random.default_rng(0)
     episodes = []

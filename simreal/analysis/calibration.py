@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from simreal.analysis.stage_files import per_seed
+from simreal.simulation.calibration import label
 
 STAGE, SUMMARY = "calibration", "calibration.json"
 
@@ -16,10 +17,6 @@ STAGE, SUMMARY = "calibration", "calibration.json"
 def gather(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """Every finished one under the run directories, in seed order."""
     return per_seed(run_dirs, STAGE, SUMMARY)
-
-
-def _label(p: dict[str, Any]) -> str:
-    return p["param"] + (f"/{','.join(p['names'])}" if p["names"] else "")
 
 
 def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -31,7 +28,7 @@ def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any] | None:
     for cal in per_seed:
         for p in cal["parameters"]:
             row = params.setdefault(
-                _label(p), {"source_range": p["range_before"], "values": [], "identified": 0, "confounded": 0}
+                label(p), {"source_range": p["range_before"], "values": [], "identified": 0, "confounded": 0}
             )
             row["values"].append(p["value"])
             row["identified"] += bool(p["identified"])

@@ -27,11 +27,23 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
         "tasks": tasks,
         "weights": runs[0]["weights"],
         "sim_steps": runs[0]["sim_steps"],
-        "held_out_as": runs[0]["held_out_as"],
+        "held_out_as": {str(r["seed"]): r["held_out_as"] for r in runs},
         "conditioning": runs[0]["conditioning"],
         "heads": runs[0]["heads"],
         "return": {t: float(np.mean([r["evaluation"][t]["mean_return"] for r in runs])) for t in tasks},
     }
+
+
+def _borrowed(by_seed: dict[str, str]) -> str:
+    """`A` where every seed gave the held-out task one id, else `A (seeds 0, 2), B (seed 1)`."""
+    names = sorted(set(by_seed.values()))
+    if len(names) == 1:
+        return names[0]
+    parts = []
+    for name in names:
+        seeds = [s for s, n in by_seed.items() if n == name]
+        parts.append(f"{name} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})")
+    return ", ".join(parts)
 
 
 def lines(d: dict[str, Any] | None) -> list[str]:
@@ -43,8 +55,8 @@ def lines(d: dict[str, Any] | None) -> list[str]:
         "",
         f"One policy pretrained on {len(d['tasks'])} tasks for {d['sim_steps']:,} sim steps (conditioning "
         f"`{d['conditioning']}`, heads `{d['heads']}`); the experiment's task, held out, is given the id "
-        f"of {d['held_out_as']}. Each task's return on its own randomized sim at the end (mean of "
-        f"{len(d['seeds'])} seeds):",
+        f"of {_borrowed(d['held_out_as'])}. Each task's return on its own randomized sim at the end (mean "
+        f"of {len(d['seeds'])} seeds):",
         "",
         "| task | weight | return |",
         "|---|---|---|",

@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--from-log", dest="log", help="calibrate from a log file (.npz) instead of a live run")
     cal.add_argument("--out", help="where the calibration files go (default: calibration/<task>[_<target>])")
     cal.add_argument("--seed", type=int, default=0)
+    cal.add_argument(
+        "--workers", type=int, default=0, help="processes sharing the fit (0 = one per core; same result)"
+    )
     cal.add_argument("--env-kwargs", default="{}", metavar="JSON", help="constructor arguments of the target")
     cal.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE")
     cal.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

@@ -154,6 +154,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         seed=args.seed,
         device=resolve_device(args.device),
         env_kwargs=_env_kwargs(args.env_kwargs),
+        workers=args.workers,
     )
     print((out / "calibration.md").read_text(), end="")
     print(f"written: {out / 'calibration.json'}  {out / 'calibrated_task.yaml'}  {out / 'calibration.md'}")

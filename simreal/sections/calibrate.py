@@ -45,6 +45,9 @@ class CalibrateConfig(Spec):
     """How many standard deviations of the identified value each calibrated range holds on either side."""
     segments: int = Field(default=192, ge=8)
     """Recorded segments replayed per candidate of the fit (fewer: a faster, noisier fit)."""
+    workers: int = Field(default=0, ge=0)
+    """Processes the fit's replay evaluations are spread over (0: one per core); the result is the same
+    for any number."""
     warm_start: bool = False
     """Start `pretrain_calibrated` from the randomized policy (its weights and observation statistics)
     instead of a fresh network."""

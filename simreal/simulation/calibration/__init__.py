@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simreal.schema import ConfigError
-from simreal.simulation.calibration.fit import AxisFit, fit
+from simreal.simulation.calibration.fit import AxisFit, fit, workers_available
 from simreal.simulation.calibration.gap import dynamics_gap
 from simreal.simulation.calibration.model import CalAxis, Sim, calibration_axes
 from simreal.simulation.calibration.noise import fit_noise
@@ -64,6 +64,11 @@ def split(recording: Recording) -> tuple[tuple[Episode, ...], tuple[Episode, ...
     return tuple(e for i, e in enumerate(eps) if i % 4 != 3), held
 
 
+def label(row: dict[str, Any]) -> str:
+    """A `parameters` row's display name: `param` or `param/names`."""
+    return str(row["param"]) + (f"/{','.join(row['names'])}" if row["names"] else "")
+
+
 def _row(f: AxisFit, mode: Mode, stds: float) -> dict[str, Any]:
     axis = f.axis
     if axis.source == "physics":
@@ -101,10 +106,12 @@ def calibrate(
     segments: int = SEGMENTS,
     stds: float = STDS,
     name: str | None = None,
+    workers: int = 0,
 ) -> Calibration:
     """Fit `task`'s axes (or those named in `params`) to `recording`, replaying up to `segments` segments
     of it per candidate; the calibrated task (named `name`, default `<Task>Calibrated`) holds each value
-    +- `stds` standard deviations. See the package docstring."""
+    +- `stds` standard deviations; `workers` processes share the fit (0: one per core; the same result
+    for any number). See the package docstring."""
     started = time.perf_counter()
     spec = task.spec
     axes = select_axes(calibration_axes(spec), params, f"{where}: params")
@@ -122,7 +129,7 @@ def calibrate(
         level = None
         if sensor and not replay.from_reset and noisy[0] is sensor[0]:
             level = lambda setting: fit_noise(replay, setting, sensor, seed)[0].value  # noqa: E731
-        result = fit(replay, seed, level)
+        result = fit(replay, seed, level, workers_available(workers))
         if replay.from_reset:  # the one-step errors need recorded states to start from
             why = "needs the task's state_from_obs (replay from recorded states)"
             noise = [AxisFit(a, (a.axis.low + a.axis.high) / 2, None, False, note=why) for a in noisy]

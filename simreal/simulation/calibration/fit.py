@@ -22,7 +22,10 @@ value wins on at least `AGREE` of bootstrap resamples of the episodes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +52,8 @@ its bounds, and costs nothing measurable elsewhere."""
 SHORT, LONG, POLISH, JACKKNIFE = 80, 300, 300, 60
 """Replay evaluations of a screening run, of the final CMA-ES run, of the local polish after it, and of
 each jackknife refit."""
+STEP = 1e-4
+"""The polish's finite-difference step, in range half-widths."""
 FOLDS = 8
 """The most jackknife refits: episodes are dealt into at most this many groups, each left out in turn."""
 RESAMPLES = 200
@@ -79,16 +84,65 @@ class FitResult:
     noise_corrected: float = 0.0
 
 
+def _loss(replay: Replay, u: np.ndarray, discrete: dict[str, float], noise: float) -> float:
+    u = np.asarray(u, dtype=np.float64)
+    return replay.loss(replay.setting(u, discrete), noise) + PRIOR * float(u @ u)
+
+
+_FORKED: Replay | None = None
+"""The replay a worker process inherited (set by the parent just before it forks its pool)."""
+
+
+def _in_worker(job: tuple[np.ndarray, dict[str, float], float, frozenset[int]]) -> float:
+    assert _FORKED is not None
+    u, discrete, noise, left_out = job
+    _FORKED.left_out = left_out
+    return _loss(_FORKED, u, discrete, noise)
+
+
 class _Counter:
-    def __init__(self, replay: Replay) -> None:
+    """Replay evaluations, counted; batches of them spread over worker processes where there are any.
+    Every evaluation sets the sim's physics and each segment's start state afresh (from a history-free
+    warm start), so a result does not depend on which process computed it, nor on how many there are."""
+
+    def __init__(self, replay: Replay, pool: Any = None) -> None:
         self.replay = replay
         self.calls = 0
         self.noise = 0.0
+        self.pool = pool
 
     def loss(self, u: np.ndarray, discrete: dict[str, float]) -> float:
-        self.calls += 1
-        u = np.asarray(u, dtype=np.float64)
-        return self.replay.loss(self.replay.setting(u, discrete), self.noise) + PRIOR * float(u @ u)
+        return self.losses([u], discrete)[0]
+
+    def losses(self, us: list[np.ndarray], discrete: dict[str, float]) -> list[float]:
+        self.calls += len(us)
+        if self.pool is None or len(us) < 2:
+            return [_loss(self.replay, u, discrete, self.noise) for u in us]
+        jobs = [(np.asarray(u, dtype=np.float64), discrete, self.noise, self.replay.left_out) for u in us]
+        return list(self.pool.map(_in_worker, jobs, chunksize=1))
+
+
+def workers_available(asked: int) -> int:
+    """`asked` worker processes, or one per core the process may use for 0."""
+    if asked > 0:
+        return asked
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def _pool(replay: Replay, workers: int) -> Iterator[Any]:
+    """Worker processes holding copies of `replay` (forked: nothing is rebuilt or pickled but the
+    candidates), or None for one worker or where fork is not offered."""
+    global _FORKED
+    if workers < 2 or "fork" not in mp.get_all_start_methods():
+        yield None
+        return
+    _FORKED = replay
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            yield pool
+    finally:
+        _FORKED = None
 
 
 def _minimize(
@@ -122,7 +176,7 @@ def _minimize(
     best_u, best = start, counter.loss(start, discrete)
     while not es.stop():
         xs = es.ask()
-        fs = [counter.loss(np.asarray(x), discrete) for x in xs]
+        fs = counter.losses([np.asarray(x) for x in xs], discrete)
         es.tell(xs, fs)
         i = int(np.argmin(fs))
         if fs[i] < best:
@@ -139,12 +193,22 @@ def _polish(
     if not axes:
         return u0, counter.loss(u0, discrete)
     bounds = [a.search_bounds() for a in axes]
+    high = np.array([b[1] for b in bounds])
+
+    def with_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+        """The loss and its forward-difference gradient (a step back at an upper bound): one batch."""
+        steps = np.where(x + STEP <= high, STEP, -STEP)
+        points = [x, *(x + np.eye(len(x))[i] * steps[i] for i in range(len(x)))]
+        values = counter.losses(points, discrete)
+        return values[0], (np.array(values[1:]) - values[0]) / steps
+
     res = minimize(
-        lambda x: counter.loss(np.asarray(x), discrete),
-        np.clip(u0, [b[0] for b in bounds], [b[1] for b in bounds]),
+        with_gradient,
+        np.clip(u0, [b[0] for b in bounds], high),
+        jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"maxfun": budget, "eps": 1e-4, "ftol": 1e-12, "gtol": 1e-9},
+        options={"maxfun": max(budget // (len(axes) + 1), 2), "ftol": 1e-12, "gtol": 1e-9},
     )
     return np.asarray(res.x, dtype=np.float64), float(res.fun)
 
@@ -155,11 +219,22 @@ def _middle(axis: CalAxis) -> float:
     return min(axis.values, key=lambda v: (abs(v - centre), v))
 
 
-def fit(replay: Replay, seed: int, noise_level: Callable[[Setting], float] | None = None) -> FitResult:
+def fit(
+    replay: Replay,
+    seed: int,
+    noise_level: Callable[[Setting], float] | None = None,
+    workers: int = 1,
+) -> FitResult:
     """Fit every dynamics axis of `replay` (see the module docstring). With `noise_level` (the sensor
     noise std a setting's replay errors show), the final run minimizes the noise-corrected error
-    (`Replay.loss` with that noise)."""
-    counter = _Counter(replay)
+    (`Replay.loss` with that noise). `workers` processes share the evaluations (the same result for any
+    number)."""
+    with _pool(replay, workers) as pool:
+        return _fit(_Counter(replay, pool), seed, noise_level)
+
+
+def _fit(counter: _Counter, seed: int, noise_level: Callable[[Setting], float] | None) -> FitResult:
+    replay = counter.replay
     discrete = {a.name: _middle(a) for a in replay.discrete}
     u = np.zeros(len(replay.continuous))
     loss_before = counter.loss(u, discrete)

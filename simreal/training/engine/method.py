@@ -110,6 +110,34 @@ class Stage:
     early: bool = False
 
 
+def transfer_stages(
+    suffix: str,
+    labels: tuple[str, str],
+    zeroshot: Callable[..., Any],
+    finetune: Callable[..., Any],
+    after: tuple[str, ...],
+    enabled: Callable[[ExperimentConfig], bool],
+    against_scratch: bool = True,
+) -> tuple[Stage, Stage]:
+    """A method's policy on the target, zero-shot and fine-tuned: stages (and variants) `zeroshot_<suffix>`
+    and `finetune_<suffix>` after `after` (their runs get those stages' results), labelled `labels`, the
+    report comparing them with the randomized policy's (`<suffix>_beats_randomized_zeroshot`,
+    `<suffix>_finetune_beats_finetune`) and with scratch (`<suffix>_finetune_beats_scratch`)."""
+    beats = [("finetune", f"{suffix}_finetune_beats_finetune")]
+    if against_scratch:
+        beats.append(("scratch", f"{suffix}_finetune_beats_scratch"))
+    shot = Variant(
+        f"zeroshot_{suffix}",
+        labels[0],
+        beats=(("zeroshot_randomized", f"{suffix}_beats_randomized_zeroshot"),),
+    )
+    tuned = Variant(f"finetune_{suffix}", labels[1], learning=True, beats=tuple(beats))
+    return (
+        Stage(shot.name, zeroshot, after, True, (shot,), enabled),
+        Stage(tuned.name, finetune, after, True, (tuned,), enabled),
+    )
+
+
 class Method:
     """Base of a transfer method. Subclasses set `name`, optionally `section` and `config` (the top-level
     config key they own and its `Spec`, validated at config load like the built-in sections), and

@@ -19,7 +19,7 @@ from simreal.schema import ConfigError
 from simreal.simulation.calibration import select_axes
 from simreal.simulation.calibration.model import calibration_axes
 from simreal.training.engine.context import Context
-from simreal.training.engine.method import Method, Stage, Variant
+from simreal.training.engine.method import Method, Stage, transfer_stages
 from simreal.training.methods.calibrate.collect import check_excite
 from simreal.training.methods.calibrate.command import run_calibration
 from simreal.training.methods.calibrate.stages import (
@@ -68,21 +68,11 @@ class Calibrate(Method):
     section = "calibrate"
 
     def stages(self) -> Sequence[Stage]:
-        zeroshot = Variant(
-            "zeroshot_calibrated",
-            "zero-shot calibrated (pretrained on measured ranges)",
-            beats=(("zeroshot_randomized", "calibrated_beats_randomized_zeroshot"),),
-        )
-        tuned = Variant(
-            "finetune_calibrated",
-            "fine-tune calibrated (calibration counted)",
-            learning=True,
-            beats=(
-                ("finetune", "calibrated_finetune_beats_finetune"),
-                ("scratch", "calibrated_finetune_beats_scratch"),
-            ),
-        )
         on = _calibrates
+        labels = (
+            "zero-shot calibrated (pretrained on measured ranges)",
+            "fine-tune calibrated (calibration counted)",
+        )
         after = ("pretrain_calibrated", "calibrate_fit")
         return (
             Stage("calibrate_collect", collect_stage, ("pretrain_randomized",), True, enabled=on),
@@ -90,8 +80,7 @@ class Calibrate(Method):
             Stage(
                 "pretrain_calibrated", pretrain_stage, ("pretrain_randomized", "calibrate_fit"), enabled=on
             ),
-            Stage("zeroshot_calibrated", zeroshot_stage, after, True, (zeroshot,), on),
-            Stage("finetune_calibrated", finetune_stage, after, True, (tuned,), on),
+            *transfer_stages("calibrated", labels, zeroshot_stage, finetune_stage, after, on),
         )
 
     def preflight(self, ctx: Context) -> None:

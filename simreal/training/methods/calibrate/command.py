@@ -43,6 +43,7 @@ def run_calibration(
     seed: int = 0,
     device: torch.device | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Collect (or read) the episodes, fit, write the files; returns calibration.json's data."""
     select_axes(calibration_axes(task.spec), params, "--params")
@@ -81,7 +82,7 @@ def run_calibration(
         atomic_save_npz(recording.arrays(), out / "episodes.npz")
         source = {"policy": str(policy), "target": task.target_id(target), "excite": excite}
     collected = time.perf_counter() - started
-    result = calibrate(task, recording, mode=mode, params=params, seed=seed)
+    result = calibrate(task, recording, mode=mode, params=params, seed=seed, workers=workers)
     summary = {
         **source,
         **result.summary,

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 
+from simreal.simulation.calibration import label
 from simreal.training.engine.artifacts import atomic_write_text
 
 SUMMARY, TASK, MARKDOWN = "calibration.json", "calibrated_task.yaml", "calibration.md"
@@ -22,11 +23,6 @@ def write_calibration(out: Path, summary: dict[str, Any], task: dict[str, Any]) 
     atomic_write_text(header + yaml.safe_dump(task, sort_keys=False), out / TASK)
     atomic_write_text(to_markdown(summary), out / MARKDOWN)
     atomic_write_text(json.dumps(summary, indent=1), out / SUMMARY)
-
-
-def label(p: dict[str, Any]) -> str:
-    """A parameter row's display name: `param` or `param/names`."""
-    return p["param"] + (f"/{','.join(p['names'])}" if p["names"] else "")
 
 
 def log_to_tensorboard(out: Path, summary: dict[str, Any], step: int) -> None:

@@ -124,6 +124,7 @@ def fit_stage(ctx: Context, seed: int, out: Path) -> Path:
         where="calibrate",
         segments=c.segments,
         stds=c.stds,
+        workers=c.workers,
     )
     digest = hashlib.sha256(json.dumps(result.task, sort_keys=True).encode()).hexdigest()[:8]
     task = {**result.task, "name": f"{ctx.cfg.task.name}Calibrated{digest}"}

@@ -14,7 +14,7 @@ from pathlib import Path
 from simreal.config import ExperimentConfig
 from simreal.schema import ConfigError
 from simreal.training.engine.context import Context
-from simreal.training.engine.method import Method, Stage, Variant
+from simreal.training.engine.method import Method, Stage, transfer_stages
 from simreal.training.engine.preflight import dry_run
 from simreal.training.methods.distill.setup import context_for, student_config, teacher_config
 from simreal.training.methods.distill.stages import distill_student, pretrain_teacher, student_context
@@ -71,22 +71,14 @@ class Distill(Method):
     section = "distill"
 
     def stages(self) -> Sequence[Stage]:
-        zeroshot = Variant(
-            "zeroshot_student",
-            "zero-shot student (distilled)",
-            beats=(("zeroshot_randomized", "student_beats_randomized_zeroshot"),),
-        )
-        tuned = Variant(
-            "finetune_student",
-            "fine-tune student (distilled -> target)",
-            learning=True,
-            beats=(("finetune", "student_finetune_beats_finetune"),),
-        )
+        labels = ("zero-shot student (distilled)", "fine-tune student (distilled -> target)")
+        after = ("student",)
         return (
             Stage("pretrain_teacher", teacher_stage, enabled=_distills),
             Stage("student", student_stage, ("pretrain_teacher",), enabled=_distills),
-            Stage("zeroshot_student", zeroshot_student, ("student",), True, (zeroshot,), _distills),
-            Stage("finetune_student", finetune_student, ("student",), True, (tuned,), _distills),
+            *transfer_stages(
+                "student", labels, zeroshot_student, finetune_student, after, _distills, against_scratch=False
+            ),
         )
 
     def preflight(self, ctx: Context) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from simreal.config import ExperimentConfig
 from simreal.training.engine.context import Context
-from simreal.training.engine.method import Method, Stage, Variant
+from simreal.training.engine.method import Method, Stage, transfer_stages
 from simreal.training.methods.finetune import finetune
 from simreal.training.methods.meta.stages import pretrain_meta
 from simreal.training.methods.zeroshot import zero_shot
@@ -43,19 +43,8 @@ class Meta(Method):
     section = "meta"
 
     def stages(self) -> Sequence[Stage]:
-        zeroshot = Variant(
-            "zeroshot_meta",
-            "zero-shot meta-learned",
-            beats=(("zeroshot_randomized", "meta_beats_randomized_zeroshot"),),
-        )
-        tuned = Variant(
-            "finetune_meta",
-            "fine-tune meta-learned (Reptile -> target)",
-            learning=True,
-            beats=(("finetune", "meta_finetune_beats_finetune"), ("scratch", "meta_finetune_beats_scratch")),
-        )
+        labels = ("zero-shot meta-learned", "fine-tune meta-learned (Reptile -> target)")
         return (
             Stage("pretrain_meta", meta_stage, ("pretrain_randomized",), enabled=_metas),
-            Stage("zeroshot_meta", zeroshot_meta, ("pretrain_meta",), True, (zeroshot,), _metas),
-            Stage("finetune_meta", finetune_meta, ("pretrain_meta",), True, (tuned,), _metas),
+            *transfer_stages("meta", labels, zeroshot_meta, finetune_meta, ("pretrain_meta",), _metas),
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 from simreal.config import ExperimentConfig
 from simreal.schema import ConfigError
 from simreal.training.engine.context import Context
-from simreal.training.engine.method import Method, Stage, Variant
+from simreal.training.engine.method import Method, Stage, transfer_stages
 from simreal.training.methods.finetune import finetune
 from simreal.training.methods.multitask.stages import layout, multitask_context, pretrain_multitask, spaces_of
 from simreal.training.methods.zeroshot import zero_shot
@@ -31,12 +31,12 @@ def pretrain_stage(ctx: Context, seed: int) -> Path:
 def zeroshot_stage(ctx: Context, seed: int, policy: Path) -> None:
     """The held-out task in the experiment's layout (its `held_out_as` id), not the one the policy was
     saved with."""
-    mctx = multitask_context(ctx)
+    mctx = multitask_context(ctx, seed)
     zero_shot(mctx, policy, seed, "zeroshot_multitask", observation=mctx.cfg.observation)
 
 
 def finetune_stage(ctx: Context, seed: int, policy: Path) -> None:
-    finetune(multitask_context(ctx), policy, seed, "finetune_multitask")
+    finetune(multitask_context(ctx, seed), policy, seed, "finetune_multitask")
 
 
 def check_spaces(ctx: Context) -> None:
@@ -65,26 +65,11 @@ class Multitask(Method):
     name = "multitask"
 
     def stages(self) -> Sequence[Stage]:
-        zeroshot = Variant(
-            "zeroshot_multitask",
-            "zero-shot multi-task (held-out task)",
-            beats=(("zeroshot_randomized", "multitask_beats_randomized_zeroshot"),),
-        )
-        tuned = Variant(
-            "finetune_multitask",
-            "fine-tune multi-task (other tasks -> this one)",
-            learning=True,
-            beats=(
-                ("finetune", "multitask_finetune_beats_finetune"),
-                ("scratch", "multitask_finetune_beats_scratch"),
-            ),
-        )
+        labels = ("zero-shot multi-task (held-out task)", "fine-tune multi-task (other tasks -> this one)")
+        after = ("pretrain_multitask",)
         return (
             Stage("pretrain_multitask", pretrain_stage, enabled=_multitask, early=True),
-            Stage(
-                "zeroshot_multitask", zeroshot_stage, ("pretrain_multitask",), True, (zeroshot,), _multitask
-            ),
-            Stage("finetune_multitask", finetune_stage, ("pretrain_multitask",), True, (tuned,), _multitask),
+            *transfer_stages("multitask", labels, zeroshot_stage, finetune_stage, after, _multitask),
         )
 
     def preflight(self, ctx: Context) -> None:

@@ -26,6 +26,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
+from agents.gradients import use_gradients
 from simreal.config import ExperimentConfig
 from simreal.sections import MultitaskConfig
 from simreal.simulation.multitask import Padded, TaskLayout, TaskSwitching, layout_of
@@ -44,6 +45,7 @@ STAGE = "pretrain_multitask"
 SUMMARY = "multitask.json"
 POLICY_CLASS = "agents.multitask:MultiTaskPolicy"
 EVAL_EPISODES = 5
+NEAREST_EPISODES = 10
 
 
 def settings(cfg: ExperimentConfig) -> MultitaskConfig:
@@ -71,21 +73,32 @@ def layout(ctx: Context) -> tuple[TaskLayout, list[int]]:
     return common, [int(a.shape[0]) for _, a in spaces]  # type: ignore[index]
 
 
-def held_out_index(ctx: Context, dims: list[int]) -> int:
-    """The pretraining task whose id and head the experiment's task is given."""
+def candidates(ctx: Context, dims: list[int]) -> list[int]:
+    """The pretraining tasks whose id the held-out task may borrow: those with its action dimension (a
+    task with fewer would mask some of its motors out of the loss), else the larger ones, else all."""
+    own = int(spaces_of(ctx.task.nominal_id)[1].shape[0])  # type: ignore[index]
+    same = [i for i, d in enumerate(dims) if d == own]
+    return same or [i for i, d in enumerate(dims) if d > own] or list(range(len(dims)))
+
+
+def held_out_index(ctx: Context, dims: list[int], seed: int | None = None) -> int:
+    """The pretraining task whose id and head the experiment's task is given: `multitask.held_out_as`,
+    else the one `pretrain_multitask` found nearest for this seed (see `nearest`), else - before that
+    stage has run - the first candidate."""
     names = [entry.task.name for entry in ctx.cfg.pretrain.tasks]
     chosen = settings(ctx.cfg).held_out_as
+    if chosen is None and seed is not None and (ctx.stage_dir(STAGE, seed) / SUMMARY).is_file():
+        chosen = json.loads((ctx.stage_dir(STAGE, seed) / SUMMARY).read_text())["held_out_as"]
     if chosen is not None:
         return names.index(chosen)
-    own = int(spaces_of(ctx.task.nominal_id)[1].shape[0])  # type: ignore[index]
-    return next((i for i, d in enumerate(dims) if d == own), 0)
+    return candidates(ctx, dims)[0]
 
 
-def multitask_context(ctx: Context) -> Context:
-    """The experiment as the multi-task policy sees it: its layout (the held-out task's id), its policy
-    class and its masks."""
+def multitask_context(ctx: Context, seed: int | None = None, index: int | None = None) -> Context:
+    """The experiment as the multi-task policy sees it: its layout (the held-out task's id: `index`, else
+    `held_out_index` for `seed`), its policy class and its masks."""
     common, dims = layout(ctx)
-    index = held_out_index(ctx, dims)
+    index = held_out_index(ctx, dims, seed) if index is None else index
     masks = [[1.0] * d + [0.0] * (common.act_dim - d) for d in dims]
     extra = {
         **ctx.cfg.algo.policy_extra,
@@ -122,6 +135,29 @@ class PerTaskReturns(BaseCallback):
         self.recent = {}
 
 
+def nearest(
+    ctx: Context, model: Any, common: TaskLayout, seed: int, rms: Any, on_top: Any
+) -> dict[str, float]:
+    """The held-out task's return on its own randomized sim under each candidate id (the same
+    `NEAREST_EPISODES` episode seeds each; sim steps, never the target's): the id with the highest is
+    the pretraining task nearest to it, as the policy sees it."""
+    names = [entry.task.name for entry in ctx.cfg.pretrain.tasks]
+    out = {}
+    for i in candidates(ctx, layout(ctx)[1]):
+        own = common.model_copy(update={"index": i})
+
+        def make(own: TaskLayout = own) -> gym.Env[Any, Any]:
+            env: gym.Env[Any, Any] = Padded(gym.make(ctx.task.randomized_id), own)
+            return on_top(env) if on_top else env
+
+        out[names[i]] = evaluate(model, make, NEAREST_EPISODES, ctx.eval_seed(seed, True), rms).mean_return
+    return out
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
 def pretrain_multitask(ctx: Context, seed: int) -> Path:
     """Train the multi-task policy; returns its artifact (see the module docstring)."""
     torch.set_num_threads(ctx.cfg.torch_threads)
@@ -147,6 +183,8 @@ def pretrain_multitask(ctx: Context, seed: int) -> Path:
     venv = make_vec_env(make, n_envs=algo.n_envs, seed=seed, wrapper_class=on_top)
     venv = normalized(venv, algo.normalize_obs, None, True)
     model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed)
+    if mt.gradients != "mean":
+        use_gradients(model, mt.gradients)  # type: ignore[arg-type]
     per_task = PerTaskReturns()
     log.info(
         "%s seed %d on %s for %d steps -> %s", STAGE, seed, ", ".join(names), cfg.pretrain.timesteps, out
@@ -171,11 +209,16 @@ def pretrain_multitask(ctx: Context, seed: int) -> Path:
 
         result = evaluate(model, make_eval, EVAL_EPISODES, ctx.eval_seed(seed, True), rms)
         evaluations[task.name] = {"mean_return": result.mean_return, "std_return": result.std_return}
+    by_id = nearest(ctx, model, common, seed, rms, on_top) if mt.held_out_as is None and common.tasks else {}
+    index = names.index(max(by_id, key=lambda n: by_id[n])) if by_id else common.index
+    mctx = multitask_context(ctx, index=index)
+    held = mctx.cfg.observation.layout
+    assert held is not None
     meta = {
         **policy_meta(mctx, STAGE, seed, "multitask:" + ",".join(names), venv),
         "task": "+".join(names),
         "pretrained_for": ctx.cfg.task.name,
-        "multitask": {"tasks": names, "weights": weights, "held_out_as": names[common.index or 0]},
+        "multitask": {"tasks": names, "weights": weights, "held_out_as": names[held.index or 0]},
     }
     save_policy(model, rms, meta, out / POLICY)
     venv.close()
@@ -186,10 +229,13 @@ def pretrain_multitask(ctx: Context, seed: int) -> Path:
         "episodes": {k: len(v) for k, v in per_task.returns.items()},
         "last_returns": {k: float(np.mean(v[-20:])) for k, v in per_task.returns.items() if v},
         "evaluation": evaluations,
-        "layout": common.model_dump(),
-        "held_out_as": names[common.index or 0],
+        "layout": held.model_dump(),
+        "held_out_as": names[held.index or 0],
+        "held_out_returns": by_id,
         "conditioning": mt.conditioning,
         "heads": mt.heads,
+        "gradients": mt.gradients,
+        "conflicting_fraction": _mean_or_none(getattr(model, "conflicts", [])),
     }
     atomic_write_text(json.dumps(summary, indent=1), out / SUMMARY)
     return out / POLICY
