@@ -59,11 +59,6 @@ class MultitaskConfig(Spec):
     reward_scale: Literal["per_task", "none"] = "per_task"
     """`per_task`: each task's reward divided by the running std of its own discounted return, so a task
     with large rewards does not drown the others."""
-    gradients: Literal["mean", "pcgrad", "upgrad"] = "mean"
-    """How the tasks' gradients are combined in each PPO update: `mean` (the gradient of the mean loss, as
-    SB3), `pcgrad` (each task's gradient projected off the others it conflicts with; Yu et al. 2020) or
-    `upgrad` (projection onto the rows' dual cone); the projections come from the `torchjd` package. PPO
-    with `conditioning: onehot` only."""
     held_out_as: str | None = None
     """The pretraining task (its name) whose id and head the experiment's task is given. None: the nearest,
     chosen per seed at the end of pretraining - the id under which the policy returns most on the
@@ -93,11 +88,6 @@ def check_multitask(exp: Any) -> None:
         )
     if mt.heads == "per_task" and mt.conditioning == "none":
         raise ValueError("multitask.heads: per_task needs the task's id (allowed: conditioning: onehot)")
-    if mt.gradients != "mean" and (mt.conditioning != "onehot" or exp.algo.name != "PPO"):
-        raise ValueError(
-            f"multitask.gradients: {mt.gradients} needs each sample's task (allowed: algo.name PPO with "
-            "conditioning: onehot, or gradients: mean)"
-        )
     if exp.algo.name not in ALGOS:
         raise ValueError(
             f"pretrain.tasks: not for algo.name {exp.algo.name} yet (allowed: {', '.join(ALGOS)})"

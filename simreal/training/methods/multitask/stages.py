@@ -26,7 +26,6 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.gradients import use_gradients
 from simreal.config import ExperimentConfig
 from simreal.sections import MultitaskConfig
 from simreal.simulation.multitask import Padded, TaskLayout, TaskSwitching, layout_of
@@ -154,10 +153,6 @@ def nearest(
     return out
 
 
-def _mean_or_none(values: list[float]) -> float | None:
-    return float(np.mean(values)) if values else None
-
-
 def pretrain_multitask(ctx: Context, seed: int) -> Path:
     """Train the multi-task policy; returns its artifact (see the module docstring)."""
     torch.set_num_threads(ctx.cfg.torch_threads)
@@ -183,8 +178,6 @@ def pretrain_multitask(ctx: Context, seed: int) -> Path:
     venv = make_vec_env(make, n_envs=algo.n_envs, seed=seed, wrapper_class=on_top)
     venv = normalized(venv, algo.normalize_obs, None, True)
     model = build_model(algo, venv, algo.pretrain_lr, ctx.device, seed)
-    if mt.gradients != "mean":
-        use_gradients(model, mt.gradients)  # type: ignore[arg-type]
     per_task = PerTaskReturns()
     log.info(
         "%s seed %d on %s for %d steps -> %s", STAGE, seed, ", ".join(names), cfg.pretrain.timesteps, out
@@ -234,8 +227,6 @@ def pretrain_multitask(ctx: Context, seed: int) -> Path:
         "held_out_returns": by_id,
         "conditioning": mt.conditioning,
         "heads": mt.heads,
-        "gradients": mt.gradients,
-        "conflicting_fraction": _mean_or_none(getattr(model, "conflicts", [])),
     }
     atomic_write_text(json.dumps(summary, indent=1), out / SUMMARY)
     return out / POLICY
