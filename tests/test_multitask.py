@@ -206,3 +206,20 @@ def test_the_nearest_pretraining_task_lends_the_held_out_task_its_id(
     assert load_policy(stage / "policy.pt").meta["observation"]["layout"]["index"] == index
     used = load_policy(tmp_path / "mt" / "finetune_multitask" / "seed0" / "policy.pt").meta
     assert used["observation"]["layout"]["index"] == index
+    # deployed: the exported policy's description says where the robot's observation and id go
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "mt" / "finetune_multitask" / "seed0" / "policy.pt"),
+                "--format",
+                "onnx",
+            ]
+        )
+        == 0
+    )
+    described = json.loads(
+        (tmp_path / "mt" / "finetune_multitask" / "seed0" / "policy.onnx.json").read_text()
+    )
+    layout = described["observation"]["task_layout"]
+    assert layout["index"] == index and f"1 at position {index}" in layout["observation"]

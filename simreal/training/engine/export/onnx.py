@@ -191,9 +191,31 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _task_layout(layout: dict[str, Any]) -> dict[str, Any]:
+    """How a multi-task policy's input and output relate to the robot's own (see
+    `simreal.simulation.multitask.Padded`)."""
+    tasks, index = int(layout.get("tasks", 0)), layout.get("index")
+    ident = (
+        f", then a one-hot task id of {tasks} components with 1 at position {index}"
+        if tasks and index is not None
+        else (f", then {tasks} zeros (no task id)" if tasks else "")
+    )
+    return {
+        **layout,
+        "observation": f"the robot's observation zero-padded to {layout['obs_dim']} components{ident}",
+        "action": (
+            "the robot's own components first (own_act_dim; all when null), the rest padding to ignore; "
+            "each own component from [-1, 1] to the robot's action bounds: low + (a + 1) / 2 * (high - low)"
+        ),
+    }
+
+
 def _observation(meta: dict[str, Any]) -> dict[str, Any]:
     """The `observation` config, and with an action history how the deployer assembles the input."""
     cfg = dict(meta.get("observation", {}))
+    task_layout = cfg.pop("layout", None)
+    if task_layout:  # a multi-task policy: the robot's own observation and action inside a padded layout
+        cfg["task_layout"] = _task_layout(task_layout)
     history, act = int(cfg.get("action_history", 0)), meta["action_space"]
     window = _history(meta)
     if window is not None:
