@@ -10,8 +10,10 @@ instead (CMA-ES needs two).
 Identifiability (continuous axes): the Gauss-Newton curvature `J'J` of the replay residuals at the fit,
 in `u` (range half-widths), and the fit's covariance: from a jackknife over episodes (each episode left
 out in turn, the fit polished again) - the estimator's own spread, which a local, linearized estimate
-understates badly on short, noisy episodes - or, under three episodes, a sandwich estimator clustered by
-episode (the residuals of one episode are far from independent). Along each
+understates badly on short, noisy episodes - widened along any direction where a sandwich estimator
+clustered by episode (the residuals of one episode are far from independent) is wider: along a direction
+the error barely depends on, the jackknife's local refits do not move and would read it as pinned down.
+Under three episodes, the sandwich estimator alone. Along each
 eigenvector of `J'J`, a direction whose standard deviation exceeds `FLAT` (or whose curvature vanishes
 next to the largest) is one the data cannot pin down: if one
 axis carries it, that axis is unidentified (its range is kept); if several do, they are confounded and
@@ -315,8 +317,8 @@ def _continuous_identifiability(
         r_down = replay.residuals(replay.setting(down, discrete), starts).ravel()
         jac[:, i] = (r_up - r_down) / (2 * step)
     cov, lam, vecs = _cluster_covariance(jac, base.ravel(), owners)
-    if jackknife is not None:
-        cov = jackknife
+    if jackknife is not None:  # the jackknife, widened wherever the local estimate is wider
+        cov = jackknife + _excess(cov, jackknife, vecs)
     cov = cov + _exact_flats(lam, vecs)
     dir_std = np.sqrt(np.maximum(np.einsum("ik,ij,jk->k", vecs, cov, vecs), 0.0))
     flat = (dir_std > FLAT) | (lam < RELATIVE * lam.max())
@@ -374,6 +376,16 @@ def _cluster_covariance(
         meat += np.outer(g, g)
     factor = len(clusters) / (len(clusters) - 1) if len(clusters) > 1 else 1.0
     return factor * inverse @ meat @ inverse, lam, vecs
+
+
+def _excess(local: np.ndarray, jackknife: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+    """What the local (sandwich) covariance has beyond the jackknife's along each eigenvector of `J'J`.
+    The jackknife's refits start from the full fit and are polished locally: along a direction the error
+    barely depends on, they do not move, and its spread there reads near zero - a parameter the data
+    cannot see would pass as pinned down. The local estimate, one over the curvature, sees it."""
+    d_local = np.einsum("ik,ij,jk->k", vecs, local, vecs)
+    d_jack = np.einsum("ik,ij,jk->k", vecs, jackknife, vecs)
+    return (vecs * np.maximum(d_local - d_jack, 0.0)) @ vecs.T
 
 
 def _exact_flats(lam: np.ndarray, vecs: np.ndarray) -> np.ndarray:
