@@ -127,7 +127,7 @@ def test_provenance_and_cross_task_refusal(tmp_path: Path, capsys: pytest.Captur
     source = run / "pretrain_randomized/seed0/policy.pt"
     meta = json.loads(torch.load(run / "finetune/seed0/policy.pt", weights_only=True)["meta_json"])
     assert meta["source_policy"] == str(source) and len(meta["source_sha256"]) == 64
-    assert meta["task"] == "InvertedPendulum" and meta["target"] == "latency"
+    assert meta["task"] == "InvertedPendulum" and meta["target"] == "heavy"
     # the same output directory, fine-tuned from another source: refused, not silently returned
     other = run / "pretrain_nominal/seed0/policy.pt"
     assert main(["finetune", *set_args(tmp_path, reference=False), "--seeds", "0", "--from", str(other)]) == 2
