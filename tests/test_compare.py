@@ -180,7 +180,7 @@ def test_mismatch_and_duplicates_are_errors(tmp_path: Path) -> None:
     other_target = make_run(tmp_path, "b", [2], ["target=extrapolate"])
     other_budget = make_run(tmp_path, "c", [3], ["finetune.timesteps=8000"])
     same_seeds = make_run(tmp_path, "d", [1])
-    with pytest.raises(ValueError, match=r"target differs \(latency vs extrapolate\)"):
+    with pytest.raises(ValueError, match=r"target differs \(heavy vs extrapolate\)"):
         gather([a, other_target])
     with pytest.raises(ValueError, match="target budget"):
         gather([a, other_budget])
