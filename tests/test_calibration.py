@@ -174,6 +174,7 @@ def _log(path: Path, obs: np.ndarray, actions: np.ndarray, starts: np.ndarray) -
         (["--params", "user_envs:FRICTION"], "'user_envs:FRICTION' is not a parameter the task randomizes"),
         (["--episodes", "0"], "--episodes: must be >= 1, got 0"),
         (["--excite", "1.5"], "--excite: 1.5 lies beyond the action bounds (allowed: 0 .. 1"),
+        (["--workers", "-1"], "--workers: must be >= 0 (0 = one per core), got -1"),
     ],
 )
 def test_bad_input_is_one_line_before_any_target_step(

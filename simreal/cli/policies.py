@@ -138,6 +138,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         task, target = found[0]
     else:
         raise ConfigError("--task: required (the task whose simulation is calibrated)")
+    if args.workers < 0:
+        raise ConfigError(f"--workers: must be >= 0 (0 = one per core), got {args.workers}")
     params = [p.strip() for p in args.params.split(",")] if args.params else None
     where = f"{task.name}{'_' + target if target else ''}"
     out = Path(args.out) if args.out else Path("calibration") / where
