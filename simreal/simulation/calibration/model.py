@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 
 from envs.params import PHYSICS
@@ -197,7 +196,7 @@ class Sim:
         # Gymnasium's own MuJoCo envs step as `do_simulation` then `_get_obs` (the reward and the end of
         # the episode are bookkeeping replay never reads): call those two, and skip a third of the time.
         self._physics_only = type(self.raw).__module__.startswith("gymnasium.envs.mujoco.") and all(
-            hasattr(self.raw, a) for a in ("model", "data", "_get_obs", "frame_skip")
+            hasattr(self.raw, a) for a in ("data", "_step_mujoco_simulation", "_get_obs", "frame_skip")
         )
         self._dtype = self.env.action_space.dtype
 
@@ -244,25 +243,16 @@ class Sim:
                 f" and qvel {qvel.shape}; the env needs ({nq},) and ({nv},) (or set the state and "
                 "return None)"
             )
-        if self._physics_only:  # Gymnasium's set_state, minus its copies, from a history-free warm start
-            data = self.raw.data
-            data.qpos[:], data.qvel[:] = qpos, qvel
-            if self.raw.model.na == 0:
-                data.act[:] = None
-            data.qacc_warmstart[:] = 0.0
-            mujoco.mj_forward(self.raw.model, data)
-        else:
-            self.raw.set_state(qpos, qvel)
+        if self._physics_only:  # a history-free solver warm start: a replay does not depend on the last
+            self.raw.data.qacc_warmstart[:] = 0.0
+        self.raw.set_state(qpos, qvel)
 
     def step(self, action: np.ndarray) -> np.ndarray:
         """One control step of the raw sim from its current state; the observation it gives."""
         command = np.asarray(action, dtype=self._dtype)
         if self._physics_only:  # `do_simulation` without its per-call shape check
-            raw = self.raw
-            raw.data.ctrl[:] = command
-            mujoco.mj_step(raw.model, raw.data, nstep=raw.frame_skip)
-            mujoco.mj_rnePostConstraint(raw.model, raw.data)
-            obs = raw._get_obs()
+            self.raw._step_mujoco_simulation(command, self.raw.frame_skip)
+            obs = self.raw._get_obs()
         else:
             obs = self.raw.step(command)[0]
         return np.asarray(obs, dtype=np.float64).ravel()

@@ -204,8 +204,9 @@ def _task_layout(layout: dict[str, Any]) -> dict[str, Any]:
         **layout,
         "observation": f"the robot's observation zero-padded to {layout['obs_dim']} components{ident}",
         "action": (
-            "the robot's own components first (own_act_dim; all when null), the rest padding to ignore; "
-            "each own component from [-1, 1] to the robot's action bounds: low + (a + 1) / 2 * (high - low)"
+            "the first n components, n = the robot's own action dimension, the rest padding to ignore; "
+            "each bounded one from [-1, 1] to the robot's bounds: low + (a + 1) / 2 * (high - low) "
+            "(unbounded ones as they are)"
         ),
     }
 

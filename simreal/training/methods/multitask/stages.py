@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,9 @@ def held_out_index(ctx: Context, dims: list[int], seed: int | None = None) -> in
     stage has run - the first candidate."""
     names = [entry.task.name for entry in ctx.cfg.pretrain.tasks]
     chosen = settings(ctx.cfg).held_out_as
-    if chosen is None and seed is not None and (ctx.stage_dir(STAGE, seed) / SUMMARY).is_file():
-        chosen = json.loads((ctx.stage_dir(STAGE, seed) / SUMMARY).read_text())["held_out_as"]
+    summary = ctx.stage_dir(STAGE, seed) / SUMMARY if seed is not None else None
+    if chosen is None and summary is not None and summary.is_file():
+        chosen = json.loads(summary.read_text())["held_out_as"]
     if chosen is not None:
         return names.index(chosen)
     return candidates(ctx, dims)[0]
@@ -134,6 +136,16 @@ class PerTaskReturns(BaseCallback):
         self.recent = {}
 
 
+def padded_maker(env_id: str, own: TaskLayout, on_top: Any) -> Callable[[], gym.Env[Any, Any]]:
+    """Envs of `env_id` in the layout `own` (its task id set), the observation wrappers on top."""
+
+    def make() -> gym.Env[Any, Any]:
+        env: gym.Env[Any, Any] = Padded(gym.make(env_id), own)
+        return on_top(env) if on_top else env
+
+    return make
+
+
 def nearest(
     ctx: Context, model: Any, common: TaskLayout, seed: int, rms: Any, on_top: Any
 ) -> dict[str, float]:
@@ -143,12 +155,7 @@ def nearest(
     names = [entry.task.name for entry in ctx.cfg.pretrain.tasks]
     out = {}
     for i in candidates(ctx, layout(ctx)[1]):
-        own = common.model_copy(update={"index": i})
-
-        def make(own: TaskLayout = own) -> gym.Env[Any, Any]:
-            env: gym.Env[Any, Any] = Padded(gym.make(ctx.task.randomized_id), own)
-            return on_top(env) if on_top else env
-
+        make = padded_maker(ctx.task.randomized_id, common.model_copy(update={"index": i}), on_top)
         out[names[i]] = evaluate(model, make, NEAREST_EPISODES, ctx.eval_seed(seed, True), rms).mean_return
     return out
 
@@ -195,11 +202,7 @@ def pretrain_multitask(ctx: Context, seed: int) -> Path:
     evaluations = {}
     for i, task in enumerate(registered):
         own = common.model_copy(update={"index": i if common.tasks else None})
-
-        def make_eval(task: Task = task, own: TaskLayout = own) -> gym.Env[Any, Any]:
-            env: gym.Env[Any, Any] = Padded(gym.make(task.randomized_id), own)
-            return on_top(env) if on_top else env
-
+        make_eval = padded_maker(task.randomized_id, own, on_top)
         result = evaluate(model, make_eval, EVAL_EPISODES, ctx.eval_seed(seed, True), rms)
         evaluations[task.name] = {"mean_return": result.mean_return, "std_return": result.std_return}
     by_id = nearest(ctx, model, common, seed, rms, on_top) if mt.held_out_as is None and common.tasks else {}
