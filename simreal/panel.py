@@ -5,13 +5,16 @@ experiment's task with the panel as its targets - so they can be listed, reused 
 (the experiment's algorithm, pretraining, fine-tuning and budgets; no reference stage and no nominal
 baseline) then runs on every target: pretraining once, in the first target's run, and each other target's
 run starting from those same pretrained policies; zero-shot, fine-tune and scratch per target and seed,
-every stage on the engine like any run (resumable: run the same command again). The summary
-(`simreal.analysis.panel`) is `panel.json`, `panel.md` and `panel.png`.
+every stage on the engine like any run (resumable: run the same command again). `reuse`: another panel
+of the same targets whose recipe differs only in how it fine-tunes lends its pretrained policies, zero-shot
+and scratch stages (linked, not rerun), so fine-tuning settings are compared on one panel at the cost of the
+fine-tuning alone. The summary (`simreal.analysis.panel`) is `panel.json`, `panel.md` and `panel.png`.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,12 @@ log = logging.getLogger("simreal")
 
 SHARED = ("pretrain_randomized", "pretrain_meta")
 """Stages that do not depend on the target: run in the first target's run, linked into the others."""
+REUSED = (*SHARED, "zeroshot_randomized", "scratch")
+"""What `reuse` links from another panel: the stages that fine-tuning settings do not touch."""
+SCRATCH_READS = ("timesteps", "n_envs", "learning_starts")
+"""The `finetune` keys the scratch stage reads (its budget and target envs); the others only fine-tune."""
+IGNORED = ("experiment", "output_dir", "workers")
+"""Run settings that do not change any stage's result."""
 RECIPE = {"reference": False, "scratch": True}
 """What every target's run sets over the experiment: scratch on, no reference (the panel compares the
 recipe's variants with each other, on many targets, not against a long reference on each)."""
@@ -51,10 +60,71 @@ def recipe(source: str, overrides: list[str]) -> ExperimentConfig:
     return cfg.model_copy(update={"task": task, "target": first, "experiment": task.name.lower()})
 
 
+def _lent(doc: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run's config that the stages `reuse` links depend on."""
+    kept = {k: v for k, v in doc.items() if k not in IGNORED}
+    kept["finetune"] = {k: v for k, v in doc["finetune"].items() if k in SCRATCH_READS}
+    return kept
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in [*a, *(k for k in b if k not in a)]:
+            found = _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return None
+    return where if a != b else None
+
+
+def _check_reuse(reuse: Path, text: str, cfgs: dict[str, ExperimentConfig]) -> None:
+    """`reuse` must hold these targets, run (at least in part) with a recipe that differs only in how it
+    fine-tunes: one line naming what differs otherwise, before anything is written."""
+    task_file = reuse / "panel_task.yaml"
+    if not task_file.is_file():
+        raise ConfigError(f"--reuse {reuse}: no panel_task.yaml there (allowed: the --out of another panel)")
+    if task_file.read_text() != text:
+        raise ConfigError(
+            f"--reuse {reuse}: its panel draws other targets (allowed: a panel of the same task, --targets, "
+            "--seed and --beyond)"
+        )
+    for name, target_cfg in cfgs.items():
+        theirs = reuse / "runs" / name / "config.yaml"
+        if not theirs.is_file():
+            continue  # not reached there: run here
+        key = _first_difference(
+            _lent(yaml.safe_load(dump_config(target_cfg))), _lent(yaml.safe_load(theirs.read_text()))
+        )
+        if key:
+            raise ConfigError(
+                f"--reuse {reuse}: its recipe differs in {key} (allowed: a panel that differs only in the "
+                f"finetune keys other than {', '.join(SCRATCH_READS)})"
+            )
+
+
+def _finished(stage: Path, seeds: list[int]) -> bool:
+    """Every seed of the stage done: its policy written (pretraining) or its final evaluation."""
+    marker = "policy.pt" if stage.name in SHARED else "final.json"
+    return all((stage / f"seed{s}" / marker).is_file() for s in seeds)
+
+
+def _link(run_dir: Path, stage: str, source: Path) -> None:
+    """`stage` of `run_dir` as a link to a stage elsewhere, unless it already has one."""
+    if source.is_dir() and not (run_dir / stage).exists() and not (run_dir / stage).is_symlink():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / stage).symlink_to(source.resolve(), target_is_directory=True)
+
+
 def run_panel(
-    cfg: ExperimentConfig, n: int, seed: int, beyond: float, out: Path | None = None
+    cfg: ExperimentConfig,
+    n: int,
+    seed: int,
+    beyond: float,
+    out: Path | None = None,
+    reuse: Path | None = None,
 ) -> dict[str, Any]:
-    """Draw the panel, write its task file, run the recipe on every target, write and return the summary."""
+    """Draw the panel, write its task file, run the recipe on every target (`reuse`: linking from another
+    panel of the same targets what fine-tuning does not touch), write and return the summary."""
     if n < 1:
         raise ConfigError(f"--targets: must be >= 1, got {n}")
     if beyond < 1:
@@ -75,22 +145,36 @@ def run_panel(
         raise ConfigError(
             f"{out}: holds another panel (allowed: another --out, or the same arguments to resume it)"
         )
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(text, task_file)
     runs = out / "runs"
     base = yaml.safe_load(dump_config(cfg))
+    cfgs = {}
+    try:
+        for name in panel:
+            data = {**base, **RECIPE, "experiment": name, "target": name, "output_dir": str(runs)}
+            data.update(task=str(task_file), pretrain={**base["pretrain"], "nominal_baseline": False})
+            where = f"{task_file} ({name})"
+            cfgs[name] = parse(ExperimentConfig, data, where, {"base_dir": out, "source": str(task_file)})
+        if reuse is not None:
+            _check_reuse(reuse.resolve(), text, cfgs)
+    except ConfigError:
+        if created:  # refused before anything ran: leave no half-made panel behind
+            shutil.rmtree(out)
+        raise
     targets = []
     first: Path | None = None
     for name, (_, shifts) in panel.items():
-        data = {**base, **RECIPE, "experiment": name, "target": name, "output_dir": str(runs)}
-        data.update(task=str(task_file), pretrain={**base["pretrain"], "nominal_baseline": False})
-        where = f"{task_file} ({name})"
-        target_cfg = parse(ExperimentConfig, data, where, {"base_dir": out, "source": str(task_file)})
-        run_dir = runs / name
-        for stage in SHARED:
-            if first is not None and (first / stage).is_dir() and not (run_dir / stage).exists():
-                run_dir.mkdir(parents=True, exist_ok=True)  # the same pretrained policies for every target
-                (run_dir / stage).symlink_to(first / stage, target_is_directory=True)
+        target_cfg, run_dir = cfgs[name], runs / name
+        if reuse is not None and not (run_dir / "config.yaml").is_file():
+            for stage in REUSED:  # finished there: an unfinished one is run here, not resumed there
+                lent = reuse.resolve() / "runs" / name / stage
+                if _finished(lent, target_cfg.seeds):
+                    _link(run_dir, stage, lent)
+        for stage in SHARED:  # the same pretrained policies for every target
+            if first is not None:
+                _link(run_dir, stage, first / stage)
         log.info("panel %s: %s", name, "; ".join(f"{s.axis} {s.value:.3g} ({s.where})" for s in shifts))
         resume = (run_dir / "config.yaml").is_file()
         doc = run_experiment(resume=run_dir) if resume else run_experiment(target_cfg)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
-from stable_baselines3 import PPO
+from stable_baselines3 import PPO, SAC, TD3
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tiny import set_args
 
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.schema import ConfigError
-from simreal.training.engine.sb3.adaptive import KLAdaptiveRate
+from simreal.training.engine.sb3.adaptive import KLAdaptiveRate, OffPolicyKLRate
 from simreal.training.engine.schedules import AdaptiveRate
 
 
@@ -99,11 +99,64 @@ def test_bad_adaptive_settings_are_one_line(overrides: list[str], message: str) 
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_an_off_policy_algorithm_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "sac.yaml"
-    path.write_text(
-        "experiment: s\ntask: inverted_pendulum\ntarget: latency\nalgo: {name: SAC}\n"
-        "pretrain: {timesteps: 1000}\nfinetune: {timesteps: 1000, lr_schedule: adaptive}\n"
+@pytest.mark.parametrize("algo", [SAC, TD3])
+@pytest.mark.parametrize(("target_kl", "direction"), [(1e3, 1), (1e-12, -1)])
+def test_off_policy_windows_steer_the_rate_of_every_optimizer(
+    algo: type[SAC] | type[TD3], target_kl: float, direction: int
+) -> None:
+    """SAC and TD3: the policy's change over each window moves the rate; the actor's, the critics' and
+    SAC's entropy optimizers all train at the rate reached."""
+    schedule = AdaptiveRate(start=1e-4, target_kl=target_kl, low=1e-5, high=1e-3)
+    model = algo(
+        "MlpPolicy",
+        gym.make("Pendulum-v1"),
+        learning_rate=schedule,
+        learning_starts=32,
+        batch_size=32,
+        policy_kwargs={"net_arch": [16]},
+        seed=0,
+        device="cpu",
     )
-    with pytest.raises(ConfigError, match="adaptive steers on-policy updates by their KL; SAC is off-policy"):
-        load_config(path)
+    callback = OffPolicyKLRate(schedule, window=40)
+    model.learn(200, callback=callback)
+    rates = [r for _, r, _ in callback.history]
+    assert len(rates) == 4 and all(k > 0 for _, _, k in callback.history)
+    assert [s for s, _, _ in callback.history] == [32 + 1 + 40 * (i + 1) + i for i in range(4)]
+    assert all(direction * (b - a) > 0 for a, b in zip([1e-4, *rates], rates, strict=False))
+    optimizers = [model.actor.optimizer, model.critic.optimizer]
+    if isinstance(model, SAC):
+        optimizers.append(model.ent_coef_optimizer)
+    model.train(gradient_steps=1, batch_size=32)  # SB3 sets the rate from the schedule at every update
+    assert all(o.param_groups[0]["lr"] == pytest.approx(rates[-1]) for o in optimizers)
+
+
+def test_a_sac_fine_tuning_steers_its_rate_by_windows(tmp_path: Path) -> None:
+    args = set_args(
+        tmp_path,
+        "algo.name=SAC",
+        "algo.kwargs={batch_size: 32}",
+        "algo.net_arch=[16]",
+        "finetune.lr_schedule=adaptive",
+        "finetune.target_kl=1000",  # every window's KL is far below: the rate climbs
+        "finetune.kl_window=64",
+        "finetune.timesteps=256",
+        "evaluation.every_steps=128",
+        "pretrain.nominal_baseline=false",
+        "scratch=false",
+        reference=False,
+    )
+    assert main(["run", *args, "--seeds", "0"]) == 0
+    stage = tmp_path / "quickstart/finetune/seed0"
+    history = json.loads((stage / "final.json").read_text())["adaptive_rate"]["history"]
+    pretrain_lr = load_config(overrides=["algo.name=SAC", "algo.kwargs={batch_size: 32}"]).algo.pretrain_lr
+    assert len(history) == 3 and history[-1][1] == pytest.approx(0.1 * pretrain_lr * 1.5**3)
+
+
+def test_an_off_policy_window_must_fit_the_budget() -> None:
+    sac = ["algo.name=SAC", "algo.kwargs={batch_size: 64}", "finetune.timesteps=1000"]
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[*sac, "finetune.lr_schedule=adaptive", "finetune.kl_window=1000"])
+    assert "finetune.kl_window: 1,000 target steps after the first update at 64" in str(err.value)
+    assert "\n" not in str(err.value)
+    fits = load_config(overrides=[*sac, "finetune.lr_schedule=adaptive", "finetune.kl_window=936"])
+    assert fits.finetune.kl_window == 936

@@ -56,6 +56,30 @@ def test_a_panel_runs_the_recipe_on_every_target(tmp_path: Path, capsys: pytest.
     assert set(task["targets"]) == {"p0", "p1"}
 
 
+def test_a_panel_reuses_what_fine_tuning_does_not_touch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sets = [arg for item in [*RECIPE, "seeds=[0]", "device=cpu"] for arg in ("--set", item)]
+    args = ["panel", "inverted_pendulum", "--targets", "2", "--seed", "3"]
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main([*args, "--out", str(first), *sets]) == 0
+    # another recipe for the scratch stage: refused in one line, nothing written
+    budget = ["--set", "finetune.timesteps=512"]
+    assert main([*args, "--out", str(second), "--reuse", str(first), *sets, *budget]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "its recipe differs in finetune.timesteps" in err and not second.exists()
+    other = ["--set", "finetune.lr_factor=0.5"]
+    assert main([*args, "--out", str(second), "--reuse", str(first), *sets, *other]) == 0
+    a, b = (json.loads((d / "panel.json").read_text()) for d in (first, second))
+    for ta, tb in zip(a["targets"], b["targets"], strict=True):
+        for stage in ("zeroshot_randomized", "scratch", "pretrain_randomized"):
+            assert (second / "runs" / tb["name"] / stage).is_symlink()
+            if stage != "pretrain_randomized":
+                assert ta["returns"][stage] == tb["returns"][stage]
+        assert not (second / "runs" / tb["name"] / "finetune").is_symlink()
+    assert (second / "runs/p0/finetune/seed0/final.json").is_file()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

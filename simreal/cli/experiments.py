@@ -147,6 +147,7 @@ def cmd_panel(args: argparse.Namespace) -> None:
         args.seed,
         args.beyond,
         Path(args.out) if args.out else None,
+        Path(args.reuse) if args.reuse else None,
     )
     rates = doc["win_rates"]
     for key, label in (("finetune_beats_scratch", "scratch"), ("finetune_beats_zeroshot", "zero-shot")):

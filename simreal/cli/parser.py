@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         "--beyond", type=float, default=2.0, help="how far outside the pretraining ranges a value may lie (x)"
     )
     pan.add_argument("--out", help="where panel_task.yaml, runs/ and panel.json/.md/.png go")
+    pan.add_argument(
+        "--reuse",
+        metavar="PANEL_DIR",
+        help="another panel of the same targets whose recipe differs only in fine-tuning: its pretraining, "
+        "zero-shot and scratch stages are linked, not rerun",
+    )
     pan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     rob = sub.add_parser(
         "robustness", help="a policy's zero-shot return over a grid of one or two shifts of the simulation"

@@ -188,9 +188,12 @@ class FinetuneConfig(Spec):
     lr_factor: float = Field(default=0.1, gt=0)
     """Fine-tuning rate as a factor of the pretraining rate, unless `learning_rate` is set."""
     lr_schedule: Literal["constant", "linear", "cosine", "adaptive"] = "constant"
-    """`constant`, a `linear` / `cosine` decay to 0, or `adaptive`: steered by each update's KL (PPO, A2C)."""
+    """`constant`, a `linear` / `cosine` decay to 0, or `adaptive`: steered by the policy's change (KL) per
+    update (PPO, A2C) or per `kl_window` target steps (SAC, TD3)."""
     target_kl: float = Field(default=0.01, gt=0)
     """With `lr_schedule: adaptive`: the policy change per update (KL) the rate is steered toward."""
+    kl_window: int = Field(default=1000, ge=1)
+    """With `lr_schedule: adaptive` and SAC/TD3: target steps over which one policy change is measured."""
     lr_bounds: tuple[float, float] = (0.01, 1.0)
     """With `lr_schedule: adaptive`: the lowest and highest rate, as factors of the pretraining rate."""
     lr_warmup_fraction: float = Field(default=0.0, ge=0, lt=1)
@@ -293,11 +296,12 @@ class FinetuneConfig(Spec):
             )
 
     def _check_adaptive(self, exp: Any, starts: int | None) -> None:
-        """The KL-adaptive rate steers an on-policy update, starting from the fine-tuning rate."""
-        if starts is not None:
+        """The KL-adaptive rate starts from the fine-tuning rate; off-policy, its windows fit the budget."""
+        if starts is not None and starts + self.kl_window > self.timesteps:
             raise ValueError(
-                f"finetune.lr_schedule: adaptive steers on-policy updates by their KL; {exp.algo.name} is "
-                "off-policy (allowed: constant, linear, cosine)"
+                f"finetune.kl_window: {self.kl_window:,} target steps after the first update at "
+                f"{starts:,} do not fit the {self.timesteps:,}-step budget (allowed: at most "
+                f"{self.timesteps - starts:,})"
             )
         if self.lr_warmup_fraction > 0:
             raise ValueError(

@@ -5,6 +5,15 @@ observations is kept; at the next rollout start (after the update) the new distr
 observations gives KL(old || new), the rate moves, and both go to TensorBoard (`finetune/learning_rate`,
 `finetune/update_kl`). Works for any on-policy SB3 algorithm (PPO, A2C), whether or not it reports an
 `approx_kl` of its own.
+
+Off-policy algorithms (SAC, TD3) update at every step, so there is no rollout to measure one update by:
+`OffPolicyKLRate` takes the policy's change over a window of `finetune.kl_window` target steps instead,
+on observations drawn from the replay buffer when the window opens. SAC's policy is its squashed
+Gaussian: the KL is taken on the Gaussian before the tanh (the squashing is the same bijection on both
+sides, so the KL is the same). TD3's policy is deterministic; what it explores with is a Gaussian around
+its action (its action noise's std, or its target-smoothing noise's when it has none), so the KL is
+that Gaussian's: |mean change|^2 / (2 std^2) per dimension. The rate moves the actor's, the critics' and
+(SAC) the entropy coefficient's optimizers together, as SB3's one schedule does.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.utils import obs_as_tensor
 
 from simreal.training.engine.schedules import AdaptiveRate
@@ -53,8 +63,12 @@ class KLAdaptiveRate(BaseCallback):
         self._old = self._distribution()
 
     def _on_rollout_start(self) -> None:
-        if self._old is None:
-            return
+        if self._old is not None:
+            self._measure()
+
+    def _measure(self) -> None:
+        """KL(old || new) on the kept observations; the rate moves and both go to TensorBoard."""
+        assert self._old is not None
         new = self._distribution()
         kl = torch.distributions.kl_divergence(self._old, new)
         if kl.dim() > 1:  # a diagonal Gaussian: one term per action dimension
@@ -83,3 +97,67 @@ class KLAdaptiveRate(BaseCallback):
     def load(self, state: dict[str, Any]) -> None:
         self.schedule.rate = float(state["rate"])
         self.history = [(int(s), float(r), float(k)) for s, r, k in state["history"]]
+
+
+class OffPolicyKLRate(KLAdaptiveRate):
+    """`KLAdaptiveRate` for SAC and TD3: the KL of the policy's change over each window of `window` target
+    steps after the first update, on up to `SAMPLE` replay observations drawn when the window opens."""
+
+    def __init__(self, schedule: AdaptiveRate, window: int, seed: int = 0) -> None:
+        super().__init__(schedule, seed)
+        self.window = window
+        self._opened = 0
+
+    def _on_step(self) -> bool:
+        model: Any = self.model
+        now = int(model.num_timesteps)
+        if now <= model.learning_starts:  # no update yet: nothing has moved the policy
+            return True
+        if self._old is None:
+            self._obs = self._replay_sample(now)
+            self._old = self._distribution()
+            self._opened = now
+        elif now - self._opened >= self.window:
+            self._measure()  # closes the window: the next step opens another
+        return True
+
+    def _on_rollout_end(self) -> None:  # SB3 calls these around every step: the windows decide instead
+        return None
+
+    def _on_rollout_start(self) -> None:
+        return None
+
+    def _replay_sample(self, now: int) -> Any:
+        model: Any = self.model
+        buffer = model.replay_buffer
+        stored = (buffer.buffer_size if buffer.full else buffer.pos) * buffer.n_envs
+        rng = np.random.default_rng([self.seed, now])  # its own draws: training's random stream untouched
+        rows = rng.choice(stored, size=min(SAMPLE, stored), replace=False)
+        obs = buffer.observations
+        flat = (
+            {k: v.reshape(-1, *v.shape[2:])[rows] for k, v in obs.items()}
+            if isinstance(obs, dict)
+            else obs.reshape(-1, *obs.shape[2:])[rows]
+        )
+        if model._vec_normalize_env is not None:  # stored as observed; the policy reads them normalized
+            flat = model._vec_normalize_env.normalize_obs(flat)
+        return obs_as_tensor(flat, model.device)
+
+    def _distribution(self) -> torch.distributions.Distribution:
+        actor: Any = self.model.actor  # type: ignore[attr-defined]
+        with torch.no_grad():
+            if hasattr(actor, "get_action_dist_params"):  # SAC: the Gaussian under the tanh
+                mean, log_std, _ = actor.get_action_dist_params(self._obs)
+                return torch.distributions.Normal(mean.clone(), log_std.exp().clone())
+            action = actor(self._obs)
+        std = torch.as_tensor(exploration_std(self.model), dtype=action.dtype, device=action.device)
+        return torch.distributions.Normal(action.clone(), std.expand_as(action).clone())
+
+
+def exploration_std(model: Any) -> Any:
+    """TD3's exploration as a Gaussian std in its scaled [-1, 1] actions: its Gaussian action noise, else
+    the noise it smooths its target policy with."""
+    noise = model.action_noise
+    if isinstance(noise, NormalActionNoise):
+        return noise._sigma  # SB3 keeps the std only there
+    return float(model.target_policy_noise)

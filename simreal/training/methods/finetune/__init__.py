@@ -20,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from simreal.config import ExperimentConfig
@@ -40,7 +41,7 @@ from simreal.training.engine.method import Method, Stage, Variant
 from simreal.training.engine.perception import Encoder
 from simreal.training.engine.sb3 import guards
 from simreal.training.engine.sb3 import transfer as tr
-from simreal.training.engine.sb3.adaptive import KLAdaptiveRate
+from simreal.training.engine.sb3.adaptive import KLAdaptiveRate, OffPolicyKLRate
 from simreal.training.engine.sb3.checkpoints import save_checkpoint
 from simreal.training.engine.sb3.loading import build_model
 from simreal.training.engine.schedules import AdaptiveRate, WarmupDecaySchedule
@@ -218,8 +219,11 @@ class Transferred:
         built = _made(ctx, seed, source, out, ledger, setting)
         if found is not None:
             _continue_winner(built.model, found, out, ctx.cfg.evaluation.every_steps)
-        if isinstance(built.model.learning_rate, AdaptiveRate):
-            built.callbacks.append(KLAdaptiveRate(built.model.learning_rate, seed))
+        rate = built.model.learning_rate
+        if isinstance(rate, AdaptiveRate):
+            window = ctx.cfg.finetune.kl_window
+            off = isinstance(built.model, OffPolicyAlgorithm)
+            built.callbacks.append(OffPolicyKLRate(rate, window, seed) if off else KLAdaptiveRate(rate, seed))
         return built
 
     def hooks(
