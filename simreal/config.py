@@ -32,6 +32,7 @@ from simreal.sections import (
     DistillConfig,
     EvalConfig,
     FinetuneConfig,
+    LrSchedule,
     MetaConfig,
     MultitaskConfig,
     PerceptionConfig,
@@ -311,6 +312,16 @@ class ExperimentConfig(Spec):
     def finetune_lr(self) -> float:
         ft = self.finetune
         return ft.learning_rate if ft.learning_rate is not None else self.algo.pretrain_lr * ft.lr_factor
+
+    @property
+    def finetune_lr_schedule(self) -> LrSchedule:
+        """`finetune.lr_schedule`, or its default: `adaptive` for on-policy algorithms (PPO, A2C),
+        `constant` for off-policy ones (SAC, TD3) - chosen on panels of random targets (see the
+        fine-tuning guide)."""
+        chosen = self.finetune.lr_schedule
+        if chosen is not None:
+            return chosen
+        return "constant" if self.finetune_learning_starts is not None else "adaptive"
 
 
 def default_config_path() -> Path:

@@ -92,9 +92,11 @@ def _check_reuse(reuse: Path, text: str, cfgs: dict[str, ExperimentConfig]) -> N
         theirs = reuse / "runs" / name / "config.yaml"
         if not theirs.is_file():
             continue  # not reached there: run here
-        key = _first_difference(
-            _lent(yaml.safe_load(dump_config(target_cfg))), _lent(yaml.safe_load(theirs.read_text()))
-        )
+        try:  # read as a config, so keys added since it ran take their defaults
+            lent = yaml.safe_load(dump_config(load_config(theirs)))
+        except ConfigError as err:
+            raise ConfigError(f"--reuse {reuse}: {err}") from None
+        key = _first_difference(_lent(yaml.safe_load(dump_config(target_cfg))), _lent(lent))
         if key:
             raise ConfigError(
                 f"--reuse {reuse}: its recipe differs in {key} (allowed: a panel that differs only in the "

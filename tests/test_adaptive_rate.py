@@ -160,3 +160,15 @@ def test_an_off_policy_window_must_fit_the_budget() -> None:
     assert "\n" not in str(err.value)
     fits = load_config(overrides=[*sac, "finetune.lr_schedule=adaptive", "finetune.kl_window=936"])
     assert fits.finetune.kl_window == 936
+
+
+def test_the_default_schedule_is_adaptive_on_policy_and_constant_off_policy() -> None:
+    """Chosen on panels of random targets (BENCHMARKS.md); an explicit schedule always wins."""
+    assert load_config().finetune_lr_schedule == "adaptive"  # the quickstart: PPO
+    sac = ["algo.name=SAC", "algo.kwargs={batch_size: 64}"]
+    assert load_config(overrides=sac).finetune_lr_schedule == "constant"
+    assert load_config(overrides=["finetune.lr_schedule=constant"]).finetune_lr_schedule == "constant"
+    with pytest.raises(ConfigError) as err:  # a rate above the default bounds: the way out is named
+        load_config(overrides=["finetune.lr_factor=2.0"])
+    assert "the default for PPO, or another lr_schedule" in str(err.value)
+    assert load_config(overrides=["finetune.lr_factor=2.0", "finetune.lr_schedule=constant"])

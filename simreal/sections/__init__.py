@@ -13,6 +13,7 @@ from simreal.sections.core import (
     AutoConfig,
     EvalConfig,
     FinetuneConfig,
+    LrSchedule,
     PretrainConfig,
     ReferenceConfig,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "DistillConfig",
     "EvalConfig",
     "FinetuneConfig",
+    "LrSchedule",
     "MetaConfig",
     "MultitaskConfig",
     "MixingConfig",

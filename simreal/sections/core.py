@@ -170,6 +170,10 @@ class AutoConfig(Spec):
         return out
 
 
+LrSchedule = Literal["constant", "linear", "cosine", "adaptive"]
+"""How the fine-tuning rate moves: fixed with a decay, or steered by the policy's change."""
+
+
 class FinetuneConfig(Spec):
     """How the pretrained policy is transferred and fine-tuned on the target, and what guards it.
 
@@ -187,9 +191,10 @@ class FinetuneConfig(Spec):
     """Fine-tuning learning rate (None: the pretraining rate x `lr_factor`)."""
     lr_factor: float = Field(default=0.1, gt=0)
     """Fine-tuning rate as a factor of the pretraining rate, unless `learning_rate` is set."""
-    lr_schedule: Literal["constant", "linear", "cosine", "adaptive"] = "constant"
+    lr_schedule: LrSchedule | None = None
     """`constant`, a `linear` / `cosine` decay to 0, or `adaptive`: steered by the policy's change (KL) per
-    update (PPO, A2C) or per `kl_window` target steps (SAC, TD3)."""
+    update (PPO, A2C) or per `kl_window` target steps (SAC, TD3). None: `adaptive` for PPO and A2C,
+    `constant` for SAC and TD3 (chosen on panels of random targets)."""
     target_kl: float = Field(default=0.01, gt=0)
     """With `lr_schedule: adaptive`: the policy change per update (KL) the rate is steered toward."""
     kl_window: int = Field(default=1000, ge=1)
@@ -277,7 +282,7 @@ class FinetuneConfig(Spec):
                 "exclusive (allowed: 1 - an exclusive target, e.g. a robot, has one instance at a time)"
             )
         starts = exp.finetune_learning_starts
-        if self.lr_schedule == "adaptive":
+        if exp.finetune_lr_schedule == "adaptive":
             self._check_adaptive(exp, starts)
         if self.action_std_floor is not None and starts is not None:
             raise ValueError(
@@ -306,14 +311,18 @@ class FinetuneConfig(Spec):
         if self.lr_warmup_fraction > 0:
             raise ValueError(
                 "finetune.lr_warmup_fraction: the adaptive rate raises itself from the fine-tuning rate "
-                "(allowed: 0 with lr_schedule: adaptive)"
+                f"(allowed: 0 with lr_schedule: adaptive{self._default_note(exp)}, or another lr_schedule)"
             )
         low, high = (f * exp.algo.pretrain_lr for f in self.lr_bounds)
         if not low <= exp.finetune_lr <= high:
             raise ValueError(
                 f"finetune.lr_bounds: the fine-tuning rate {exp.finetune_lr:.3g} lies outside "
-                f"[{low:.3g}, {high:.3g}] (allowed: bounds around the rate it starts from)"
+                f"[{low:.3g}, {high:.3g}] (allowed: bounds around the rate it starts from with "
+                f"lr_schedule: adaptive{self._default_note(exp)}, or another lr_schedule)"
             )
+
+    def _default_note(self, exp: Any) -> str:
+        return f" - the default for {exp.algo.name}" if self.lr_schedule is None else ""
 
     def _check_candidates(self, auto: AutoConfig, depth: int) -> None:
         """Every candidate must be a valid fine-tuning setting for this network."""

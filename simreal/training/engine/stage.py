@@ -60,7 +60,7 @@ def stage_hparams(ctx: Context, variant: str, seed: int, budget: int) -> dict[st
     if variant.startswith("finetune"):
         hparams.update(
             lr_factor=ft.lr_factor,
-            lr_schedule=ft.lr_schedule,
+            lr_schedule=cfg.finetune_lr_schedule,
             freeze_features=ft.freeze_features,
             freeze_layers=ft.freeze_layers,
             reinit_heads=ft.reinit_heads,

@@ -96,10 +96,11 @@ def learning_rate(cfg: ExperimentConfig) -> WarmupDecaySchedule | AdaptiveRate:
     """The fine-tuning rate as the schedule SB3 reads at every update: fixed (with its warm-up and decay),
     or `adaptive`, steered by each update's KL within `lr_bounds` x the pretraining rate."""
     ft = cfg.finetune
-    if ft.lr_schedule == "adaptive":
+    schedule = cfg.finetune_lr_schedule
+    if schedule == "adaptive":
         low, high = (f * cfg.algo.pretrain_lr for f in ft.lr_bounds)
         return AdaptiveRate(cfg.finetune_lr, ft.target_kl, low, high)
-    return WarmupDecaySchedule(cfg.finetune_lr, ft.lr_schedule, ft.lr_warmup_fraction)
+    return WarmupDecaySchedule(cfg.finetune_lr, schedule, ft.lr_warmup_fraction)
 
 
 def _transferred(
