@@ -313,3 +313,16 @@ def test_finetune_learning_starts_that_cannot_apply_is_a_one_line_error() -> Non
     with pytest.raises(ConfigError, match=r"finetune.learning_starts: 500 transitions .* \(allowed: below"):
         load_config(overrides=[*sac, "finetune.learning_starts=500"])
     assert load_config(overrides=sac).finetune_learning_starts == 64  # default: one batch
+
+
+@pytest.mark.parametrize("algo", ["PPO", "SAC"])
+def test_the_transfer_summary_counts_what_the_optimizers_train_among_the_total(algo: str) -> None:
+    """SAC's entropy coefficient has an optimizer of its own: it is in the total as well as trainable."""
+    model = _model(algo)
+    tr.rebuild_optimizers(model)
+    whole = tr.summarize(model)
+    assert whole.trainable_params == whole.total_params
+    tr.freeze_layers(model, 1)
+    tr.rebuild_optimizers(model)
+    part = tr.summarize(model)
+    assert part.total_params == whole.total_params and 0 < part.trainable_params < part.total_params

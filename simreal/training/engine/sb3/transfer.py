@@ -215,7 +215,13 @@ def floor_action_std(model: BaseAlgorithm, floor: float) -> int:
 
 
 def summarize(model: BaseAlgorithm) -> TransferSummary:
-    total = sum(p.numel() for n, p in model.policy.named_parameters() if "_target" not in n)
+    """Frozen names, trainable and total counts; the total holds the policy's parameters (target
+    networks aside) and whatever else an optimizer trains (SAC's entropy coefficient)."""
+    own = {id(p): p for n, p in model.policy.named_parameters() if "_target" not in n}
+    for opt in optimizers(model):
+        for group in opt.param_groups:
+            own.update({id(p): p for p in group["params"]})
+    total = sum(p.numel() for p in own.values())
     return TransferSummary(frozen_parameter_names(model), trainable_parameter_count(model), total)
 
 
