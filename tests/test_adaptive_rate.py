@@ -55,22 +55,29 @@ def test_kl_forced_low_raises_the_rate_forced_high_lowers_it(target_kl: float, d
     assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(rates[-1])
 
 
-def test_an_adaptive_fine_tuning_reports_its_rate(tmp_path: Path) -> None:
+def _adaptive_run(out: Path, *overrides: str) -> list[list[float]]:
+    """A tiny run whose fine-tuning's KL is always far under `target_kl`; the rate history it ended with."""
     args = set_args(
-        tmp_path,
+        out,
         "finetune.lr_schedule=adaptive",
-        "finetune.target_kl=1000",  # every update's KL is far below: the rate climbs to its bound
-        "finetune.lr_bounds=[0.05, 0.2]",
+        "finetune.target_kl=1000",  # every update's KL is far below: the rate climbs
         "finetune.timesteps=256",
         "evaluation.every_steps=128",
         "pretrain.nominal_baseline=false",
         "scratch=false",
+        *overrides,
         reference=False,
     )
     assert main(["run", *args, "--seeds", "0"]) == 0
+    final = json.loads((out / "quickstart/finetune/seed0/final.json").read_text())
+    history: list[list[float]] = final["adaptive_rate"]["history"]
+    return history
+
+
+def test_an_adaptive_fine_tuning_reports_its_rate(tmp_path: Path) -> None:
+    history = _adaptive_run(tmp_path, "finetune.lr_bounds=[0.05, 0.2]")  # climbs to its bound
     stage = tmp_path / "quickstart/finetune/seed0"
-    final = json.loads((stage / "final.json").read_text())
-    rates = [r for _, r, _ in final["adaptive_rate"]["history"]]
+    rates = [r for _, r, _ in history]
     pretrain_lr = load_config().algo.pretrain_lr
     assert rates == sorted(rates) and rates[-1] == pytest.approx(0.2 * pretrain_lr)
     events = EventAccumulator(str(stage))
@@ -131,23 +138,8 @@ def test_off_policy_windows_steer_the_rate_of_every_optimizer(
 
 
 def test_a_sac_fine_tuning_steers_its_rate_by_windows(tmp_path: Path) -> None:
-    args = set_args(
-        tmp_path,
-        "algo.name=SAC",
-        "algo.kwargs={batch_size: 32}",
-        "algo.net_arch=[16]",
-        "finetune.lr_schedule=adaptive",
-        "finetune.target_kl=1000",  # every window's KL is far below: the rate climbs
-        "finetune.kl_window=64",
-        "finetune.timesteps=256",
-        "evaluation.every_steps=128",
-        "pretrain.nominal_baseline=false",
-        "scratch=false",
-        reference=False,
-    )
-    assert main(["run", *args, "--seeds", "0"]) == 0
-    stage = tmp_path / "quickstart/finetune/seed0"
-    history = json.loads((stage / "final.json").read_text())["adaptive_rate"]["history"]
+    sac = ["algo.name=SAC", "algo.kwargs={batch_size: 32}", "algo.net_arch=[16]", "finetune.kl_window=64"]
+    history = _adaptive_run(tmp_path, *sac)
     pretrain_lr = load_config(overrides=["algo.name=SAC", "algo.kwargs={batch_size: 32}"]).algo.pretrain_lr
     assert len(history) == 3 and history[-1][1] == pytest.approx(0.1 * pretrain_lr * 1.5**3)
 
@@ -164,11 +156,12 @@ def test_an_off_policy_window_must_fit_the_budget() -> None:
 
 def test_the_default_schedule_is_adaptive_on_policy_and_constant_off_policy() -> None:
     """Chosen on panels of random targets (BENCHMARKS.md); an explicit schedule always wins."""
-    assert load_config().finetune_lr_schedule == "adaptive"  # the quickstart: PPO
-    sac = ["algo.name=SAC", "algo.kwargs={batch_size: 64}"]
+    default = ["finetune.lr_schedule=null"]  # the quickstart names its schedule; the schema's default
+    assert load_config(overrides=default).finetune_lr_schedule == "adaptive"  # the quickstart: PPO
+    sac = [*default, "algo.name=SAC", "algo.kwargs={batch_size: 64}"]
     assert load_config(overrides=sac).finetune_lr_schedule == "constant"
     assert load_config(overrides=["finetune.lr_schedule=constant"]).finetune_lr_schedule == "constant"
     with pytest.raises(ConfigError) as err:  # a rate above the default bounds: the way out is named
-        load_config(overrides=["finetune.lr_factor=2.0"])
+        load_config(overrides=[*default, "finetune.lr_factor=2.0"])
     assert "the default for PPO, or another lr_schedule" in str(err.value)
     assert load_config(overrides=["finetune.lr_factor=2.0", "finetune.lr_schedule=constant"])
