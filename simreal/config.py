@@ -316,12 +316,13 @@ class ExperimentConfig(Spec):
     @property
     def finetune_lr_schedule(self) -> LrSchedule:
         """`finetune.lr_schedule`, or its default: `adaptive` for on-policy algorithms (PPO, A2C),
-        `constant` for off-policy ones (SAC, TD3) - chosen on panels of random targets (see the
-        fine-tuning guide)."""
-        chosen = self.finetune.lr_schedule
-        if chosen is not None:
-            return chosen
-        return "constant" if self.finetune_learning_starts is not None else "adaptive"
+        `constant` for off-policy ones (SAC, TD3) and wherever a warm-up is asked for - chosen on panels
+        of random targets (see the fine-tuning guide)."""
+        ft = self.finetune
+        if ft.lr_schedule is not None:
+            return ft.lr_schedule
+        fixed = self.finetune_learning_starts is not None or ft.lr_warmup_fraction > 0
+        return "constant" if fixed else "adaptive"
 
 
 def default_config_path() -> Path:

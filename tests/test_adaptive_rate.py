@@ -17,6 +17,7 @@ from simreal.config import load_config
 from simreal.schema import ConfigError
 from simreal.training.engine.sb3.adaptive import KLAdaptiveRate, OffPolicyKLRate
 from simreal.training.engine.schedules import AdaptiveRate
+from simreal.training.methods.finetune import learning_rate
 
 
 def test_the_rule_raises_under_half_the_target_lowers_over_twice_and_holds_its_bounds() -> None:
@@ -161,7 +162,11 @@ def test_the_default_schedule_is_adaptive_on_policy_and_constant_off_policy() ->
     sac = [*default, "algo.name=SAC", "algo.kwargs={batch_size: 64}"]
     assert load_config(overrides=sac).finetune_lr_schedule == "constant"
     assert load_config(overrides=["finetune.lr_schedule=constant"]).finetune_lr_schedule == "constant"
-    with pytest.raises(ConfigError) as err:  # a rate above the default bounds: the way out is named
-        load_config(overrides=[*default, "finetune.lr_factor=2.0"])
-    assert "the default for PPO, or another lr_schedule" in str(err.value)
-    assert load_config(overrides=["finetune.lr_factor=2.0", "finetune.lr_schedule=constant"])
+    warm = load_config(overrides=[*default, "finetune.lr_warmup_fraction=0.2"])
+    assert warm.finetune_lr_schedule == "constant"  # a warm-up asks for a fixed schedule
+    # a user's rate outside the bounds: the default widens them to hold it, an explicit schedule refuses
+    fast = load_config(overrides=[*default, "finetune.lr_factor=2.0"])
+    rate = learning_rate(fast)
+    assert isinstance(rate, AdaptiveRate) and rate.high == pytest.approx(2.0 * fast.algo.pretrain_lr)
+    with pytest.raises(ConfigError, match="finetune.lr_bounds: the fine-tuning rate"):
+        load_config(overrides=["finetune.lr_factor=2.0", "finetune.lr_schedule=adaptive"])

@@ -193,8 +193,9 @@ class FinetuneConfig(Spec):
     """Fine-tuning rate as a factor of the pretraining rate, unless `learning_rate` is set."""
     lr_schedule: LrSchedule | None = None
     """`constant`, a `linear` / `cosine` decay to 0, or `adaptive`: steered by the policy's change (KL) per
-    update (PPO, A2C) or per `kl_window` target steps (SAC, TD3). None: `adaptive` for PPO and A2C,
-    `constant` for SAC and TD3 (chosen on panels of random targets)."""
+    update (PPO, A2C) or per `kl_window` target steps (SAC, TD3). None: `adaptive` for PPO and A2C (its
+    bounds widened to hold the starting rate), `constant` for SAC and TD3 or with a warm-up (chosen on
+    panels of random targets)."""
     target_kl: float = Field(default=0.01, gt=0)
     """With `lr_schedule: adaptive`: the policy change per update (KL) the rate is steered toward."""
     kl_window: int = Field(default=1000, ge=1)
@@ -311,18 +312,15 @@ class FinetuneConfig(Spec):
         if self.lr_warmup_fraction > 0:
             raise ValueError(
                 "finetune.lr_warmup_fraction: the adaptive rate raises itself from the fine-tuning rate "
-                f"(allowed: 0 with lr_schedule: adaptive{self._default_note(exp)}, or another lr_schedule)"
+                "(allowed: 0 with lr_schedule: adaptive, or another lr_schedule)"
             )
         low, high = (f * exp.algo.pretrain_lr for f in self.lr_bounds)
-        if not low <= exp.finetune_lr <= high:
+        if self.lr_schedule is not None and not low <= exp.finetune_lr <= high:  # the default widens them
             raise ValueError(
                 f"finetune.lr_bounds: the fine-tuning rate {exp.finetune_lr:.3g} lies outside "
-                f"[{low:.3g}, {high:.3g}] (allowed: bounds around the rate it starts from with "
-                f"lr_schedule: adaptive{self._default_note(exp)}, or another lr_schedule)"
+                f"[{low:.3g}, {high:.3g}] (allowed: bounds around the rate it starts from, or another "
+                "lr_schedule)"
             )
-
-    def _default_note(self, exp: Any) -> str:
-        return f" - the default for {exp.algo.name}" if self.lr_schedule is None else ""
 
     def _check_candidates(self, auto: AutoConfig, depth: int) -> None:
         """Every candidate must be a valid fine-tuning setting for this network."""

@@ -99,6 +99,8 @@ def learning_rate(cfg: ExperimentConfig) -> WarmupDecaySchedule | AdaptiveRate:
     schedule = cfg.finetune_lr_schedule
     if schedule == "adaptive":
         low, high = (f * cfg.algo.pretrain_lr for f in ft.lr_bounds)
+        if ft.lr_schedule is None:  # the default: wherever the user's own rate starts, it may stay
+            low, high = min(low, cfg.finetune_lr), max(high, cfg.finetune_lr)
         return AdaptiveRate(cfg.finetune_lr, ft.target_kl, low, high)
     return WarmupDecaySchedule(cfg.finetune_lr, schedule, ft.lr_warmup_fraction)
 
