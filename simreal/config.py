@@ -324,6 +324,16 @@ class ExperimentConfig(Spec):
         fixed = self.finetune_learning_starts is not None or ft.lr_warmup_fraction > 0
         return "constant" if fixed else "adaptive"
 
+    @property
+    def finetune_lr_bounds(self) -> tuple[float, float]:
+        """The adaptive rate's lowest and highest value: `finetune.lr_bounds` x the pretraining rate, and,
+        when adaptive is only the default, widened to hold a starting rate of the user's own outside them
+        (an explicit `lr_schedule: adaptive` refuses one instead: `FinetuneConfig.check`)."""
+        low, high = (f * self.algo.pretrain_lr for f in self.finetune.lr_bounds)
+        if self.finetune.lr_schedule is None:
+            low, high = min(low, self.finetune_lr), max(high, self.finetune_lr)
+        return low, high
+
 
 def default_config_path() -> Path:
     """The embedded default: the packaged `configs/quickstart.yaml`."""

@@ -139,6 +139,7 @@ def run_panel(
     panel = draw_panel(cfg.task, n, seed, beyond)
     out = out or Path(cfg.output_dir) / f"{cfg.experiment}_panel_seed{seed}"
     out = out.resolve()
+    reuse = reuse.resolve() if reuse is not None else None
     task_file = out / "panel_task.yaml"
     task_data = cfg.task.model_dump(mode="json")
     task_data.update(name=f"{cfg.task.name}Panel{seed}", targets={name: t for name, (t, _) in panel.items()})
@@ -160,7 +161,7 @@ def run_panel(
             where = f"{task_file} ({name})"
             cfgs[name] = parse(ExperimentConfig, data, where, {"base_dir": out, "source": str(task_file)})
         if reuse is not None:
-            _check_reuse(reuse.resolve(), text, cfgs)
+            _check_reuse(reuse, text, cfgs)
     except ConfigError:
         if created:  # refused before anything ran: leave no half-made panel behind
             shutil.rmtree(out)
@@ -171,7 +172,7 @@ def run_panel(
         target_cfg, run_dir = cfgs[name], runs / name
         if reuse is not None and not (run_dir / "config.yaml").is_file():
             for stage in REUSED:  # finished there: an unfinished one is run here, not resumed there
-                lent = reuse.resolve() / "runs" / name / stage
+                lent = reuse / "runs" / name / stage
                 if _finished(lent, target_cfg.seeds):
                     _link(run_dir, stage, lent)
         for stage in SHARED:  # the same pretrained policies for every target

@@ -314,8 +314,8 @@ class FinetuneConfig(Spec):
                 "finetune.lr_warmup_fraction: the adaptive rate raises itself from the fine-tuning rate "
                 "(allowed: 0 with lr_schedule: adaptive, or another lr_schedule)"
             )
-        low, high = (f * exp.algo.pretrain_lr for f in self.lr_bounds)
-        if self.lr_schedule is not None and not low <= exp.finetune_lr <= high:  # the default widens them
+        low, high = exp.finetune_lr_bounds
+        if not low <= exp.finetune_lr <= high:
             raise ValueError(
                 f"finetune.lr_bounds: the fine-tuning rate {exp.finetune_lr:.3g} lies outside "
                 f"[{low:.3g}, {high:.3g}] (allowed: bounds around the rate it starts from, or another "

@@ -94,14 +94,11 @@ def _check_source(ctx: Context, source: Path, art: PolicyArtifact, out: Path) ->
 
 def learning_rate(cfg: ExperimentConfig) -> WarmupDecaySchedule | AdaptiveRate:
     """The fine-tuning rate as the schedule SB3 reads at every update: fixed (with its warm-up and decay),
-    or `adaptive`, steered by each update's KL within `lr_bounds` x the pretraining rate."""
+    or `adaptive`, steered by the policy's KL within `cfg.finetune_lr_bounds`."""
     ft = cfg.finetune
     schedule = cfg.finetune_lr_schedule
     if schedule == "adaptive":
-        low, high = (f * cfg.algo.pretrain_lr for f in ft.lr_bounds)
-        if ft.lr_schedule is None:  # the default: wherever the user's own rate starts, it may stay
-            low, high = min(low, cfg.finetune_lr), max(high, cfg.finetune_lr)
-        return AdaptiveRate(cfg.finetune_lr, ft.target_kl, low, high)
+        return AdaptiveRate(cfg.finetune_lr, ft.target_kl, *cfg.finetune_lr_bounds)
     return WarmupDecaySchedule(cfg.finetune_lr, schedule, ft.lr_warmup_fraction)
 
 
