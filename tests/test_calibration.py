@@ -262,3 +262,34 @@ def test_a_direction_the_jackknife_reads_as_pinned_but_the_curvature_calls_flat_
     combined = jackknife + _excess(local, jackknife, vecs)
     along = np.einsum("ik,ij,jk->k", vecs, combined, vecs)
     assert np.allclose(along, [0.04, 9.0])  # the jackknife where it is wider, the local estimate elsewhere
+
+
+def test_a_polish_spends_at_most_its_budget_and_returns_the_best_point_it_saw() -> None:
+    from types import SimpleNamespace
+
+    from simreal.simulation.calibration.fit import _polish
+
+    class Rosenbrock:
+        """A curved valley: L-BFGS-B's line searches on it pass `maxfun` unless stopped."""
+
+        def __init__(self) -> None:
+            axis = SimpleNamespace(search_bounds=lambda: (-3.0, 3.0))
+            self.replay = SimpleNamespace(continuous=[axis, axis])
+            self.calls = 0
+            self.seen: list[float] = []
+
+        def loss(self, u: np.ndarray, discrete: dict[str, float]) -> float:
+            return self.losses([u], discrete)[0]
+
+        def losses(self, us: list[np.ndarray], discrete: dict[str, float]) -> list[float]:
+            self.calls += len(us)
+            out = [float((1 - u[0]) ** 2 + 100 * (u[1] - u[0] ** 2) ** 2) for u in us]
+            self.seen.append(out[0])  # the batch's base point (the rest are its finite differences)
+            return out
+
+    for budget in (9, 30, 60):
+        counter = Rosenbrock()
+        u, value = _polish(counter, np.array([-1.2, 1.0]), {}, budget)  # type: ignore[arg-type]
+        assert counter.calls <= budget
+        assert value == min(counter.seen)
+        assert value == Rosenbrock().loss(u, {})

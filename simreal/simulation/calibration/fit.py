@@ -52,8 +52,8 @@ PRIOR = 1e-5
 flat it picks the member of the equivalence class nearest the middles, instead of a search drifting to
 its bounds, and costs nothing measurable elsewhere."""
 SHORT, LONG, POLISH, JACKKNIFE = 80, 300, 300, 60
-"""Replay evaluations of a screening run, of the final CMA-ES run, of the local polish after it, and of
-each jackknife refit."""
+"""Replay evaluations (at most) of a screening run, of the final CMA-ES run, of the local polish after it,
+and of each jackknife refit."""
 STEP = 1e-4
 """The polish's finite-difference step, in range half-widths."""
 FOLDS = 8
@@ -186,32 +186,50 @@ def _minimize(
     return best_u, best
 
 
+class _Spent(Exception):
+    """A polish's budget is spent (L-BFGS-B's `maxfun` is only checked between its iterations: a line
+    search can pass it)."""
+
+
 def _polish(
     counter: _Counter, u0: np.ndarray, discrete: dict[str, float], budget: int
 ) -> tuple[np.ndarray, float]:
     """A local quasi-Newton run (L-BFGS-B, finite-difference gradients) from `u0`: where CMA-ES crawls
-    along a valley that the data leave nearly flat (confounded axes), this follows it in few steps."""
+    along a valley that the data leave nearly flat (confounded axes), this follows it in few steps. It
+    spends at most `budget` evaluations (whole gradient batches); stopped there, the best point it saw."""
     axes = counter.replay.continuous
     if not axes:
         return u0, counter.loss(u0, discrete)
     bounds = [a.search_bounds() for a in axes]
     high = np.array([b[1] for b in bounds])
+    batches = max(budget // (len(axes) + 1), 2)
+    spent = 0
+    best: tuple[np.ndarray, float] = (np.asarray(u0, dtype=np.float64), math.inf)
 
     def with_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
         """The loss and its forward-difference gradient (a step back at an upper bound): one batch."""
+        nonlocal spent, best
+        if spent >= batches:
+            raise _Spent
+        spent += 1
         steps = np.where(x + STEP <= high, STEP, -STEP)
         points = [x, *(x + np.eye(len(x))[i] * steps[i] for i in range(len(x)))]
         values = counter.losses(points, discrete)
+        if values[0] < best[1]:
+            best = (np.array(x, dtype=np.float64), values[0])
         return values[0], (np.array(values[1:]) - values[0]) / steps
 
-    res = minimize(
-        with_gradient,
-        np.clip(u0, [b[0] for b in bounds], high),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"maxfun": max(budget // (len(axes) + 1), 2), "ftol": 1e-12, "gtol": 1e-9},
-    )
+    try:
+        res = minimize(
+            with_gradient,
+            np.clip(u0, [b[0] for b in bounds], high),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxfun": batches, "ftol": 1e-12, "gtol": 1e-9},
+        )
+    except _Spent:
+        return best
     return np.asarray(res.x, dtype=np.float64), float(res.fun)
 
 
