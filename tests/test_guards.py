@@ -127,7 +127,7 @@ def test_keep_best_returns_the_best_evaluated_weights_of_a_curve_that_peaks_in_t
         with torch.no_grad():
             weight.fill_(float(step))
         seen[step] = weight.detach().clone()
-        keep.observe(step, value, model, None)
+        keep.observe(step, np.array([value]), model, None)
     assert keep.best_step == 100 and keep.stop  # two evaluations without improvement
     keep.restore(model)
     assert torch.equal(model.policy.action_net.weight, seen[100])
@@ -137,9 +137,30 @@ def test_keep_best_gives_a_tie_to_the_later_policy_without_calling_it_an_improve
     model = _model("PPO")
     keep = guards.KeepBest(patience=2)
     for step, value in ((0, 10.0), (100, 1000.0), (200, 1000.0), (300, 1000.0)):
-        keep.observe(step, value, model, None)
+        keep.observe(step, np.array([value]), model, None)
     assert keep.best_step == 300 and keep.best_value == 1000.0  # the longest-trained of the tied best
     assert keep.stop  # two evaluations without a higher return
+
+
+def test_keep_best_with_a_margin_keeps_a_consistent_gain_and_not_a_lucky_mean() -> None:
+    model = _model("PPO")
+    start = np.array([-7.0, -4.0, -6.0, -3.0, -5.0])  # hard and easy goals: a wide spread
+    lucky = start + np.array([2.5, -0.5, 1.5, -1.0, 0.0])  # higher mean (+0.5), episode gains all over
+    better = start + np.array([0.3, 0.25, 0.35, 0.3, 0.3])  # +0.3 on every episode
+    plain = guards.KeepBest(margin=0.0)
+    for step, returns in ((0, start), (100, lucky)):
+        plain.observe(step, returns, model, None)
+    assert plain.best_step == 100  # any higher mean
+    keep = guards.KeepBest(margin=1.0)
+    for step, returns in ((0, start), (100, lucky), (200, better)):
+        keep.observe(step, returns, model, None)
+    assert keep.best_step == 200 and np.array_equal(keep.best_returns, better)
+    assert keep.since_best == 0
+    # against `better`, the lucky one's paired gain (+0.2) is well inside its noise: not taken
+    assert not keep.observe(300, lucky, model, None) and keep.best_step == 200
+    # of different episodes, the means are compared with the unpaired standard error
+    assert not keep.observe(400, np.array([-4.0, -5.0, -3.0]), model, None)
+    assert keep.observe(500, np.array([5.0, 5.1, 4.9]), model, None) and keep.best_step == 500
 
 
 def test_keep_best_and_patience_in_a_run(tmp_path: Path) -> None:
@@ -173,6 +194,8 @@ def test_keep_best_and_patience_in_a_run(tmp_path: Path) -> None:
             "2 thaws but only 1 frozen layers",
         ),
         (["finetune.patience=3"], "set keep_best: true"),
+        (["finetune.keep_best_margin=1"], "keep_best_margin: how keep_best chooses - set keep_best: true"),
+        (["finetune.keep_best=true", "finetune.keep_best_margin=-1"], "greater than or equal to 0"),
     ],
 )
 def test_bad_guard_settings_are_one_line_errors(overrides: list[str], message: str) -> None:

@@ -228,6 +228,10 @@ class FinetuneConfig(Spec):
     """Target steps at which the frozen layers thaw one at a time, the top one first."""
     keep_best: bool = False
     """Deploy the best evaluated policy, never worse than where fine-tuning started."""
+    keep_best_margin: float = Field(default=0.0, ge=0)
+    """With `keep_best`: a later evaluation replaces the kept policy only when its mean return is higher by
+    more than this many standard errors of the paired difference on the same evaluation episodes (0: any
+    higher mean) - against keeping a lucky evaluation."""
     patience: int | None = Field(default=None, ge=1)
     """Stop after this many evaluations without improvement (needs `keep_best`; None: never early)."""
     auto: AutoConfig | None = None
@@ -256,6 +260,8 @@ class FinetuneConfig(Spec):
     def _patience_keeps_best(self) -> FinetuneConfig:
         if self.patience is not None and not self.keep_best:
             raise ValueError("patience: stops early and deploys the best evaluation - set keep_best: true")
+        if self.keep_best_margin > 0 and not self.keep_best:
+            raise ValueError("keep_best_margin: how keep_best chooses - set keep_best: true")
         if len(self.unfreeze_schedule) > self.freeze_layers:
             raise ValueError(
                 f"unfreeze_schedule: {len(self.unfreeze_schedule)} thaws but only {self.freeze_layers} "

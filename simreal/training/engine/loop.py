@@ -134,7 +134,7 @@ class EvalSchedule:
                 model, self.make_env, self.episodes, self.seed, obs_rms, self.encoder, self.n_envs
             )
         if self.keep is not None:
-            self.keep.observe(step, result.mean_return, model, obs_rms)
+            self.keep.observe(step, result.returns, model, obs_rms)
         if self.shares_training_env and model.get_env() is not None:
             restart_episodes(model)
         self.curve.append(curve_point(step, result))

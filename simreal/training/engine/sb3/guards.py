@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -152,15 +153,22 @@ class GradualUnfreeze:
 class KeepBest:
     """The best evaluated policy so far (state and normalization), and when to stop looking.
 
-    `observe(step, value, model, rms)` after every evaluation; `stop` says `patience` evaluations passed
-    without improvement. The first evaluation (step 0, the zero-shot policy) is the first best, so the
-    kept policy is never worse on the evaluation than the one fine-tuning started from. A tie goes to the
-    later policy (trained longer: at a task's maximum return every evaluation ties, and the first one to
-    reach it is the least trained); it does not count as an improvement for `patience`."""
+    `observe(step, returns, model, rms)` after every evaluation (the returns of its episodes); `stop`
+    says `patience` evaluations passed without improvement. The first evaluation (step 0, the zero-shot
+    policy) is the first best, so the kept policy is never worse on the evaluation than the one
+    fine-tuning started from. A later evaluation replaces the kept one when its mean return is higher by
+    more than `margin` standard errors of the difference - paired episode by episode, since every
+    evaluation runs the same episode seeds (a goal that is hard for one policy is hard for the other; 0:
+    any higher mean replaces it). Picking the highest of many noisy means favours a lucky one, and the
+    deployed policy then falls short of its evaluation on fresh episodes; the margin keeps that luck out.
+    A tie goes to the later policy (trained longer: at a task's maximum return every evaluation ties, and
+    the first one to reach it is the least trained); it does not count as an improvement for `patience`."""
 
     patience: int | None = None
+    margin: float = 0.0
     best_value: float = float("-inf")
     best_step: int = -1
+    best_returns: np.ndarray | None = None
     since_best: int = 0
     states: dict[str, Any] | None = None
     tensors: dict[str, torch.Tensor] | None = None
@@ -172,11 +180,16 @@ class KeepBest:
 
     path: Path | None = None  # where the kept weights are saved, so a resumed stage still has them
 
-    def observe(self, step: int, value: float, model: BaseAlgorithm, rms: RunningMeanStd | None) -> bool:
-        """Record an evaluation; True when it is the new best or ties it (its weights are then kept)."""
-        if value >= self.best_value:
-            self.since_best = 0 if value > self.best_value else self.since_best + 1
-            self.best_value, self.best_step = value, step
+    def observe(
+        self, step: int, returns: np.ndarray, model: BaseAlgorithm, rms: RunningMeanStd | None
+    ) -> bool:
+        """Record an evaluation; True when it replaces the kept policy (its weights are then kept)."""
+        returns = np.asarray(returns, dtype=np.float64)
+        value = float(np.mean(returns))
+        gain = value - self.best_value
+        if gain == 0 or gain > self.margin * self._stderr(returns):
+            self.since_best = 0 if gain > 0 else self.since_best + 1
+            self.best_value, self.best_step, self.best_returns = value, step, returns
             states, tensors = art.torch_state(model)
             self.states = _clone(states)
             self.tensors = {k: v.detach().clone() for k, v in tensors.items()}
@@ -184,10 +197,23 @@ class KeepBest:
             if self.path is not None:
                 data = {"format": art.FORMAT, "kind": "best", "states": self.states, "tensors": self.tensors}
                 extra = {"obs_rms": art.rms_state(self.obs_rms), "step": step, "value": value}
+                extra["returns"] = returns.tolist()
                 art.atomic_save({**data, **extra, "since_best": self.since_best}, self.path)
             return True
         self.since_best += 1
         return False
+
+    def _stderr(self, returns: np.ndarray) -> float:
+        """The standard error of the mean difference from the kept policy's returns: paired where both
+        ran the same episodes, else of two independent means (0 with a single episode or none kept)."""
+        kept = self.best_returns
+        if kept is None or self.margin == 0:
+            return 0.0
+        if kept.shape == returns.shape:
+            diff = returns - kept
+            return float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+        parts = [np.var(r, ddof=1) / r.size for r in (returns, kept) if r.size > 1]
+        return float(np.sqrt(sum(parts)))
 
     def resume(self, curve: list[dict[str, Any]]) -> None:
         """After a restart: the kept weights from `path`, the count of evaluations since from the curve."""
@@ -197,6 +223,7 @@ class KeepBest:
         self.states, self.tensors = data["states"], data["tensors"]
         self.obs_rms = art.rms_from(data["obs_rms"])
         self.best_step, self.best_value = int(data["step"]), float(data["value"])
+        self.best_returns = np.asarray(data["returns"], dtype=np.float64) if "returns" in data else None
         after = sum(1 for point in curve if point["step"] > self.best_step)
         self.since_best = int(data.get("since_best", 0)) + after
 

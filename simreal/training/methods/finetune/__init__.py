@@ -191,7 +191,9 @@ class Transferred:
 
     def keep(self, ctx: Context, out: Path) -> guards.KeepBest | None:
         ft = ctx.cfg.finetune
-        return guards.KeepBest(ft.patience, path=out / "best.pt") if ft.keep_best else None
+        return (
+            guards.KeepBest(ft.patience, ft.keep_best_margin, path=out / "best.pt") if ft.keep_best else None
+        )
 
     def build(
         self, ctx: Context, seed: int, out: Path, ledger: TargetLedger, keep: guards.KeepBest | None

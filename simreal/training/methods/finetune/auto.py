@@ -124,9 +124,7 @@ def search(
     at_start = _evaluate(ctx, candidates[0].model, seed, ledger, ctx.cfg.evaluation.episodes)
     if keep is not None:
         env = candidates[0].model.get_env()
-        keep.observe(
-            0, at_start.mean_return, candidates[0].model, obs_rms_of(env) if env is not None else None
-        )
+        keep.observe(0, at_start.returns, candidates[0].model, obs_rms_of(env) if env is not None else None)
     alive = list(range(len(candidates)))
     spent, played = 0, 0
     while len(alive) > 1 and steps > 0 and spent + len(alive) * steps <= exploration:
