@@ -170,3 +170,18 @@ def test_the_default_schedule_is_adaptive_on_policy_and_constant_off_policy() ->
     assert isinstance(rate, AdaptiveRate) and rate.high == pytest.approx(2.0 * fast.algo.pretrain_lr)
     with pytest.raises(ConfigError, match="finetune.lr_bounds: the fine-tuning rate"):
         load_config(overrides=["finetune.lr_factor=2.0", "finetune.lr_schedule=adaptive"])
+
+
+def test_the_rate_adapts_in_a_finetune_auto_race_and_goes_on_from_there_in_the_winner(tmp_path: Path) -> None:
+    auto_cfg = "finetune.auto={candidates: {lr_factor: [0.05, 0.1]}, budget_fraction: 0.5, episodes: 2}"
+    history = _adaptive_run(tmp_path, auto_cfg, "finetune.timesteps=1024", "algo.net_arch=[16, 16]")
+    stage = tmp_path / "quickstart/finetune/seed0"
+    search = json.loads((stage / "auto.json").read_text())
+    pretrain_lr = load_config().algo.pretrain_lr
+    start, high = search["winner"]["lr_factor"] * pretrain_lr, 1.0 * pretrain_lr  # lr_bounds' top: 1x
+    steps = [s for s, _, _ in history]
+    rates = [r for _, r, _ in history]
+    raced = search["steps_per_round"] * search["rounds"]  # the winner's own target steps in the race
+    assert steps == sorted(steps) and steps[0] <= raced  # its first update was measured in the race
+    # every update's KL is far under target_kl: from the winner's first update on, x1.5 each, to the top
+    assert rates == pytest.approx([min(start * 1.5 ** (k + 1), high) for k in range(len(rates))])

@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import obs_as_tensor
 
 from simreal.training.engine.schedules import AdaptiveRate
@@ -161,3 +163,14 @@ def exploration_std(model: Any) -> Any:
     if isinstance(noise, NormalActionNoise):
         return noise._sigma  # SB3 keeps the std only there
     return float(model.target_policy_noise)
+
+
+def rate_callback(model: BaseAlgorithm, window: int, seed: int) -> KLAdaptiveRate | None:
+    """The callback that steers `model`'s rate where it is an `AdaptiveRate` (None where it is not):
+    per update for on-policy algorithms, per `window` target steps for off-policy ones."""
+    rate = model.learning_rate
+    if not isinstance(rate, AdaptiveRate):
+        return None
+    if isinstance(model, OffPolicyAlgorithm):
+        return OffPolicyKLRate(rate, window, seed)
+    return KLAdaptiveRate(rate, seed)

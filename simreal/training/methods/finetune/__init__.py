@@ -20,7 +20,6 @@ from typing import Any
 
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
 from simreal.config import ExperimentConfig
@@ -41,7 +40,7 @@ from simreal.training.engine.method import Method, Stage, Variant
 from simreal.training.engine.perception import Encoder
 from simreal.training.engine.sb3 import guards
 from simreal.training.engine.sb3 import transfer as tr
-from simreal.training.engine.sb3.adaptive import KLAdaptiveRate, OffPolicyKLRate
+from simreal.training.engine.sb3.adaptive import rate_callback
 from simreal.training.engine.sb3.checkpoints import save_checkpoint
 from simreal.training.engine.sb3.loading import build_model
 from simreal.training.engine.schedules import AdaptiveRate, WarmupDecaySchedule
@@ -221,11 +220,11 @@ class Transferred:
         built = _made(ctx, seed, source, out, ledger, setting)
         if found is not None:
             _continue_winner(built.model, found, out, ctx.cfg.evaluation.every_steps)
-        rate = built.model.learning_rate
-        if isinstance(rate, AdaptiveRate):
-            window = ctx.cfg.finetune.kl_window
-            off = isinstance(built.model, OffPolicyAlgorithm)
-            built.callbacks.append(OffPolicyKLRate(rate, window, seed) if off else KLAdaptiveRate(rate, seed))
+        steer = rate_callback(built.model, ctx.cfg.finetune.kl_window, seed)
+        if steer is not None:
+            if found is not None and found.steer is not None:  # the winner's rate goes on from where it got
+                steer.load(found.steer.state())
+            built.callbacks.append(steer)
         return built
 
     def hooks(

@@ -42,6 +42,7 @@ from simreal.training.engine.artifacts import atomic_write_text
 from simreal.training.engine.context import Context
 from simreal.training.engine.evaluation import EvalResult, evaluate
 from simreal.training.engine.loop import obs_rms_of
+from simreal.training.engine.sb3.adaptive import KLAdaptiveRate, rate_callback
 from simreal.training.engine.sb3.guards import KeepBest
 
 log = logging.getLogger("simreal")
@@ -90,6 +91,7 @@ class Candidate:
     scores: list[float]
     returns: list[list[float]] = dataclasses.field(default_factory=list)  # per round, per episode
     dropped: int | None = None  # the round it left the race in
+    steer: KLAdaptiveRate | None = None  # what moves its rate, with `lr_schedule: adaptive`
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class SearchResult:
     spent: int
     at_start: EvalResult
     setting: dict[str, Any] = dataclasses.field(default_factory=dict)
+    steer: KLAdaptiveRate | None = None  # the winner's adaptive rate, where it has one
 
 
 def search(
@@ -120,7 +123,8 @@ def search(
         model, venv = build(dataclasses.replace(ctx, cfg=with_setting(ctx.cfg, setting)), setting)
         venv.close()  # each round opens its own
         model.set_logger(Logger(None, []))  # scores go to auto.json; SB3 would litter a temp dir per learn()
-        candidates.append(Candidate(setting, model, []))
+        steer = rate_callback(model, ctx.cfg.finetune.kl_window, seed)  # its rate adapts in the race too
+        candidates.append(Candidate(setting, model, [], steer=steer))
     at_start = _evaluate(ctx, candidates[0].model, seed, ledger, ctx.cfg.evaluation.episodes)
     if keep is not None:
         env = candidates[0].model.get_env()
@@ -162,6 +166,7 @@ def search(
         spent,
         at_start,
         chosen.setting,
+        chosen.steer,
     )
 
 
@@ -244,7 +249,7 @@ def _train(
     model._last_obs = None  # start from the new env's reset
     before = model.num_timesteps
     if steps > 0:
-        model.learn(steps, reset_num_timesteps=False)
+        model.learn(steps, callback=candidate.steer, reset_num_timesteps=False)
     result = _evaluate(ctx, model, seed, ledger, episodes)
     candidate.scores.append(result.mean_return)
     candidate.returns.append(result.returns.tolist())
