@@ -163,6 +163,16 @@ def test_keep_best_with_a_margin_keeps_a_consistent_gain_and_not_a_lucky_mean() 
     assert keep.observe(500, np.array([5.0, 5.1, 4.9]), model, None) and keep.best_step == 500
 
 
+def test_keep_best_resumes_with_the_kept_policys_episode_returns(tmp_path: Path) -> None:
+    model = _model("PPO")
+    keep = guards.KeepBest(margin=1.0, path=tmp_path / "best.pt")
+    keep.observe(0, np.array([1.0, 2.0, 3.0]), model, None)
+    resumed = guards.KeepBest(margin=1.0, path=tmp_path / "best.pt")
+    resumed.resume([{"step": 0}, {"step": 100}])
+    assert np.array_equal(resumed.best_returns, [1.0, 2.0, 3.0]) and resumed.since_best == 1
+    assert not resumed.observe(200, np.array([1.2, 2.1, 2.9]), model, None)  # +0.07: within its noise
+
+
 def test_keep_best_and_patience_in_a_run(tmp_path: Path) -> None:
     guard = ["finetune.keep_best=true", "finetune.patience=1", "finetune.timesteps=512", "finetune.l2sp=0.01"]
     guard += ["finetune.critic_warmup_steps=128", "finetune.layer_lr_decay=0.8", "finetune.freeze_layers=0"]
