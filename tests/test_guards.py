@@ -142,7 +142,7 @@ def test_keep_best_gives_a_tie_to_the_later_policy_without_calling_it_an_improve
     assert keep.stop  # two evaluations without a higher return
 
 
-def test_keep_best_with_a_margin_keeps_a_consistent_gain_and_not_a_lucky_mean() -> None:
+def test_keep_best_with_a_margin_deploys_only_what_clears_the_start_and_the_best_of_that() -> None:
     model = _model("PPO")
     start = np.array([-7.0, -4.0, -6.0, -3.0, -5.0])  # hard and easy goals: a wide spread
     lucky = start + np.array([2.5, -0.5, 1.5, -1.0, 0.0])  # higher mean (+0.5), episode gains all over
@@ -152,24 +152,25 @@ def test_keep_best_with_a_margin_keeps_a_consistent_gain_and_not_a_lucky_mean() 
         plain.observe(step, returns, model, None)
     assert plain.best_step == 100  # any higher mean
     keep = guards.KeepBest(margin=1.0)
-    for step, returns in ((0, start), (100, lucky), (200, better)):
-        keep.observe(step, returns, model, None)
-    assert keep.best_step == 200 and np.array_equal(keep.best_returns, better)
-    assert keep.since_best == 0
-    # against `better`, the lucky one's paired gain (+0.2) is well inside its noise: not taken
-    assert not keep.observe(300, lucky, model, None) and keep.best_step == 200
-    # of different episodes, the means are compared with the unpaired standard error
-    assert not keep.observe(400, np.array([-4.0, -5.0, -3.0]), model, None)
-    assert keep.observe(500, np.array([5.0, 5.1, 4.9]), model, None) and keep.best_step == 500
+    assert keep.observe(0, start, model, None)
+    assert not keep.observe(100, lucky, model, None) and keep.best_step == 0  # inside its noise: the start
+    assert keep.observe(200, better, model, None) and keep.best_step == 200 and keep.since_best == 0
+    assert not keep.observe(300, lucky, model, None) and keep.best_step == 200  # higher, but not clear
+    # a gradual gain counts against the start, not the last best: +0.1 over `better`, +0.4 over the start
+    assert keep.observe(400, better + 0.1, model, None) and keep.best_step == 400
+    # of other episodes, the means are compared with the unpaired standard error
+    assert not keep.observe(500, np.array([-3.0, -6.0, -4.0]), model, None)
+    assert keep.observe(600, np.array([5.0, 5.1, 4.9]), model, None) and keep.best_step == 600
 
 
-def test_keep_best_resumes_with_the_kept_policys_episode_returns(tmp_path: Path) -> None:
+def test_keep_best_resumes_with_the_starting_policys_episode_returns(tmp_path: Path) -> None:
     model = _model("PPO")
     keep = guards.KeepBest(margin=1.0, path=tmp_path / "best.pt")
     keep.observe(0, np.array([1.0, 2.0, 3.0]), model, None)
     resumed = guards.KeepBest(margin=1.0, path=tmp_path / "best.pt")
     resumed.resume([{"step": 0}, {"step": 100}])
-    assert np.array_equal(resumed.best_returns, [1.0, 2.0, 3.0]) and resumed.since_best == 1
+    assert resumed.start_returns is not None and np.array_equal(resumed.start_returns, [1.0, 2.0, 3.0])
+    assert resumed.since_best == 1
     assert not resumed.observe(200, np.array([1.2, 2.1, 2.9]), model, None)  # +0.07: within its noise
 
 

@@ -229,9 +229,9 @@ class FinetuneConfig(Spec):
     keep_best: bool = False
     """Deploy the best evaluated policy, never worse than where fine-tuning started."""
     keep_best_margin: float = Field(default=0.0, ge=0)
-    """With `keep_best`: a later evaluation replaces the kept policy only when its mean return is higher by
-    more than this many standard errors of the paired difference on the same evaluation episodes (0: any
-    higher mean) - against keeping a lucky evaluation."""
+    """With `keep_best`: a later policy is deployed only where its mean return beats the starting policy's
+    by more than this many standard errors of the paired difference on the same evaluation episodes; the
+    best of those is kept (0: the best evaluation, whatever its margin) - against deploying a lucky one."""
     patience: int | None = Field(default=None, ge=1)
     """Stop after this many evaluations without improvement (needs `keep_best`; None: never early)."""
     auto: AutoConfig | None = None

@@ -154,21 +154,22 @@ class KeepBest:
     """The best evaluated policy so far (state and normalization), and when to stop looking.
 
     `observe(step, returns, model, rms)` after every evaluation (the returns of its episodes); `stop`
-    says `patience` evaluations passed without improvement. The first evaluation (step 0, the zero-shot
-    policy) is the first best, so the kept policy is never worse on the evaluation than the one
-    fine-tuning started from. A later evaluation replaces the kept one when its mean return is higher by
-    more than `margin` standard errors of the difference - paired episode by episode, since every
-    evaluation runs the same episode seeds (a goal that is hard for one policy is hard for the other; 0:
-    any higher mean replaces it). Picking the highest of many noisy means favours a lucky one, and the
-    deployed policy then falls short of its evaluation on fresh episodes; the margin keeps that luck out.
-    A tie goes to the later policy (trained longer: at a task's maximum return every evaluation ties, and
-    the first one to reach it is the least trained); it does not count as an improvement for `patience`."""
+    says `patience` evaluations passed without improvement. The first evaluation (step 0, the policy
+    fine-tuning started from) is the first best, so the kept policy is never worse on the evaluation than
+    where fine-tuning started. With a `margin`, a later policy can replace the start only where its mean
+    return beats the start's by more than `margin` standard errors of the difference - paired episode by
+    episode, since every evaluation runs the same episode seeds (a goal that is hard for one policy is
+    hard for the other); among those, the best is kept. Picking the highest of many noisy means favours a
+    lucky one, which then falls short on fresh episodes - below the policy it started from, where
+    fine-tuning gained nothing real; the margin keeps the start there. A tie goes to the later policy
+    (trained longer: at a task's maximum return every evaluation ties, and the first one to reach it is
+    the least trained); it does not count as an improvement for `patience`."""
 
     patience: int | None = None
     margin: float = 0.0
     best_value: float = float("-inf")
     best_step: int = -1
-    best_returns: np.ndarray | None = None
+    start_returns: np.ndarray | None = None
     since_best: int = 0
     states: dict[str, Any] | None = None
     tensors: dict[str, torch.Tensor] | None = None
@@ -186,10 +187,11 @@ class KeepBest:
         """Record an evaluation; True when it replaces the kept policy (its weights are then kept)."""
         returns = np.asarray(returns, dtype=np.float64)
         value = float(np.mean(returns))
-        gain = value - self.best_value
-        if gain == 0 or gain > self.margin * self._stderr(returns):
-            self.since_best = 0 if gain > 0 else self.since_best + 1
-            self.best_value, self.best_step, self.best_returns = value, step, returns
+        if self.start_returns is None:
+            self.start_returns = returns
+        if value >= self.best_value and self._clears_start(returns):
+            self.since_best = 0 if value > self.best_value else self.since_best + 1
+            self.best_value, self.best_step = value, step
             states, tensors = art.torch_state(model)
             self.states = _clone(states)
             self.tensors = {k: v.detach().clone() for k, v in tensors.items()}
@@ -197,23 +199,28 @@ class KeepBest:
             if self.path is not None:
                 data = {"format": art.FORMAT, "kind": "best", "states": self.states, "tensors": self.tensors}
                 extra = {"obs_rms": art.rms_state(self.obs_rms), "step": step, "value": value}
-                extra["returns"] = returns.tolist()
+                extra["start_returns"] = self.start_returns.tolist()
                 art.atomic_save({**data, **extra, "since_best": self.since_best}, self.path)
             return True
         self.since_best += 1
         return False
 
-    def _stderr(self, returns: np.ndarray) -> float:
-        """The standard error of the mean difference from the kept policy's returns: paired where both
-        ran the same episodes, else of two independent means (0 with a single episode or none kept)."""
-        kept = self.best_returns
-        if kept is None or self.margin == 0:
-            return 0.0
-        if kept.shape == returns.shape:
-            diff = returns - kept
-            return float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
-        parts = [np.var(r, ddof=1) / r.size for r in (returns, kept) if r.size > 1]
-        return float(np.sqrt(sum(parts)))
+    def _clears_start(self, returns: np.ndarray) -> bool:
+        """Whether `returns` beat the start's by more than `margin` standard errors of the difference:
+        paired where both ran the same episodes, else of two independent means. Always with no margin;
+        a policy with the start's very returns ties it."""
+        start = self.start_returns
+        if self.margin == 0 or start is None:
+            return True
+        gain = float(np.mean(returns) - np.mean(start))
+        if start.shape == returns.shape:
+            diff = returns - start
+            if not np.any(diff):
+                return True
+            se = float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+        else:
+            se = float(np.sqrt(sum(np.var(r, ddof=1) / r.size for r in (returns, start) if r.size > 1)))
+        return gain > self.margin * se
 
     def resume(self, curve: list[dict[str, Any]]) -> None:
         """After a restart: the kept weights from `path`, the count of evaluations since from the curve."""
@@ -223,7 +230,8 @@ class KeepBest:
         self.states, self.tensors = data["states"], data["tensors"]
         self.obs_rms = art.rms_from(data["obs_rms"])
         self.best_step, self.best_value = int(data["step"]), float(data["value"])
-        self.best_returns = np.asarray(data["returns"], dtype=np.float64) if "returns" in data else None
+        if "start_returns" in data:
+            self.start_returns = np.asarray(data["start_returns"], dtype=np.float64)
         after = sum(1 for point in curve if point["step"] > self.best_step)
         self.since_best = int(data.get("since_best", 0)) + after
 
