@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from stable_baselines3 import PPO, SAC, TD3
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -185,3 +186,28 @@ def test_the_rate_adapts_in_a_finetune_auto_race_and_goes_on_from_there_in_the_w
     assert steps == sorted(steps) and steps[0] <= raced  # its first update was measured in the race
     # every update's KL is far under target_kl: from the winner's first update on, x1.5 each, to the top
     assert rates == pytest.approx([min(start * 1.5 ** (k + 1), high) for k in range(len(rates))])
+
+
+def test_a_stage_resumed_right_after_the_race_keeps_the_winners_rate(tmp_path: Path) -> None:
+    from simreal.training.engine.evaluation import EvalResult
+    from simreal.training.engine.sb3.checkpoints import load_checkpoint
+    from simreal.training.methods.finetune import _continue_winner
+    from simreal.training.methods.finetune.auto import SearchResult
+
+    def model() -> PPO:
+        return PPO(
+            "MlpPolicy",
+            gym.make("Pendulum-v1"),
+            n_steps=64,
+            learning_rate=AdaptiveRate(1e-4, 0.01, 1e-5, 1e-3),
+        )
+
+    winner = model()
+    steer = KLAdaptiveRate(winner.learning_rate)
+    steer.load({"rate": 3.4e-4, "history": [[64, 1.5e-4, 0.001], [128, 3.4e-4, 0.002]]})
+    at_start = EvalResult(np.zeros(2), np.zeros(2, int), np.full(2, np.nan))
+    found = SearchResult(None, winner, 128, at_start, {}, steer)  # type: ignore[arg-type]
+    stage = model()
+    _continue_winner(stage, found, tmp_path, 64)
+    _, extra = load_checkpoint(tmp_path / "checkpoint.pt", model())
+    assert extra["callbacks"]["adaptive_rate"] == steer.state()

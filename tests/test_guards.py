@@ -207,6 +207,10 @@ def test_keep_best_and_patience_in_a_run(tmp_path: Path) -> None:
         (["finetune.patience=3"], "set keep_best: true"),
         (["finetune.keep_best_margin=1"], "keep_best_margin: how keep_best chooses - set keep_best: true"),
         (["finetune.keep_best=true", "finetune.keep_best_margin=-1"], "greater than or equal to 0"),
+        (
+            ["finetune.keep_best=true", "finetune.keep_best_margin=1", "evaluation.episodes=1"],
+            "finetune.keep_best_margin: a margin in standard errors needs >= 2 evaluation.episodes",
+        ),
     ],
 )
 def test_bad_guard_settings_are_one_line_errors(overrides: list[str], message: str) -> None:

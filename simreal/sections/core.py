@@ -233,7 +233,8 @@ class FinetuneConfig(Spec):
     by more than this many standard errors of the paired difference on the same evaluation episodes; the
     best of those is kept (0: the best evaluation, whatever its margin) - against deploying a lucky one."""
     patience: int | None = Field(default=None, ge=1)
-    """Stop after this many evaluations without improvement (needs `keep_best`; None: never early)."""
+    """Stop after this many evaluations without improvement (needs `keep_best`; None: never early). With a
+    `keep_best_margin`, an evaluation that does not clear it counts as one without improvement."""
     auto: AutoConfig | None = None
     """Choose among candidate settings on the target, within the budget (None: the settings as given)."""
     learning_starts: int | None = Field(default=None, ge=0)
@@ -287,6 +288,11 @@ class FinetuneConfig(Spec):
             raise ValueError(
                 f"{key}: {exp.target_n_envs} target instances at once, but target {exp.target} is "
                 "exclusive (allowed: 1 - an exclusive target, e.g. a robot, has one instance at a time)"
+            )
+        if self.keep_best_margin > 0 and exp.evaluation.episodes < 2:
+            raise ValueError(
+                f"finetune.keep_best_margin: a margin in standard errors needs >= 2 evaluation.episodes to "
+                f"measure one, got {exp.evaluation.episodes} (allowed: evaluation.episodes >= 2, or margin 0)"
             )
         starts = exp.finetune_learning_starts
         if exp.finetune_lr_schedule == "adaptive":

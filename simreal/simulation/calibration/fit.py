@@ -196,7 +196,8 @@ def _polish(
 ) -> tuple[np.ndarray, float]:
     """A local quasi-Newton run (L-BFGS-B, finite-difference gradients) from `u0`: where CMA-ES crawls
     along a valley that the data leave nearly flat (confounded axes), this follows it in few steps. It
-    spends at most `budget` evaluations (whole gradient batches); stopped there, the best point it saw."""
+    spends at most `budget` evaluations in whole gradient batches (at least two batches); stopped there,
+    the best point it saw."""
     axes = counter.replay.continuous
     if not axes:
         return u0, counter.loss(u0, discrete)

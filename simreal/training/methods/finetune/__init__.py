@@ -149,7 +149,8 @@ def _transferred(
 
 def _continue_winner(model: BaseAlgorithm, found: auto.SearchResult, out: Path, every: int) -> None:
     """The winner's weights, optimizers and replay buffer in the stage's model, at the step the search
-    reached, checkpointed at once with the curve so far (the source's evaluation over the search)."""
+    reached, checkpointed at once with the curve so far (the source's evaluation over the search) and,
+    with an adaptive rate, the rate it reached."""
     states, tensors = art.torch_state(found.model)
     art.load_torch_state(model, states, tensors, include_optimizers=True)
     if hasattr(found.model, "replay_buffer") and found.model.replay_buffer is not None:
@@ -160,12 +161,10 @@ def _continue_winner(model: BaseAlgorithm, found: auto.SearchResult, out: Path, 
     curve = [
         {**curve_point(step, found.at_start), "exploring": True} for step in range(0, found.spent + 1, every)
     ]
-    save_checkpoint(
-        out / CHECKPOINT,
-        model,
-        obs_rms_of(env),
-        {"curve": curve, "next_eval": curve[-1]["step"] + every},
-    )
+    extra: dict[str, Any] = {"curve": curve, "next_eval": curve[-1]["step"] + every}
+    if found.steer is not None:  # a stage resumed from here goes on from the rate the winner reached
+        extra["callbacks"] = {found.steer.key: found.steer.state()}
+    save_checkpoint(out / CHECKPOINT, model, obs_rms_of(env), extra)
 
 
 def _guard_hooks(ctx: Context, model: BaseAlgorithm) -> list[Callable[[int], None]]:
