@@ -202,6 +202,21 @@ def curve_band(
     return Band(steps, fn(returns, 0), low, high)
 
 
+def clearly_above(a: npt.ArrayLike, b: npt.ArrayLike, z: float) -> bool:
+    """Whether the mean of `a` beats the mean of `b` by more than `z` standard errors of the difference:
+    paired where they have one length (`a[k]` and `b[k]` from the same episode seed), else of two
+    independent means; never with a single value on a side, where no error can be measured."""
+    x, y = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if min(x.size, y.size) < 2:
+        return False
+    gain = float(x.mean() - y.mean())
+    if x.size == y.size:
+        se = float((x - y).std(ddof=1) / np.sqrt(x.size))
+    else:
+        se = float(np.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size))
+    return gain > 0 and gain > z * se
+
+
 def probability_of_improvement(a_values: npt.ArrayLike, b_values: npt.ArrayLike) -> float:
     """``P(X_a > X_b) + 0.5 * P(X_a == X_b)`` over all seed pairs: rliable's Mann-Whitney U / (n_a n_b)."""
     a = as_values(a_values, "a_values")

@@ -271,3 +271,13 @@ def test_errors_on_bad_inputs() -> None:
         sample_efficiency_ratio([([0], [1.0])], [([0], [1.0])], 0.5, rng=rng)
     with pytest.raises(ValueError, match="at least two"):
         area_under_curve([([0], [1.0])])
+
+
+def test_clearly_above_pairs_episodes_and_needs_two_of_them() -> None:
+    from simreal.stats import clearly_above
+
+    start = [-7.0, -4.0, -6.0, -3.0, -5.0]
+    assert clearly_above([x + 0.3 for x in start], start, 2.0)  # +0.3 on every episode: clear when paired
+    assert not clearly_above([x + 0.3 for x in start], [-3.0, -4.0, -5.0, -6.0, -7.5], 2.0)  # other pairs
+    assert not clearly_above([5.0], [1.0], 0.0)  # one pair: no error to measure
+    assert not clearly_above(start, start, 0.0)  # no gain

@@ -28,6 +28,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
+from simreal import stats
 from simreal.training.engine import artifacts as art
 from simreal.training.engine.sb3 import transfer as tr
 
@@ -206,21 +207,13 @@ class KeepBest:
         return False
 
     def _clears_start(self, returns: np.ndarray) -> bool:
-        """Whether `returns` beat the start's by more than `margin` standard errors of the difference:
-        paired where both ran the same episodes, else of two independent means. Always with no margin;
-        a policy with the start's very returns ties it."""
+        """Whether `returns` beat the start's by more than `margin` standard errors of the difference
+        (paired: every evaluation runs the same episode seeds). Always with no margin; a policy with the
+        start's very returns ties it."""
         start = self.start_returns
-        if self.margin == 0 or start is None:
+        if self.margin == 0 or start is None or np.array_equal(returns, start):
             return True
-        gain = float(np.mean(returns) - np.mean(start))
-        if start.shape == returns.shape:
-            diff = returns - start
-            if not np.any(diff):
-                return True
-            se = float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
-        else:
-            se = float(np.sqrt(sum(np.var(r, ddof=1) / r.size for r in (returns, start) if r.size > 1)))
-        return gain > self.margin * se
+        return stats.clearly_above(returns, start, self.margin)
 
     def resume(self, curve: list[dict[str, Any]]) -> None:
         """After a restart: the kept weights from `path`, the count of evaluations since from the curve."""

@@ -219,10 +219,9 @@ class Transferred:
         built = _made(ctx, seed, source, out, ledger, setting)
         if found is not None:
             _continue_winner(built.model, found, out, ctx.cfg.evaluation.every_steps)
+        # after a race, the loop loads the rate the winner reached from `_continue_winner`'s checkpoint
         steer = rate_callback(built.model, ctx.cfg.finetune.kl_window, seed)
         if steer is not None:
-            if found is not None and found.steer is not None:  # the winner's rate goes on from where it got
-                steer.load(found.steer.state())
             built.callbacks.append(steer)
         return built
 

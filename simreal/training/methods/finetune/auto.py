@@ -176,9 +176,9 @@ def _race(candidates: list[Candidate], alive: list[int], played: int) -> list[in
     leader = max(alive, key=lambda i: candidates[i].scores[-1])
     keep = []
     for i in alive:
-        d = np.asarray(candidates[leader].returns[-1]) - np.asarray(candidates[i].returns[-1])
-        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("inf")
-        if i == leader or not (d.mean() > 0 and d.mean() > Z * se):
+        if i == leader or not stats.clearly_above(
+            candidates[leader].returns[-1], candidates[i].returns[-1], Z
+        ):
             keep.append(i)
         else:
             candidates[i].dropped = played
