@@ -25,6 +25,14 @@ def _targets(panel: Path) -> dict[str, Any]:
     return {t["name"]: t for t in json.loads((panel / "panel.json").read_text())["targets"]}
 
 
+def _label(value: object) -> str:
+    """A candidate value as the table names it (0.1 and "0.1" alike)."""
+    try:
+        return f"{float(value):g}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--auto", type=Path, required=True)
@@ -32,17 +40,23 @@ def main() -> None:
     parser.add_argument("--fixed", action="append", required=True, metavar="VALUE=PANEL_DIR")
     parser.add_argument("--tolerance", type=float, default=10.0)
     args = parser.parse_args()
-    fixed = {float(v): _targets(Path(d)) for v, d in (f.split("=", 1) for f in args.fixed)}
+    fixed = {_label(v): _targets(Path(d)) for v, d in (f.split("=", 1) for f in args.fixed)}
     auto = _targets(args.auto)
-    picks = dict.fromkeys(fixed, 0)
+    picks: dict[str, int] = dict.fromkeys(fixed, 0)
     rows = []
     for name, target in sorted(auto.items()):
         for seed, end in enumerate(target["returns"]["finetune"]):
             record = json.loads(
                 (args.auto / "runs" / name / "finetune" / f"seed{seed}" / "auto.json").read_text()
             )
-            pick = float(record["winner"][args.key])
-            picks[pick] += 1
+            winner = record["winner"]
+            # a candidate that sets other keys (`init: scratch`) is named by them
+            pick = (
+                _label(winner[args.key])
+                if args.key in winner
+                else ",".join(f"{k}={v}" for k, v in winner.items())
+            )
+            picks[pick] = picks.get(pick, 0) + 1
             ends = {v: panel[name]["returns"]["finetune"][seed] for v, panel in fixed.items()}
             best = {v for v, r in ends.items() if r >= max(ends.values()) - args.tolerance}
             rows.append((name, seed, pick, ends, best, end, record["decision"].get("separated", False)))
@@ -54,11 +68,11 @@ def main() -> None:
     print(f"decisions the race called separated: {sum(r[6] for r in rows)} of {len(rows)}")
     print(
         f"mean final return: auto {mean(r[5] for r in rows):.1f}; "
-        + ", ".join(f"{v:g}: {mean(r[3][v] for r in rows):.1f}" for v in fixed)
+        + ", ".join(f"{v}: {mean(r[3][v] for r in rows):.1f}" for v in fixed)
         + f"; oracle {mean(max(r[3].values()) for r in rows):.1f}"
     )
     for name, seed, pick, ends, _, end, _ in matters:
-        print(f"  {name} seed {seed}: picked {pick:g}, ends {ends}, auto ended at {end:.0f}")
+        print(f"  {name} seed {seed}: picked {pick}, ends {ends}, auto ended at {end:.0f}")
 
 
 if __name__ == "__main__":

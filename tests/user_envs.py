@@ -10,7 +10,9 @@ import os
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
+import mujoco
 import numpy as np
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from numpy.typing import NDArray
 
 from simreal import CustomParam
@@ -224,3 +226,51 @@ class PlanarPointMass(gym.Env[Array, Array]):
         self._state = np.concatenate([pos + self.dt * vel, vel])
         reward = -float(np.abs(self._state[:2]).sum()) - 0.01 * float(force @ force)
         return self._state.astype(np.float32), reward, False, False, {}
+
+
+SLIDER_XML = """
+<mujoco>
+  <worldbody>
+    <body name="cart">
+      <joint name="slide" type="slide" axis="1 0 0" damping="0.1"/>
+      <geom type="box" size="0.1 0.1 0.1" mass="1"/>
+    </body>
+  </worldbody>
+  <actuator>
+    <general name="motor" joint="slide" dyntype="filter" dynprm="0.2" gear="5"
+             ctrllimited="true" ctrlrange="-1 1"/>
+  </actuator>
+</mujoco>
+"""
+
+
+class FilteredSlider(MujocoEnv):
+    """A MuJoCo cart on a rail whose motor force follows its command through a first-order filter: the
+    filter's activation is state that the observation (position, velocity) does not show."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 250}
+
+    def __init__(self, **kwargs: Any) -> None:
+        space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float64)
+        super().__init__("", 2, observation_space=space, **kwargs)
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        model = mujoco.MjModel.from_xml_string(SLIDER_XML)
+        return model, mujoco.MjData(model)
+
+    def _get_obs(self) -> NDArray[np.float64]:
+        return np.concatenate([self.data.qpos, self.data.qvel])
+
+    def step(self, action: Array) -> tuple[NDArray[np.float64], SupportsFloat, bool, bool, dict[str, Any]]:
+        self.do_simulation(action, self.frame_skip)
+        obs = self._get_obs()
+        return obs, -abs(float(obs[0])), False, False, {}
+
+    def reset_model(self) -> NDArray[np.float64]:
+        self.set_state(self.init_qpos, self.init_qvel)
+        return self._get_obs()
+
+
+def slider_state(env: Any, obs: Array) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """`state_from_obs` for `FilteredSlider`: the joint state it observes."""
+    return np.asarray(obs[:1], dtype=np.float64), np.asarray(obs[1:2], dtype=np.float64)

@@ -243,15 +243,20 @@ class Sim:
                 f" and qvel {qvel.shape}; the env needs ({nq},) and ({nv},) (or set the state and "
                 "return None)"
             )
+        data = self.raw.data
         if self._physics_only:
             # Gymnasium's set_state without its `mj_forward`: every caller steps next, and a step computes
             # everything it reads afresh (the same results to the last bit; a fifth of a replay's time on
             # Reacher). A history-free solver warm start: a replay does not depend on the last one.
-            data = self.raw.data
             data.qpos[:], data.qvel[:] = qpos, qvel
             data.qacc_warmstart[:] = 0.0
-            return
-        self.raw.set_state(qpos, qvel)
+        else:
+            self.raw.set_state(qpos, qvel)
+        if model is not None and model.na:
+            # Actuator activations (filters, muscles) are state an observation does not show: start them at
+            # rest, as a reset does, so that a replay does not depend on the one before it (the warm-up
+            # steps before each compared segment let them follow the recorded commands).
+            data.act[:] = 0.0
 
     def step(self, action: np.ndarray) -> np.ndarray:
         """One control step of the raw sim from its current state; the observation it gives."""
