@@ -142,6 +142,10 @@ def test_every_step_is_counted_one_instance_at_a_time_and_a_log_gives_the_same_f
     again = json.loads((logged / "calibration.json").read_text())
     assert again["parameters"] == summary["parameters"]  # the same data, the same fit
     assert again["target_steps"]["total"] == 0
+    few = tmp_path / "few"
+    log = ["--from-log", str(live / "episodes.npz"), "--segments", "8", "--out", str(few)]
+    assert main(["calibrate", "--task", str(task), *log]) == 0
+    assert json.loads((few / "calibration.json").read_text())["segments"] == 8 < summary["segments"]
 
 
 def test_an_exclusive_target_held_elsewhere_is_refused_before_any_step(
@@ -175,6 +179,8 @@ def _log(path: Path, obs: np.ndarray, actions: np.ndarray, starts: np.ndarray) -
         (["--episodes", "0"], "--episodes: must be >= 1, got 0"),
         (["--excite", "1.5"], "--excite: 1.5 lies beyond the action bounds (allowed: 0 .. 1"),
         (["--workers", "-1"], "--workers: must be >= 0 (0 = one per core), got -1"),
+        (["--segments", "4"], "--segments: must be >= 8, got 4"),
+        (["--stds", "0"], "--stds: must be > 0, got 0.0"),
     ],
 )
 def test_bad_input_is_one_line_before_any_target_step(

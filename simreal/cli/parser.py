@@ -93,6 +93,16 @@ def _parser() -> argparse.ArgumentParser:
         help="how ranges are rewritten (see the guide)",
     )
     cal.add_argument("--params", help="comma-separated axes to fit (default: every one the task randomizes)")
+    cal.add_argument(
+        "--segments",
+        type=int,
+        help="recorded segments replayed per candidate of the fit (default 192; fewer: faster, noisier)",
+    )
+    cal.add_argument(
+        "--stds",
+        type=float,
+        help="standard deviations of an identified value a calibrated range holds each side (default 2)",
+    )
     cal.add_argument("--from-log", dest="log", help="calibrate from a log file (.npz) instead of a live run")
     cal.add_argument("--out", help="where the calibration files go (default: calibration/<task>[_<target>])")
     cal.add_argument("--seed", type=int, default=0)

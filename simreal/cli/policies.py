@@ -119,6 +119,8 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
+    from simreal.simulation.calibration.replay import SEGMENTS
+    from simreal.simulation.calibration.task import STDS
     from simreal.simulation.references import import_all
     from simreal.simulation.registry import TASKS, register_packaged, register_task
     from simreal.training.methods.calibrate import run_calibration
@@ -157,6 +159,8 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
         device=resolve_device(args.device),
         env_kwargs=_env_kwargs(args.env_kwargs),
         workers=args.workers,
+        segments=SEGMENTS if args.segments is None else args.segments,
+        stds=STDS if args.stds is None else args.stds,
     )
     print((out / "calibration.md").read_text(), end="")
     print(f"written: {out / 'calibration.json'}  {out / 'calibrated_task.yaml'}  {out / 'calibration.md'}")

@@ -157,6 +157,7 @@ def calibrate(
         "mode": mode,
         "stds": stds,
         "replay": "episodes_from_reset" if replay.from_reset else "states",
+        "segments": len(replay.starts(result.setting.obs_delay)),  # replayed per candidate (at most asked)
         "episodes": len(recording.episodes),
         "steps": recording.steps,
         "held_out_episodes": len(held) if held is not fit_eps else 0,

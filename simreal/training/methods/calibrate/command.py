@@ -22,7 +22,8 @@ from simreal.simulation.accounting import TargetLedger
 from simreal.simulation.calibration import calibrate, select_axes
 from simreal.simulation.calibration.model import calibration_axes
 from simreal.simulation.calibration.recording import load_log
-from simreal.simulation.calibration.task import Mode
+from simreal.simulation.calibration.replay import SEGMENTS
+from simreal.simulation.calibration.task import STDS, Mode
 from simreal.simulation.registry import Task
 from simreal.training.engine.artifacts import atomic_save_npz
 from simreal.training.methods.calibrate.collect import check_excite, collect
@@ -44,9 +45,15 @@ def run_calibration(
     device: torch.device | None = None,
     env_kwargs: dict[str, Any] | None = None,
     workers: int = 0,
+    segments: int = SEGMENTS,
+    stds: float = STDS,
 ) -> dict[str, Any]:
     """Collect (or read) the episodes, fit, write the files; returns calibration.json's data."""
     select_axes(calibration_axes(task.spec), params, "--params")
+    if segments < 8:
+        raise ConfigError(f"--segments: must be >= 8, got {segments}")
+    if not stds > 0:
+        raise ConfigError(f"--stds: must be > 0, got {stds}")
     ledger = TargetLedger(purpose="other")
     started = time.perf_counter()
     returns: list[float] = []
@@ -82,7 +89,9 @@ def run_calibration(
         atomic_save_npz(recording.arrays(), out / "episodes.npz")
         source = {"policy": str(policy), "target": task.target_id(target), "excite": excite}
     collected = time.perf_counter() - started
-    result = calibrate(task, recording, mode=mode, params=params, seed=seed, workers=workers)
+    result = calibrate(
+        task, recording, mode=mode, params=params, seed=seed, workers=workers, segments=segments, stds=stds
+    )
     summary = {
         **source,
         **result.summary,
