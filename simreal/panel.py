@@ -36,6 +36,9 @@ REUSED = (*SHARED, "zeroshot_randomized", "scratch")
 """What `reuse` links from another panel: the stages that fine-tuning settings do not touch."""
 SCRATCH_READS = ("timesteps", "n_envs", "learning_starts")
 """The `finetune` keys the scratch stage reads (its budget and target envs); the others only fine-tune."""
+CURVE_ONLY = ("every_steps", "episodes")
+"""`evaluation` keys that decide only the learning curves (and what fine-tuning's selection sees), not a
+linked stage's final return - while evaluations are not counted in the budget."""
 IGNORED = ("experiment", "output_dir", "workers")
 """Run settings that do not change any stage's result."""
 RECIPE = {"reference": False, "scratch": True}
@@ -61,9 +64,15 @@ def recipe(source: str, overrides: list[str]) -> ExperimentConfig:
 
 
 def _lent(doc: dict[str, Any]) -> dict[str, Any]:
-    """The part of a run's config that the stages `reuse` links depend on."""
+    """The part of a run's config that the stages `reuse` links depend on. The learning curve's cadence
+    and episodes do not change what zero-shot and scratch end at while evaluations are outside the budget
+    (they act deterministically on envs of their own), so panels that differ in how often or how long
+    fine-tuning's selection evaluates can share them."""
     kept = {k: v for k, v in doc.items() if k not in IGNORED}
     kept["finetune"] = {k: v for k, v in doc["finetune"].items() if k in SCRATCH_READS}
+    evaluation = doc["evaluation"]
+    if not evaluation.get("count_in_budget"):
+        kept["evaluation"] = {k: v for k, v in evaluation.items() if k not in CURVE_ONLY}
     return kept
 
 
@@ -100,7 +109,8 @@ def _check_reuse(reuse: Path, text: str, cfgs: dict[str, ExperimentConfig]) -> N
         if key:
             raise ConfigError(
                 f"--reuse {reuse}: its recipe differs in {key} (allowed: a panel that differs only in the "
-                f"finetune keys other than {', '.join(SCRATCH_READS)})"
+                f"finetune keys other than {', '.join(SCRATCH_READS)}, and in evaluation."
+                f"{' and '.join(CURVE_ONLY)} while evaluation.count_in_budget is false)"
             )
 
 

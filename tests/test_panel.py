@@ -68,7 +68,7 @@ def test_a_panel_reuses_what_fine_tuning_does_not_touch(
     assert main([*args, "--out", str(second), "--reuse", str(first), *sets, *budget]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "its recipe differs in finetune.timesteps" in err and not second.exists()
-    other = ["--set", "finetune.lr_factor=0.5"]
+    other = ["--set", "finetune.lr_factor=0.5", "--set", "evaluation.episodes=3"]  # what selection sees
     assert main([*args, "--out", str(second), "--reuse", str(first), *sets, *other]) == 0
     a, b = (json.loads((d / "panel.json").read_text()) for d in (first, second))
     for ta, tb in zip(a["targets"], b["targets"], strict=True):
@@ -78,6 +78,19 @@ def test_a_panel_reuses_what_fine_tuning_does_not_touch(
                 assert ta["returns"][stage] == tb["returns"][stage]
         assert not (second / "runs" / tb["name"] / "finetune").is_symlink()
     assert (second / "runs/p0/finetune/seed0/final.json").is_file()
+
+
+def test_evaluations_counted_in_the_budget_are_part_of_what_reuse_must_match() -> None:
+    from simreal.panel import _first_difference, _lent
+
+    def doc(episodes: int, counted: bool) -> dict[str, object]:
+        return {
+            "finetune": {"timesteps": 512, "lr_factor": 0.1},
+            "evaluation": {"episodes": episodes, "every_steps": 256, "count_in_budget": counted},
+        }
+
+    assert _first_difference(_lent(doc(5, False)), _lent(doc(20, False))) is None
+    assert _first_difference(_lent(doc(5, True)), _lent(doc(20, True))) == "evaluation.episodes"
 
 
 @pytest.mark.parametrize(
