@@ -192,8 +192,8 @@ def test_mismatch_and_duplicates_are_errors(tmp_path: Path) -> None:
 
 def test_runs_with_other_settings_are_not_pooled_but_can_stand_side_by_side(tmp_path: Path) -> None:
     a = make_run(tmp_path, "a", [0, 1])
-    frozen = make_run(tmp_path, "frozen", [2, 3], ["finetune.freeze_layers=0"])
-    with pytest.raises(ValueError, match=r"differ in finetune\.freeze_layers \(1 vs 0\).*--separate"):
+    frozen = make_run(tmp_path, "frozen", [2, 3], ["finetune.freeze_layers=1"])
+    with pytest.raises(ValueError, match=r"differ in finetune\.freeze_layers \(0 vs 1\).*--separate"):
         gather([a, frozen])
     side = compare([a, frozen], tmp_path / "side", separate=True).data
     assert side["variants"]["finetune"]["final_return"]["n"] == 2
