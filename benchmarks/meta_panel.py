@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from simreal import stats
+from simreal.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +68,11 @@ def main() -> None:
     out = Path(args.out).resolve()
     overrides = [f"finetune.timesteps={args.budget}", f"seeds=[{args.seeds}]"]
     meta = _panel(args.meta, out / "meta", args.targets, args.seed, overrides)
-    base = _panel(args.base, out / "base", args.targets, args.seed, overrides)
+    # both fine-tune alike: the base with the meta config's frozen depth (its Reptile inner loop's)
+    frozen = load_config(Path(args.meta)).finetune.freeze_layers
+    base = _panel(
+        args.base, out / "base", args.targets, args.seed, [*overrides, f"finetune.freeze_layers={frozen}"]
+    )
     result = {
         "budget": args.budget,
         "seeds": args.seeds,
