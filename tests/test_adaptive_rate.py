@@ -182,8 +182,19 @@ def test_the_rate_adapts_in_a_finetune_auto_race_and_goes_on_from_there_in_the_w
     start, high = search["winner"]["lr_factor"] * pretrain_lr, 1.0 * pretrain_lr  # lr_bounds' top: 1x
     steps = [s for s, _, _ in history]
     rates = [r for _, r, _ in history]
-    raced = search["steps_per_round"] * search["rounds"]  # the winner's own target steps in the race
-    assert steps == sorted(steps) and steps[0] <= raced  # its first update was measured in the race
+    assert steps == sorted(steps) and steps[0] <= search["exploration_steps"]  # first measured in the race
+    # one clock, the stage's: an update in the race lies inside one of the winner's own rounds, which
+    # follow the other candidates' rounds in turn; the winner's updates after the race lie past them
+    per, rounds, spent = search["steps_per_round"], [], 0
+    for r in range(1, search["rounds"] + 1):
+        for c in search["candidates"]:
+            if c["dropped_in_round"] is None or c["dropped_in_round"] >= r:
+                if c["setting"] == search["winner"]:
+                    rounds.append((spent, spent + per))
+                spent += per
+    assert spent == search["exploration_steps"] and len(rounds) >= 2
+    for s in steps:
+        assert s > spent or any(lo <= s <= hi for lo, hi in rounds), (s, rounds)
     # every update's KL is far under target_kl: from the winner's first update on, x1.5 each, to the top
     assert rates == pytest.approx([min(start * 1.5 ** (k + 1), high) for k in range(len(rates))])
 

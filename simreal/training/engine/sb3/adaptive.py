@@ -44,6 +44,9 @@ class KLAdaptiveRate(BaseCallback):
         self.schedule = schedule
         self.seed = seed
         self.history: list[tuple[int, float, float]] = []
+        self.clock = 0
+        """Added to the model's step count in `history`: a `finetune.auto` candidate counts its own steps,
+        the history the stage's (what every candidate spent before it), so one clock runs through."""
         self._obs: Any = None
         self._old: torch.distributions.Distribution | None = None
 
@@ -77,7 +80,7 @@ class KLAdaptiveRate(BaseCallback):
             kl = kl.sum(dim=-1)
         value = float(kl.mean())
         rate = self.schedule.update(value)
-        self.history.append((int(self.model.num_timesteps), rate, value))
+        self.history.append((int(self.model.num_timesteps) + self.clock, rate, value))
         self.logger.record("finetune/learning_rate", rate)
         self.logger.record("finetune/update_kl", value)
         self._old = None

@@ -133,7 +133,7 @@ def search(
     spent, played = 0, 0
     while len(alive) > 1 and steps > 0 and spent + len(alive) * steps <= exploration:
         for i in alive:
-            spent += _train(ctx, candidates[i], steps, seed, ledger, episodes)
+            spent += _train(ctx, candidates[i], steps, seed, ledger, episodes, at=spent)
         played += 1
         alive = _race(candidates, alive, played)
         log.info(
@@ -227,9 +227,16 @@ def _evaluate(
 
 
 def _train(
-    ctx: Context, candidate: Candidate, steps: int, seed: int, ledger: TargetLedger, episodes: int
+    ctx: Context,
+    candidate: Candidate,
+    steps: int,
+    seed: int,
+    ledger: TargetLedger,
+    episodes: int,
+    at: int = 0,
 ) -> int:
-    """One round for one candidate: a fresh env, `steps` more training, a selection evaluation."""
+    """One round for one candidate: a fresh env, `steps` more training, a selection evaluation. `at`: the
+    stage's training steps before this round (the clock of the candidate's rate history)."""
     from simreal.training.engine.stage import policy_env
 
     model = candidate.model
@@ -248,6 +255,8 @@ def _train(
     model.set_env(venv)
     model._last_obs = None  # start from the new env's reset
     before = model.num_timesteps
+    if candidate.steer is not None:
+        candidate.steer.clock = at - before
     if steps > 0:
         model.learn(steps, callback=candidate.steer, reset_num_timesteps=False)
     result = _evaluate(ctx, model, seed, ledger, episodes)
