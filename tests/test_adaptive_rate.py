@@ -195,6 +195,10 @@ def test_the_rate_adapts_in_a_finetune_auto_race_and_goes_on_from_there_in_the_w
     assert spent == search["exploration_steps"] and len(rounds) >= 2
     for s in steps:
         assert s > spent or any(lo <= s <= hi for lo, hi in rounds), (s, rounds)
+    # every update the winner made in the race moved its rate, its last round's too (measured as it ends)
+    rollout = 64  # tiny.TINY's n_steps
+    assert sum(s <= spent for s in steps) == len(rounds) * per // rollout
+    assert rounds[-1][1] in steps
     # every update's KL is far under target_kl: from the winner's first update on, x1.5 each, to the top
     assert rates == pytest.approx([min(start * 1.5 ** (k + 1), high) for k in range(len(rates))])
 

@@ -71,6 +71,13 @@ class KLAdaptiveRate(BaseCallback):
         if self._old is not None:
             self._measure()
 
+    def settle(self) -> None:
+        """Measure the update a `learn()` ended with (SB3 updates after the last rollout and stops): a
+        `finetune.auto` candidate's round ends there, and its next round - or the winner's continuation -
+        starts from the rate that update earned."""
+        if self._old is not None:
+            self._measure()
+
     def _measure(self) -> None:
         """KL(old || new) on the kept observations; the rate moves and both go to TensorBoard."""
         assert self._old is not None
@@ -127,6 +134,9 @@ class OffPolicyKLRate(KLAdaptiveRate):
         return True
 
     def _on_rollout_end(self) -> None:  # SB3 calls these around every step: the windows decide instead
+        return None
+
+    def settle(self) -> None:  # a window spans rounds: it closes at its length, not when a round ends
         return None
 
     def _on_rollout_start(self) -> None:

@@ -259,6 +259,8 @@ def _train(
         candidate.steer.clock = at - before
     if steps > 0:
         model.learn(steps, callback=candidate.steer, reset_num_timesteps=False)
+        if candidate.steer is not None:
+            candidate.steer.settle()
     result = _evaluate(ctx, model, seed, ledger, episodes)
     candidate.scores.append(result.mean_return)
     candidate.returns.append(result.returns.tolist())
