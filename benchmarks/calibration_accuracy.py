@@ -4,11 +4,13 @@ For a task file whose targets state their true values (a `simreal panel`'s `pane
 task with fixed target physics) and a policy that acts on it, each named target is calibrated live with
 `--episodes N` (for each N given); the table compares every axis's identified value (and std) with the
 target's true one, each confounded group's identified combination with the true combination, and gives
-the dynamics gap before and after and the fit's wall time.
+the dynamics gap before and after and the fit's wall time and replay evaluations. With several
+`--segments` values, the first calibrates live and the others refit the same recorded episodes
+(`--from-log`): the same data, replayed over fewer or more segments per candidate.
 
     python benchmarks/calibration_accuracy.py --task runs/quickstart_panel_seed0/panel_task.yaml \
         --policy runs/quickstart_panel_seed0/runs/p00/pretrain_randomized/seed0/policy.pt \
-        --targets p00,p03,p09 --episodes 10,30
+        --targets p00,p03,p09 --episodes 10,30 --segments 192,48
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def main() -> None:
     parser.add_argument("--targets", required=True)
     parser.add_argument("--episodes", default="10")
     parser.add_argument("--excite", default="0.0")
+    parser.add_argument("--segments", default="192", help="comma-separated; the first calibrates live")
     parser.add_argument("--out", default="runs/calibration_accuracy")
     args = parser.parse_args()
     task = yaml.safe_load(Path(args.task).read_text())
@@ -79,11 +82,18 @@ def main() -> None:
     rows = []
     for target in args.targets.split(","):
         truth = _truth(task, target)
-        for episodes in args.episodes.split(","):
-            where = out / f"{target}_{episodes}"
+        runs = [(e, g) for e in args.episodes.split(",") for g in args.segments.split(",")]
+        for episodes, segments in runs:
+            live = out / f"{target}_{episodes}"
+            first = segments == args.segments.split(",")[0]
+            where = live if first else out / f"{target}_{episodes}_s{segments}"
             if not (where / "calibration.json").is_file():
-                cli = ["calibrate", args.policy, "--task", args.task, "--target", target, "--device", "cpu"]
-                cli += ["--episodes", episodes, "--excite", args.excite, "--out", str(where)]
+                if first:
+                    cli = ["calibrate", args.policy, "--task", args.task, "--target", target]
+                    cli += ["--episodes", episodes, "--excite", args.excite]
+                else:  # the live calibration's recorded episodes, refitted
+                    cli = ["calibrate", "--task", args.task, "--from-log", str(live / "episodes.npz")]
+                cli += ["--segments", segments, "--device", "cpu", "--out", str(where)]
                 if simreal_main(cli) != 0:
                     raise SystemExit(f"calibration of {target} failed")
             s = json.loads((where / "calibration.json").read_text())
@@ -109,6 +119,8 @@ def main() -> None:
                 {
                     "target": target,
                     "episodes": int(episodes),
+                    "segments": int(segments),
+                    "evaluations": s.get("evaluations"),
                     "steps": s["steps"],
                     "gap": [s["dynamics_gap_before"], s["dynamics_gap_after"]],
                     "fit_seconds": s["fit_seconds"],
@@ -119,8 +131,9 @@ def main() -> None:
     (out / "accuracy.json").write_text(json.dumps(rows, indent=1))
     for r in rows:
         print(
-            f"\n{r['target']}, {r['episodes']} episodes ({r['steps']} steps): gap {r['gap'][0]:.2f} -> "
-            f"{r['gap'][1]:.2f}, fit {r['fit_seconds']:.0f} s"
+            f"\n{r['target']}, {r['episodes']} episodes ({r['steps']} steps), {r['segments']} segments: gap "
+            f"{r['gap'][0]:.2f} -> {r['gap'][1]:.2f}, fit {r['fit_seconds']:.0f} s, "
+            f"{r['evaluations']} evaluations"
         )
         print("| axis | true | identified | std | status |\n|---|---|---|---|---|")
         for a in r["axes"]:

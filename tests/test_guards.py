@@ -174,6 +174,25 @@ def test_keep_best_resumes_with_the_starting_policys_episode_returns(tmp_path: P
     assert not resumed.observe(200, np.array([1.2, 2.1, 2.9]), model, None)  # +0.07: within its noise
 
 
+def test_a_best_pt_without_the_starts_returns_never_makes_a_later_evaluation_the_start(
+    tmp_path: Path,
+) -> None:
+    from simreal.training.engine import artifacts as art
+
+    model = _model("PPO")
+    keep = guards.KeepBest(margin=1.0, path=tmp_path / "best.pt")
+    keep.observe(0, np.array([1.0, 2.0, 3.0]), model, None)
+    old = art.safe_load(tmp_path / "best.pt")
+    del old["start_returns"]  # as saved before keep_best_margin existed
+    art.atomic_save(old, tmp_path / "best.pt")
+    resumed = guards.KeepBest(margin=1.0, path=tmp_path / "best.pt")
+    resumed.resume([{"step": 0}, {"step": 100}])
+    assert not resumed.observe(200, np.array([0.5, 1.0, 1.5]), model, None)  # lower than the kept best
+    assert resumed.start_returns is None  # not taken from that evaluation
+    assert resumed.observe(300, np.array([2.0, 2.1, 2.2]), model, None)  # a higher mean replaces it
+    assert resumed.best_step == 300
+
+
 def test_keep_best_and_patience_in_a_run(tmp_path: Path) -> None:
     guard = ["finetune.keep_best=true", "finetune.patience=1", "finetune.timesteps=512", "finetune.l2sp=0.01"]
     guard += ["finetune.critic_warmup_steps=128", "finetune.layer_lr_decay=0.8", "finetune.freeze_layers=0"]

@@ -16,6 +16,7 @@ model, for PPO, SAC and TD3 alike (composition, not subclasses of every algorith
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from simreal import stats
 from simreal.training.engine import artifacts as art
 from simreal.training.engine.sb3 import transfer as tr
+
+log = logging.getLogger("simreal")
 
 
 def actor_parameters(model: BaseAlgorithm) -> list[nn.Parameter]:
@@ -188,7 +191,7 @@ class KeepBest:
         """Record an evaluation; True when it replaces the kept policy (its weights are then kept)."""
         returns = np.asarray(returns, dtype=np.float64)
         value = float(np.mean(returns))
-        if self.start_returns is None:
+        if self.start_returns is None and self.best_step < 0:  # the first evaluation: the start
             self.start_returns = returns
         if value >= self.best_value and self._clears_start(returns):
             self.since_best = 0 if value > self.best_value else self.since_best + 1
@@ -200,7 +203,8 @@ class KeepBest:
             if self.path is not None:
                 data = {"format": art.FORMAT, "kind": "best", "states": self.states, "tensors": self.tensors}
                 extra = {"obs_rms": art.rms_state(self.obs_rms), "step": step, "value": value}
-                extra["start_returns"] = self.start_returns.tolist()
+                if self.start_returns is not None:
+                    extra["start_returns"] = self.start_returns.tolist()
                 art.atomic_save({**data, **extra, "since_best": self.since_best}, self.path)
             return True
         self.since_best += 1
@@ -225,6 +229,13 @@ class KeepBest:
         self.best_step, self.best_value = int(data["step"]), float(data["value"])
         if "start_returns" in data:
             self.start_returns = np.asarray(data["start_returns"], dtype=np.float64)
+        elif self.margin > 0:  # a best.pt from before the margin: a later evaluation is not the start
+            log.warning(
+                "%s: saved without the starting policy's episode returns - finetune.keep_best_margin "
+                "cannot compare with the start for the rest of this stage (a higher mean replaces the kept "
+                "policy, as with margin 0)",
+                self.path,
+            )
         after = sum(1 for point in curve if point["step"] > self.best_step)
         self.since_best = int(data.get("since_best", 0)) + after
 
