@@ -51,20 +51,38 @@ def _truth(task: dict[str, Any], target: str) -> dict[str, float]:
 
 
 def _combination_truth(expr: str, truth: dict[str, float]) -> float | None:
-    """The true value of `a / b^p` or `[ln ]a - p x [ln ]b`."""
-    ratio = re.fullmatch(r"(.+) / (.+)\^(-?[\d.]+)", expr)
-    if ratio:
-        a, b, p = ratio.group(1), ratio.group(2), float(ratio.group(3))
-        return truth[a] / truth[b] ** p if a in truth and b in truth else None
-    linear = re.fullmatch(r"(ln )?(.+) - (-?[\d.]+) x (ln )?(.+)", expr)
-    if linear:
-        la, a, p, lb, b = linear.groups()
-        if a not in truth or b not in truth:
+    """The true value of a reported combination: `a / b^p`, `a / (b^p x c^q ...)` or
+    `[ln ]a - p x [ln ]b - q x [ln ]c ...` (None where an axis has no true value)."""
+
+    def value(term: str) -> float | None:
+        log, name = term.startswith("ln "), term.removeprefix("ln ")
+        if name not in truth:
             return None
-        va = math.log(truth[a]) if la else truth[a]
-        vb = math.log(truth[b]) if lb else truth[b]
-        return va - float(p) * vb
-    return None
+        return math.log(truth[name]) if log else truth[name]
+
+    ratio = re.fullmatch(r"(.+?) / \((.+)\)", expr) or re.fullmatch(r"(.+?) / (.+\^-?[\d.]+)", expr)
+    if ratio:
+        if ratio.group(1) not in truth:
+            return None
+        out = truth[ratio.group(1)]
+        for factor in ratio.group(2).split(" x "):
+            name, power = factor.rsplit("^", 1)
+            if name not in truth:
+                return None
+            out /= truth[name] ** float(power)
+        return out
+    terms = re.split(r" - (?=-?[\d.]+ x )", expr)
+    first = value(terms[0])
+    if first is None or len(terms) < 2:
+        return None
+    out = first
+    for term in terms[1:]:
+        power, rest = term.split(" x ", 1)
+        v = value(rest)
+        if v is None:
+            return None
+        out -= float(power) * v
+    return out
 
 
 def main() -> None:
