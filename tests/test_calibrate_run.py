@@ -120,3 +120,10 @@ def test_a_bad_section_is_one_line_before_anything_is_written(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "runs").exists() and CountingRobot.steps_taken_total == 0
+
+
+def test_a_run_and_the_command_replay_the_same_number_of_segments_by_default() -> None:
+    from simreal.sections.calibrate import CalibrateConfig
+    from simreal.simulation.calibration.replay import SEGMENTS
+
+    assert CalibrateConfig().segments == SEGMENTS  # chosen on panel targets once, for both

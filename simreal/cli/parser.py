@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument(
         "--segments",
         type=int,
-        help="recorded segments replayed per candidate of the fit (default 192; fewer: faster, noisier)",
+        help="recorded segments replayed per candidate of the fit (default 96; fewer: faster, noisier)",
     )
     cal.add_argument(
         "--stds",

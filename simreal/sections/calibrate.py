@@ -43,7 +43,7 @@ class CalibrateConfig(Spec):
     re-centred on it, as wide as its uncertainty."""
     stds: float = Field(default=2.0, gt=0)
     """How many standard deviations of the identified value each calibrated range holds on either side."""
-    segments: int = Field(default=192, ge=8)
+    segments: int = Field(default=96, ge=8)
     """Recorded segments replayed per candidate of the fit (fewer: a faster, noisier fit)."""
     workers: int = Field(default=0, ge=0)
     """Processes the fit's replay evaluations are spread over (0: one per core); the result is the same
