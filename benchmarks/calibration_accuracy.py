@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from simreal.cli import main as simreal_main
+from simreal.simulation.calibration.replay import SEGMENTS
 
 
 def _truth(task: dict[str, Any], target: str) -> dict[str, float]:
@@ -92,7 +93,11 @@ def main() -> None:
     parser.add_argument("--targets", required=True)
     parser.add_argument("--episodes", default="10")
     parser.add_argument("--excite", default="0.0")
-    parser.add_argument("--segments", default="192", help="comma-separated; the first calibrates live")
+    parser.add_argument(
+        "--segments",
+        default=str(SEGMENTS),
+        help="comma-separated; the first calibrates live (default: calibrate's)",
+    )
     parser.add_argument("--out", default="runs/calibration_accuracy")
     args = parser.parse_args()
     task = yaml.safe_load(Path(args.task).read_text())
@@ -100,10 +105,10 @@ def main() -> None:
     rows = []
     for target in args.targets.split(","):
         truth = _truth(task, target)
-        runs = [(e, g) for e in args.episodes.split(",") for g in args.segments.split(",")]
-        for episodes, segments in runs:
+        counts = args.segments.split(",")
+        for episodes, segments in [(e, g) for e in args.episodes.split(",") for g in counts]:
             live = out / f"{target}_{episodes}"
-            first = segments == args.segments.split(",")[0]
+            first = segments == counts[0]
             where = live if first else out / f"{target}_{episodes}_s{segments}"
             if not (where / "calibration.json").is_file():
                 if first:

@@ -233,7 +233,7 @@ def _train(
     seed: int,
     ledger: TargetLedger,
     episodes: int,
-    at: int = 0,
+    at: int,
 ) -> int:
     """One round for one candidate: a fresh env, `steps` more training, a selection evaluation. `at`: the
     stage's training steps before this round (the clock of the candidate's rate history)."""
