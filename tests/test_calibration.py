@@ -328,3 +328,32 @@ def test_a_replay_does_not_depend_on_the_one_before_it_with_actuator_activations
     sim.close()
     assert sim.raw.model.na == 1
     assert np.array_equal(seen[0], seen[1]) and np.array_equal(seen[0], seen[2])
+
+
+def test_a_discrete_axis_chosen_under_another_still_at_its_middle_is_chosen_again() -> None:
+    from types import SimpleNamespace
+
+    from simreal.simulation.calibration.fit import _discrete_search
+
+    class Coupled:
+        """Two whole-numbered axes whose best `a` depends on `b`: at `b`'s middle (1) the best `a` is 5,
+        at the true `b` (2) it is 4 - a control rate chosen under the wrong latency."""
+
+        def __init__(self) -> None:
+            a = SimpleNamespace(name="a", values=(1.0, 2.0, 3.0, 4.0, 5.0, 6.0))
+            b = SimpleNamespace(name="b", values=(0.0, 1.0, 2.0, 3.0))
+            self.replay = SimpleNamespace(continuous=[], discrete=[a, b])
+            self.calls = 0
+
+        def loss(self, u: np.ndarray, d: dict[str, float]) -> float:
+            return self.points([(u, d)])[0]
+
+        def points(self, points: list[tuple[np.ndarray, dict[str, float]]]) -> list[float]:
+            self.calls += len(points)
+            return [10 * (d["b"] - 2) ** 2 + (d["a"] - (6 - d["b"])) ** 2 for _, d in points]
+
+    counter = Coupled()
+    start = {"a": 3.0, "b": 1.0}
+    _, discrete, fitted = _discrete_search(counter, np.zeros(0), start, counter.loss(np.zeros(0), start), 0)  # type: ignore[arg-type]
+    assert discrete == {"a": 4.0, "b": 2.0}  # one turn each would end at a = 5 (fitted under b = 1)
+    assert set(fitted["a"]) == {1.0, 2.0, 3.0, 4.0, 5.0, 6.0} and set(fitted["b"]) == {0.0, 1.0, 2.0, 3.0}

@@ -3,7 +3,10 @@ moments for noise, then what the data can and cannot tell apart.
 
 Search (deterministic for a seed): the discrete axes start at their range's middle; a short CMA-ES run
 fits the continuous ones; each discrete axis in turn tries every value (a short run from the current best
-each) and keeps the best; a final, longer run polishes the continuous axes - on the noise-corrected
+each) and keeps the best. With several discrete axes the turns go round again while any of them changes:
+an axis chosen while another still sat at its middle (a control rate chosen under the wrong latency) is
+chosen again under the others' new values - a later turn runs only the `FINALISTS` values that score
+best at the current point. A final, longer run polishes the continuous axes - on the noise-corrected
 error where the sensor noise is known (`Replay.loss`). One continuous axis: a bounded scalar search
 instead (CMA-ES needs two).
 
@@ -59,6 +62,11 @@ STEP = 1e-4
 FOLDS = 8
 """The most jackknife refits: episodes are dealt into at most this many groups, each left out in turn."""
 RESAMPLES = 200
+FINALISTS = 2
+"""Values of a discrete axis a later turn fits (a short run each) besides its current one: the best at the
+current point, one evaluation each."""
+ROUNDS = 3
+"""The most turns of each discrete axis."""
 
 
 @dataclass
@@ -117,10 +125,14 @@ class _Counter:
         return self.losses([u], discrete)[0]
 
     def losses(self, us: list[np.ndarray], discrete: dict[str, float]) -> list[float]:
-        self.calls += len(us)
-        if self.pool is None or len(us) < 2:
-            return [_loss(self.replay, u, discrete, self.noise) for u in us]
-        jobs = [(np.asarray(u, dtype=np.float64), discrete, self.noise, self.replay.left_out) for u in us]
+        return self.points([(u, discrete) for u in us])
+
+    def points(self, points: list[tuple[np.ndarray, dict[str, float]]]) -> list[float]:
+        """The losses of `(u, discrete)` candidates."""
+        self.calls += len(points)
+        if self.pool is None or len(points) < 2:
+            return [_loss(self.replay, u, d, self.noise) for u, d in points]
+        jobs = [(np.asarray(u, dtype=np.float64), d, self.noise, self.replay.left_out) for u, d in points]
         return list(self.pool.map(_in_worker, jobs, chunksize=1))
 
 
@@ -260,17 +272,7 @@ def _fit(counter: _Counter, seed: int, noise_level: Callable[[Setting], float] |
     u = np.zeros(len(replay.continuous))
     loss_before = counter.loss(u, discrete)
     u, best = _minimize(counter, u, discrete, SHORT, seed)
-    tried: dict[str, dict[float, tuple[np.ndarray, dict[str, float]]]] = {}
-    for axis in replay.discrete:
-        assert axis.values is not None
-        options = {}
-        for value in axis.values:
-            trial = {**discrete, axis.name: value}
-            u_v, loss_v = _minimize(counter, u, trial, SHORT, seed)
-            options[value] = (u_v, trial, loss_v)
-        pick = min(options, key=lambda v: options[v][2])
-        u, discrete, best = options[pick]
-        tried[axis.name] = {v: (o[0], o[1]) for v, o in options.items()}
+    u, discrete, fitted = _discrete_search(counter, u, discrete, best, seed)
     if noise_level is not None:
         counter.noise = noise_level(replay.setting(u, discrete))
     u, best = _minimize(counter, u, discrete, LONG, seed)
@@ -280,7 +282,8 @@ def _fit(counter: _Counter, seed: int, noise_level: Callable[[Setting], float] |
     axes, combinations = _continuous_identifiability(replay, u, discrete, _jackknife(counter, u, discrete))
     votes: dict[str, dict[str, float]] = {}
     for axis in replay.discrete:
-        share, vote = _discrete_votes(replay, tried[axis.name], discrete[axis.name], seed)
+        tried = {v: (u_v, {**discrete, axis.name: v}) for v, u_v in fitted[axis.name].items()}
+        share, vote = _discrete_votes(replay, tried, discrete[axis.name], seed)
         votes[axis.name] = vote
         ok = share >= AGREE
         axes.append(
@@ -293,6 +296,40 @@ def _fit(counter: _Counter, seed: int, noise_level: Callable[[Setting], float] |
             )
         )
     return FitResult(axes, setting, loss_before, best, combinations, counter.calls, votes, counter.noise)
+
+
+def _discrete_search(
+    counter: _Counter, u: np.ndarray, discrete: dict[str, float], best: float, seed: int
+) -> tuple[np.ndarray, dict[str, float], dict[str, dict[float, np.ndarray]]]:
+    """The discrete axes' values by turns (see the module docstring), the continuous fit that goes with
+    them, and per axis each value's last fitted continuous point (what the votes compare). An axis's turn
+    is skipped once no other axis has changed since its last one."""
+    axes = counter.replay.discrete
+    fitted: dict[str, dict[float, np.ndarray]] = {a.name: {} for a in axes}
+    settled = 0  # turns in a row since the last change (the changed axis counts as settled)
+    for turn in range(ROUNDS * len(axes)):
+        if turn >= len(axes) and settled >= len(axes):
+            break
+        axis = axes[turn % len(axes)]
+        assert axis.values is not None
+        current = discrete[axis.name]
+        if turn < len(axes):  # the first turn: every value
+            values = list(axis.values)
+            options: dict[float, tuple[np.ndarray, float]] = {}
+        else:  # later: the current value as it stands, and the finalists at the current point
+            others = [v for v in axis.values if v != current]
+            screened = counter.points([(u, {**discrete, axis.name: v}) for v in others])
+            values = [others[i] for i in np.argsort(screened, kind="stable")[:FINALISTS]]
+            options = {current: (u, best)}
+        for value in values:
+            options[value] = _minimize(counter, u, {**discrete, axis.name: value}, SHORT, seed)
+        pick = min(options, key=lambda v: options[v][1])
+        for value, (u_v, _) in options.items():
+            fitted[axis.name][value] = u_v
+        u, best = options[pick]
+        settled = 1 if pick != current else settled + 1
+        discrete = {**discrete, axis.name: pick}
+    return u, discrete, fitted
 
 
 def _discrete_votes(
