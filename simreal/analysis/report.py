@@ -204,7 +204,16 @@ def _search_line(i: int, s: dict[str, Any], budget: int) -> str:
         return line + " (nothing to race)" if d is not None else line + " (the rest: the winner)"
     low, high = d["ci95"]
     ci = f" [95% CI {_num(low)}, {_num(high)}]" if low is not None else ""
-    how = "separated from every other candidate" if d["separated"] else "NOT separated from the runner-up"
+    rule = (
+        f" (the race's rule: a paired mean above {d['drop_rule_se']:g} standard errors)"
+        if "drop_rule_se" in d
+        else ""
+    )
+    how = (
+        "the race dropped every other candidate"
+        if d["separated"]
+        else "NOT separated: the race kept the runner-up"
+    ) + rule
     return (
         f"{line}; over {d['runner_up']} by {d['margin']:.1f}{ci} on round {d['round']}'s paired episodes, "
         f"P(better) {d['p_better']:.2f}: {how}"

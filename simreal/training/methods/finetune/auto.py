@@ -203,6 +203,7 @@ def _decision(candidates: list[Candidate], winner: int) -> dict[str, Any]:
         "ci95": [low, high],
         "p_better": float(np.mean(d > 0) + 0.5 * np.mean(d == 0)),
         "separated": all(c.dropped is not None for c in others),
+        "drop_rule_se": Z,
     }
 
 
