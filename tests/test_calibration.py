@@ -260,12 +260,12 @@ def test_without_state_from_obs_whole_episodes_are_replayed_from_reset(tmp_path:
 
 
 def test_a_direction_the_jackknife_reads_as_pinned_but_the_curvature_calls_flat_is_widened() -> None:
-    from simreal.simulation.calibration.fit import _excess
+    from simreal.simulation.calibration.identify import excess
 
     vecs = np.array([[1.0, 1.0], [1.0, -1.0]]) / np.sqrt(2)  # eigenvectors of J'J
     local = vecs @ np.diag([0.01, 9.0]) @ vecs.T  # flat along the second: one over a tiny curvature
     jackknife = vecs @ np.diag([0.04, 1e-8]) @ vecs.T  # refits that never moved along it
-    combined = jackknife + _excess(local, jackknife, vecs)
+    combined = jackknife + excess(local, jackknife, vecs)
     along = np.einsum("ik,ij,jk->k", vecs, combined, vecs)
     assert np.allclose(along, [0.04, 9.0])  # the jackknife where it is wider, the local estimate elsewhere
 

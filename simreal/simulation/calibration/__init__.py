@@ -3,9 +3,10 @@ what the data can and cannot tell apart, and write the task with its ranges brou
 
 The pieces, in the order `calibrate` uses them: `recording` (the episodes, live or from a log file),
 `model` (the axes and the sim held open for replay), `replay` (the error of a candidate), `fit` (CMA-ES,
-enumeration, identifiability), `noise` (simulated moments), `gap` (the dynamics gap before and after, on
-held-out episodes), `task` (the calibrated task file). Collecting episodes with a policy on a counted
-target is the training layer's (`simreal.training.methods.calibrate`).
+enumeration), `identify` (what the data can and cannot tell apart), `noise` (simulated moments), `gap`
+(the dynamics gap before and after, on held-out episodes), `task` (the calibrated task file).
+Collecting episodes with a policy on a counted target is the training layer's
+(`simreal.training.methods.calibrate`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from simreal.schema import ConfigError
-from simreal.simulation.calibration.fit import AxisFit, fit, workers_available
+from simreal.simulation.calibration.fit import fit, workers_available
 from simreal.simulation.calibration.gap import dynamics_gap
+from simreal.simulation.calibration.identify import AxisFit
 from simreal.simulation.calibration.model import CalAxis, Sim, calibration_axes
 from simreal.simulation.calibration.noise import fit_noise
 from simreal.simulation.calibration.recording import Episode, Recording, check_dims

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simreal.simulation.calibration.fit import RESAMPLES, AxisFit
+from simreal.simulation.calibration.fit import RESAMPLES
+from simreal.simulation.calibration.identify import AxisFit
 from simreal.simulation.calibration.model import CalAxis
 from simreal.simulation.calibration.replay import Replay, Setting
 

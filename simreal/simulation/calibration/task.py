@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from simreal.simulation.calibration.fit import AxisFit
+from simreal.simulation.calibration.identify import AxisFit
 from simreal.simulation.tasks import TaskSpec
 
 Mode = Literal["center", "cover"]
