@@ -96,6 +96,30 @@ def test_recovers_the_identifiable_physics_and_the_delay_and_names_the_confounde
     assert covered.source_effects[0].args["steps"] == (0, 3)
 
 
+def test_sensor_noise_well_under_the_first_level_simulated_is_read_right() -> None:
+    # noise levels are simulated at 0, 0.01, 0.02, ... (4x the range's top, in 8 steps); the truth, 0.003,
+    # lies a third of the way to the first: read in the variance it comes out close (read as a straight
+    # line through the std, it came out about 0.001)
+    noisy = {
+        **PENDULUM,
+        "name": "CalibratedPendulumNoise",
+        "source_effects": [*PENDULUM["source_effects"], {"type": "observation_noise", "std": [0.0, 0.02]}],
+        "targets": {
+            "hidden": {
+                **PENDULUM["targets"]["hidden"],
+                "effects": [
+                    {"type": "action_delay", "steps": 2},
+                    {"type": "observation_noise", "std": 0.003},
+                ],
+            }
+        },
+    }
+    task = register_task(noisy)
+    result = calibrate(task, _balance(task.target_id("hidden"), 10), seed=0, segments=64)
+    noise = {p["param"]: p for p in result.summary["parameters"]}["observation_noise.std"]
+    assert noise["identified"] and abs(noise["value"] / 0.003 - 1) < 0.25, noise
+
+
 def test_the_fit_is_the_same_for_any_number_of_workers() -> None:
     task = register_task({**PENDULUM, "name": "CalibratedPendulumWorkers"})
     recording = _balance(task.target_id("hidden"), 4)
