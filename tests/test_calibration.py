@@ -15,7 +15,10 @@ from user_envs import CountingRobot
 
 from simreal.cli import main
 from simreal.simulation.calibration import calibrate
+from simreal.simulation.calibration.model import Sim, calibration_axes
+from simreal.simulation.calibration.noise import fit_noise
 from simreal.simulation.calibration.recording import Episode, Recording
+from simreal.simulation.calibration.replay import Replay
 from simreal.simulation.calibration.task import calibrated_task
 from simreal.simulation.registry import register_task
 from simreal.simulation.tasks import load_task
@@ -99,7 +102,7 @@ def test_recovers_the_identifiable_physics_and_the_delay_and_names_the_confounde
 def test_sensor_noise_well_under_the_first_level_simulated_is_read_right() -> None:
     # noise levels are simulated at 0, 0.01, 0.02, ... (4x the range's top, in 8 steps); the truth, 0.003,
     # lies a third of the way to the first: read in the variance it comes out close (read as a straight
-    # line through the std, it came out about 0.001)
+    # line through the std, it came out at 0.0011 - about a third of the truth)
     noisy = {
         **PENDULUM,
         "name": "CalibratedPendulumNoise",
@@ -115,9 +118,19 @@ def test_sensor_noise_well_under_the_first_level_simulated_is_read_right() -> No
         },
     }
     task = register_task(noisy)
-    result = calibrate(task, _balance(task.target_id("hidden"), 10), seed=0, segments=64)
-    noise = {p["param"]: p for p in result.summary["parameters"]}["observation_noise.std"]
-    assert noise["identified"] and abs(noise["value"] / 0.003 - 1) < 0.25, noise
+    sim = Sim(task)
+    try:
+        replay = Replay(
+            sim, _balance(task.target_id("hidden"), 6), calibration_axes(task.spec), 0, segments=64
+        )
+        true = {"body_mass": 1.5, "actuator_gain": 0.9, "gravity/z": 1.0}  # the dynamics known: noise alone
+        u = np.array([a.u(true[a.name]) for a in replay.continuous])
+        setting = replay.setting(u, {"action_delay.steps": 2.0})
+        noise_axes = [a for a in calibration_axes(task.spec) if a.kind == "noise"]
+        [fitted] = fit_noise(replay, setting, noise_axes, seed=0)
+    finally:
+        sim.close()
+    assert fitted.identified and abs(fitted.value / 0.003 - 1) < 0.25, fitted
 
 
 def test_the_fit_is_the_same_for_any_number_of_workers() -> None:
