@@ -6,9 +6,10 @@ With the fitted dynamics as the truth, synthetic one-step errors are made for a 
 noise); the level whose mean squared error equals the recording's is the estimate, interpolated on the
 grid in the noise's variance (the moment grows with its square). Its standard deviation comes from
 resampling the recording's episodes. Model error the fit leaves shows up as noise (it reads high where
-the dynamics fit is imperfect); large noise has read 5-10% low on panel targets, not yet explained
-(BENCHMARKS.md, "Sensor noise read in its variance"). With both sensor and actuator noise ranged, one
-spread cannot separate them: the first is fit and the other reported confounded with it.
+the dynamics fit is imperfect); on panel targets it read within a few percent of the noise the
+recording actually holds (BENCHMARKS.md, "Sensor noise read in its variance"). With both sensor and
+actuator noise ranged, one spread cannot separate them: the first is fit and the other reported
+confounded with it.
 """
 
 from __future__ import annotations
