@@ -1,0 +1,94 @@
+"""What gap can a calibrated task reach? The dynamics gap of one recording's held-out episodes against the
+original task, the calibrated task in each mode (`cover`, `center`: one fit) and the task pinned at the
+target's true values (every randomized parameter and effect argument at the target's own: the gap an
+exact calibration would reach). The target must state its true values (a `simreal panel`'s
+`panel_task.yaml`).
+
+    python benchmarks/calibration_gap.py --task runs/re_seg/panel_task.yaml --target p03 \
+        --log runs/re_seg/acc/p03_10/episodes.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simreal.simulation.calibration import calibrate, split
+from simreal.simulation.calibration.gap import dynamics_gap
+from simreal.simulation.calibration.model import Sim
+from simreal.simulation.calibration.recording import load_log
+from simreal.simulation.calibration.task import calibrated_task
+from simreal.simulation.registry import register_task
+from simreal.simulation.tasks import TaskSpec, load_task
+
+PIN = 1e-9
+"""Relative half-width of a pinned range (a range must have some width)."""
+
+
+def _true_value(entry: dict[str, Any], target: dict[str, Any]) -> float:
+    value = 1.0 if entry.get("mode", "scale") == "scale" else 0.0
+    for physics in target.get("physics", []):
+        if physics["param"] == entry["param"] and physics.get("names") == entry.get("names"):
+            value = float(physics["value"])
+    return value
+
+
+def pinned(raw: dict[str, Any], target_name: str, base_dir: Path) -> TaskSpec:
+    """The task with every randomized entry and ranged effect argument at the target's true value."""
+    data = copy.deepcopy(raw)
+    data.pop("targets", None)
+    data["name"] = f"{raw['name']}Pinned"
+    target = raw["targets"][target_name]
+    for entry in data.get("randomization", {}).get("params", []):
+        value = _true_value(entry, target)
+        if entry.get("dist") == "choice":
+            entry["values"] = [value]
+        elif entry.get("dist") != "fixed":
+            half = PIN * max(abs(value), 1.0)
+            entry["low"], entry["high"] = value - half, value + half
+            if entry.get("dist") == "normal":
+                entry["mean"], entry["std"] = value, half
+    for effect in data.get("source_effects", []):
+        given = next((e for e in target.get("effects", []) if e["type"] == effect["type"]), {})
+        for key, value in list(effect.items()):
+            if key != "type" and isinstance(value, list):
+                effect[key] = given.get(key, value[0])  # an argument the target leaves alone: its low end
+    return load_task(data, base_dir=base_dir, where="pinned task")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True, type=Path)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--log", required=True, type=Path, help="the recording (episodes.npz)")
+    parser.add_argument("--segments", type=int, default=96)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    raw = yaml.safe_load(args.task.read_text())
+    task = register_task(args.task)
+    recording = load_log(args.log)
+    result = calibrate(task, recording, segments=args.segments, seed=args.seed)
+    held = split(recording)[1]
+    center = load_task(calibrated_task(task.spec, result.fits, "center", "center"), where="center")
+    sim = Sim(task)
+    try:
+        gaps = {
+            "original": result.summary["dynamics_gap_before"],
+            "cover": result.summary["dynamics_gap_after"],
+            "center": dynamics_gap(sim, center, held, args.seed)["score"],
+            "pinned_at_truth": dynamics_gap(sim, pinned(raw, args.target, args.task.parent), held, args.seed)[
+                "score"
+            ],
+        }
+    finally:
+        sim.close()
+    print(json.dumps({"target": args.target, "gap": gaps, "fit_seconds": result.summary["fit_seconds"]}))
+
+
+if __name__ == "__main__":
+    main()
