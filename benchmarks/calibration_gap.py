@@ -22,6 +22,7 @@ from simreal.simulation.calibration import calibrate, split
 from simreal.simulation.calibration.gap import dynamics_gap
 from simreal.simulation.calibration.model import Sim
 from simreal.simulation.calibration.recording import load_log
+from simreal.simulation.calibration.replay import SEGMENTS
 from simreal.simulation.calibration.task import calibrated_task
 from simreal.simulation.registry import register_task
 from simreal.simulation.tasks import TaskSpec, load_task
@@ -30,34 +31,27 @@ PIN = 1e-9
 """Relative half-width of a pinned range (a range must have some width)."""
 
 
-def _true_value(entry: dict[str, Any], target: dict[str, Any]) -> float:
-    value = 1.0 if entry.get("mode", "scale") == "scale" else 0.0
-    for physics in target.get("physics", []):
-        if physics["param"] == entry["param"] and physics.get("names") == entry.get("names"):
-            value = float(physics["value"])
-    return value
-
-
 def pinned(raw: dict[str, Any], target_name: str, base_dir: Path) -> TaskSpec:
-    """The task with every randomized entry and ranged effect argument at the target's true value."""
+    """The task as the target runs: the target's physics entries as its randomization, each pinned at its
+    value (a `choice` entry of the task stays a choice, of that one value), and the target's effects as
+    its source effects."""
     data = copy.deepcopy(raw)
     data.pop("targets", None)
     data["name"] = f"{raw['name']}Pinned"
     target = raw["targets"][target_name]
-    for entry in data.get("randomization", {}).get("params", []):
-        value = _true_value(entry, target)
-        if entry.get("dist") == "choice":
-            entry["values"] = [value]
-        elif entry.get("dist") != "fixed":
+    ranged = {(e["param"], str(e.get("names"))): e for e in data.get("randomization", {}).get("params", [])}
+    params = []
+    for physics in target.get("physics", []):
+        entry = {k: v for k, v in physics.items() if k != "value"}
+        value = float(physics["value"])
+        if ranged.get((physics["param"], str(physics.get("names"))), {}).get("dist") == "choice":
+            entry.update(dist="choice", values=[value])
+        else:
             half = PIN * max(abs(value), 1.0)
-            entry["low"], entry["high"] = value - half, value + half
-            if entry.get("dist") == "normal":
-                entry["mean"], entry["std"] = value, half
-    for effect in data.get("source_effects", []):
-        given = next((e for e in target.get("effects", []) if e["type"] == effect["type"]), {})
-        for key, value in list(effect.items()):
-            if key != "type" and isinstance(value, list):
-                effect[key] = given.get(key, value[0])  # an argument the target leaves alone: its low end
+            entry.update(dist="uniform", low=value - half, high=value + half)
+        params.append(entry)
+    data["randomization"] = {**data.get("randomization", {}), "params": params}
+    data["source_effects"] = copy.deepcopy(target.get("effects", []))
     return load_task(data, base_dir=base_dir, where="pinned task")
 
 
@@ -66,7 +60,7 @@ def main() -> None:
     parser.add_argument("--task", required=True, type=Path)
     parser.add_argument("--target", required=True)
     parser.add_argument("--log", required=True, type=Path, help="the recording (episodes.npz)")
-    parser.add_argument("--segments", type=int, default=96)
+    parser.add_argument("--segments", type=int, default=SEGMENTS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     raw = yaml.safe_load(args.task.read_text())
