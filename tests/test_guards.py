@@ -15,6 +15,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from tiny import set_args
 
 import simreal  # noqa: F401 - registers the simreal/ ids
+from simreal.analysis.report import _search_line
 from simreal.cli import main
 from simreal.config import load_config
 from simreal.schema import ConfigError
@@ -297,8 +298,6 @@ def test_the_race_drops_only_what_the_leader_beats_clearly_on_paired_episodes() 
     decision = auto._decision([leader, worse, noisy], 0)
     assert decision["runner_up"] == {"x": "noisy"} and decision["margin"] == pytest.approx(1.4)
     assert decision["separated"] is False and 0.0 < decision["p_better"] < 1.0
-    from simreal.analysis.report import _search_line
-
     line = _search_line(0, {"winner": {"x": "leader"}, "exploration_steps": 64, "decision": decision}, 256)
     assert (
         "NOT separated: the race kept the runner-up (the race's rule: a paired mean above 2 standard" in line
