@@ -64,6 +64,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     raw = yaml.safe_load(args.task.read_text())
+    if args.target not in (raw.get("targets") or {}):
+        parser.error(
+            f"--target: {args.task} has no target {args.target!r} (it has {sorted(raw.get('targets') or {})})"
+        )
     task = register_task(args.task)
     recording = load_log(args.log)
     result = calibrate(task, recording, segments=args.segments, seed=args.seed)
