@@ -2,10 +2,11 @@
 original task, the calibrated task in each mode (`cover`, `center`: one fit) and the task pinned at the
 target's true values (every randomized parameter and effect argument at the target's own: the gap an
 exact calibration would reach). The target must state its true values (a `simreal panel`'s
-`panel_task.yaml`).
+`panel_task.yaml`). With `--stds 2,3,4`, the calibrated tasks' gaps at each width (standard deviations
+each range holds) and how many identified values' `center` ranges hold the target's true value.
 
     python benchmarks/calibration_gap.py --task runs/re_seg/panel_task.yaml --target p03 \
-        --log runs/re_seg/acc/p03_10/episodes.npz
+        --log runs/re_seg/acc/p03_10/episodes.npz [--stds 2,3,4]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from simreal.simulation.calibration.gap import dynamics_gap
 from simreal.simulation.calibration.model import Sim
 from simreal.simulation.calibration.recording import load_log
 from simreal.simulation.calibration.replay import SEGMENTS
-from simreal.simulation.calibration.task import calibrated_task
+from simreal.simulation.calibration.task import STDS, calibrated_range, calibrated_task
 from simreal.simulation.registry import register_task
 from simreal.simulation.tasks import TaskSpec, load_task
 
@@ -62,7 +63,14 @@ def main() -> None:
     parser.add_argument("--log", required=True, type=Path, help="the recording (episodes.npz)")
     parser.add_argument("--segments", type=int, default=SEGMENTS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stds", default=f"{STDS:g}", help="comma-separated widths, in standard deviations")
     args = parser.parse_args()
+    try:
+        widths = [float(w) for w in args.stds.split(",")]
+    except ValueError:
+        parser.error(f"--stds: comma-separated numbers, got {args.stds!r}")
+    if not all(w > 0 for w in widths):
+        parser.error(f"--stds: every width must be > 0, got {args.stds!r}")
     raw = yaml.safe_load(args.task.read_text())
     if args.target not in (raw.get("targets") or {}):
         parser.error(
@@ -72,20 +80,66 @@ def main() -> None:
     recording = load_log(args.log)
     result = calibrate(task, recording, segments=args.segments, seed=args.seed)
     held = split(recording)[1]
-    center = load_task(calibrated_task(task.spec, result.fits, "center", "center"), where="center")
+    truth = _true_values(raw, args.target)
     sim = Sim(task)
     try:
-        gaps = {
-            "original": result.summary["dynamics_gap_before"],
-            "cover": result.summary["dynamics_gap_after"],
-            "center": dynamics_gap(sim, center, held, args.seed)["score"],
-            "pinned_at_truth": dynamics_gap(sim, pinned(raw, args.target, args.task.parent), held, args.seed)[
-                "score"
-            ],
-        }
+        gaps: dict[str, float] = {"original": result.summary["dynamics_gap_before"]}
+        inside: dict[str, list[int]] = {}
+        for width in widths:
+            tag = "" if len(widths) == 1 else f"_{width:g}"
+            for mode in ("cover", "center"):
+                spec = load_task(calibrated_task(task.spec, result.fits, mode, mode, width), where=mode)
+                gaps[mode + tag] = dynamics_gap(sim, spec, held, args.seed)["score"]
+            known = [f for f in result.fits if f.identified and f.std and not f.axis.discrete]
+            held_truth = [
+                calibrated_range(f, "center", width)[0]
+                <= truth[f.axis.name]
+                <= calibrated_range(f, "center", width)[1]
+                for f in known
+                if f.axis.name in truth
+            ]
+            inside[f"{width:g}"] = [sum(held_truth), len(held_truth)]
+        gaps["pinned_at_truth"] = dynamics_gap(
+            sim, pinned(raw, args.target, args.task.parent), held, args.seed
+        )["score"]
     finally:
         sim.close()
-    print(json.dumps({"target": args.target, "gap": gaps, "fit_seconds": result.summary["fit_seconds"]}))
+    print(
+        json.dumps(
+            {
+                "target": args.target,
+                "gap": gaps,
+                "truth_inside_center_range": inside,
+                "fit_seconds": result.summary["fit_seconds"],
+            }
+        )
+    )
+
+
+def _true_values(raw: dict[str, Any], target: str) -> dict[str, float]:
+    """The target's true value on every axis the task randomizes, by axis name (`body_mass/pole`,
+    `observation_noise.std`); where the target leaves an entry alone, its nominal (1 for a scale factor,
+    0 for an offset)."""
+    spec = raw["targets"][target]
+    out: dict[str, float] = {}
+    for entry in raw.get("randomization", {}).get("params", []):
+        name = entry["param"] + (f"/{','.join(entry['names'])}" if entry.get("names") else "")
+        out[name] = 1.0 if entry.get("mode", "scale") == "scale" else 0.0
+        for p in spec.get("physics", []):
+            if p["param"] == entry["param"] and p.get("names") == entry.get("names"):
+                out[name] = float(p["value"])
+    for effect in raw.get("source_effects", []):
+        for key in effect:
+            if key != "type":
+                out[f"{effect['type']}.{key}"] = next(
+                    (
+                        float(e[key])
+                        for e in spec.get("effects", [])
+                        if e["type"] == effect["type"] and key in e
+                    ),
+                    0.0,
+                )
+    return out
 
 
 if __name__ == "__main__":

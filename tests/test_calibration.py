@@ -99,25 +99,29 @@ def test_recovers_the_identifiable_physics_and_the_delay_and_names_the_confounde
     assert covered.source_effects[0].args["steps"] == (0, 3)
 
 
-def test_sensor_noise_well_under_the_first_level_simulated_is_read_right() -> None:
-    # noise levels are simulated at 0, 0.01, 0.02, ... (4x the range's top, in 8 steps); the truth, 0.003,
-    # lies a third of the way to the first: read in the variance it comes out close (read as a straight
-    # line through the std, it came out at 0.0011 - about a third of the truth)
-    noisy = {
+def _noisy(name: str, std: float) -> dict[str, object]:
+    """`PENDULUM` with a sensor noise range of 0-0.02 and `std` of it on the hidden target."""
+    return {
         **PENDULUM,
-        "name": "CalibratedPendulumNoise",
+        "name": name,
         "source_effects": [*PENDULUM["source_effects"], {"type": "observation_noise", "std": [0.0, 0.02]}],
         "targets": {
             "hidden": {
                 **PENDULUM["targets"]["hidden"],
                 "effects": [
                     {"type": "action_delay", "steps": 2},
-                    {"type": "observation_noise", "std": 0.003},
+                    {"type": "observation_noise", "std": std},
                 ],
             }
         },
     }
-    task = register_task(noisy)
+
+
+def test_sensor_noise_well_under_the_first_level_simulated_is_read_right() -> None:
+    # noise levels are simulated at 0, 0.01, 0.02, ... (4x the range's top, in 8 steps); the truth, 0.003,
+    # lies a third of the way to the first: read in the variance it comes out close (read as a straight
+    # line through the std, it came out at 0.0011 - about a third of the truth)
+    task = register_task(_noisy("CalibratedPendulumNoise", 0.003))
     sim = Sim(task)
     try:
         replay = Replay(
@@ -134,9 +138,11 @@ def test_sensor_noise_well_under_the_first_level_simulated_is_read_right() -> No
 
 
 def test_the_fit_is_the_same_for_any_number_of_workers() -> None:
-    task = register_task({**PENDULUM, "name": "CalibratedPendulumWorkers"})
+    # with sensor noise: the noise-corrected error (three replays a segment) computed in the workers too
+    task = register_task(_noisy("CalibratedPendulumWorkers", 0.01))
     recording = _balance(task.target_id("hidden"), 4)
-    one, two = (calibrate(task, recording, seed=0, segments=24, workers=n).summary for n in (1, 2))
+    one, two = (calibrate(task, recording, seed=0, segments=16, workers=n).summary for n in (1, 2))
+    assert one["noise_corrected_with"] > 0
     assert one["parameters"] == two["parameters"] and one["evaluations"] == two["evaluations"]
     assert one["dynamics_gap_after"] == two["dynamics_gap_after"]
 
