@@ -28,7 +28,7 @@ from simreal.cli import main as simreal_main
 from simreal.simulation.calibration.replay import SEGMENTS
 
 
-def _truth(task: dict[str, Any], target: str) -> dict[str, float]:
+def true_values(task: dict[str, Any], target: str) -> dict[str, float]:
     """The target's true value on every axis the task randomizes (the entry's own middle where the
     target leaves it alone: nominal for a scale factor, 0 for an offset)."""
     spec = task["targets"][target]
@@ -104,7 +104,7 @@ def main() -> None:
     out = Path(args.out)
     rows = []
     for target in args.targets.split(","):
-        truth = _truth(task, target)
+        truth = true_values(task, target)
         counts = args.segments.split(",")
         for episodes, segments in [(e, g) for e in args.episodes.split(",") for g in counts]:
             live = out / f"{target}_{episodes}"

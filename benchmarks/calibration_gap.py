@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from calibration_accuracy import true_values
 
 from simreal.simulation.calibration import calibrate, split
 from simreal.simulation.calibration.gap import dynamics_gap
@@ -80,7 +81,7 @@ def main() -> None:
     recording = load_log(args.log)
     result = calibrate(task, recording, segments=args.segments, seed=args.seed)
     held = split(recording)[1]
-    truth = _true_values(raw, args.target)
+    truth = true_values(raw, args.target)
     sim = Sim(task)
     try:
         gaps: dict[str, float] = {"original": result.summary["dynamics_gap_before"]}
@@ -114,32 +115,6 @@ def main() -> None:
             }
         )
     )
-
-
-def _true_values(raw: dict[str, Any], target: str) -> dict[str, float]:
-    """The target's true value on every axis the task randomizes, by axis name (`body_mass/pole`,
-    `observation_noise.std`); where the target leaves an entry alone, its nominal (1 for a scale factor,
-    0 for an offset)."""
-    spec = raw["targets"][target]
-    out: dict[str, float] = {}
-    for entry in raw.get("randomization", {}).get("params", []):
-        name = entry["param"] + (f"/{','.join(entry['names'])}" if entry.get("names") else "")
-        out[name] = 1.0 if entry.get("mode", "scale") == "scale" else 0.0
-        for p in spec.get("physics", []):
-            if p["param"] == entry["param"] and p.get("names") == entry.get("names"):
-                out[name] = float(p["value"])
-    for effect in raw.get("source_effects", []):
-        for key in effect:
-            if key != "type":
-                out[f"{effect['type']}.{key}"] = next(
-                    (
-                        float(e[key])
-                        for e in spec.get("effects", [])
-                        if e["type"] == effect["type"] and key in e
-                    ),
-                    0.0,
-                )
-    return out
 
 
 if __name__ == "__main__":
