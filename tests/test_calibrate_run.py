@@ -122,8 +122,16 @@ def test_a_bad_section_is_one_line_before_anything_is_written(
     assert not (tmp_path / "runs").exists() and CountingRobot.steps_taken_total == 0
 
 
-def test_a_run_and_the_command_replay_the_same_number_of_segments_by_default() -> None:
+def test_a_run_and_the_command_share_their_defaults_and_the_help_states_them() -> None:
+    import argparse
+
+    from simreal.cli.parser import _parser
     from simreal.sections.calibrate import CalibrateConfig
     from simreal.simulation.calibration.replay import SEGMENTS
+    from simreal.simulation.calibration.task import STDS
 
     assert CalibrateConfig().segments == SEGMENTS  # chosen on panel targets once, for both
+    assert CalibrateConfig().stds == STDS
+    [sub] = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    text = " ".join(sub.choices["calibrate"].format_help().split())  # however the terminal wraps it
+    assert f"(default {SEGMENTS};" in text and f"(default {STDS:g})" in text

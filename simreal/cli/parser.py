@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument(
         "--stds",
         type=float,
-        help="standard deviations of an identified value a calibrated range holds each side (default 2)",
+        help="standard deviations of an identified value a calibrated range holds each side (default 4)",
     )
     cal.add_argument("--from-log", dest="log", help="calibrate from a log file (.npz) instead of a live run")
     cal.add_argument("--out", help="where the calibration files go (default: calibration/<task>[_<target>])")
