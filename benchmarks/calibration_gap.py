@@ -82,24 +82,21 @@ def main() -> None:
     result = calibrate(task, recording, segments=args.segments, seed=args.seed)
     held = split(recording)[1]
     truth = true_values(raw, args.target)
+    measured = [  # identified continuous values the target states a truth for
+        f for f in result.fits if f.identified and f.std and not f.axis.discrete and f.axis.name in truth
+    ]
     sim = Sim(task)
     try:
         gaps: dict[str, float] = {"original": result.summary["dynamics_gap_before"]}
         inside: dict[str, list[int]] = {}
         for width in widths:
-            tag = "" if len(widths) == 1 else f"_{width:g}"
+            tag = "" if len(widths) == 1 else f"_{width:g}"  # one width: the keys "cover" and "center"
             for mode in ("cover", "center"):
                 spec = load_task(calibrated_task(task.spec, result.fits, mode, mode, width), where=mode)
                 gaps[mode + tag] = dynamics_gap(sim, spec, held, args.seed)["score"]
-            known = [f for f in result.fits if f.identified and f.std and not f.axis.discrete]
-            held_truth = [
-                calibrated_range(f, "center", width)[0]
-                <= truth[f.axis.name]
-                <= calibrated_range(f, "center", width)[1]
-                for f in known
-                if f.axis.name in truth
-            ]
-            inside[f"{width:g}"] = [sum(held_truth), len(held_truth)]
+            ranges = [(f, calibrated_range(f, "center", width)) for f in measured]
+            held_truth = sum(low <= truth[f.axis.name] <= high for f, (low, high) in ranges)
+            inside[f"{width:g}"] = [held_truth, len(measured)]
         gaps["pinned_at_truth"] = dynamics_gap(
             sim, pinned(raw, args.target, args.task.parent), held, args.seed
         )["score"]
