@@ -13,14 +13,17 @@ from typing import Any
 
 
 class _OnFirstUse:
-    """Stands in for the `pybullet` module; the first attribute looked up imports it."""
+    """Stands in for the `pybullet` module; the first attribute looked up imports it. Each attribute is
+    looked up through it once, then kept on the instance (a step calls a dozen of them)."""
 
     _module: ModuleType | None = None
 
     def __getattr__(self, name: str) -> Any:
         if _OnFirstUse._module is None:
             _OnFirstUse._module = importlib.import_module("pybullet")
-        return getattr(_OnFirstUse._module, name)
+        value = getattr(_OnFirstUse._module, name)
+        setattr(self, name, value)
+        return value
 
 
 p: Any = _OnFirstUse()

@@ -81,6 +81,18 @@ def _in_worker(job: tuple[np.ndarray, dict[str, float], float, frozenset[int]]) 
     return _loss(_FORKED, u, discrete, noise)
 
 
+def _refit_in_worker(
+    job: tuple[np.ndarray, dict[str, float], float, frozenset[int]],
+) -> tuple[np.ndarray, int]:
+    """One jackknife refit (`_refit`) in a worker, its evaluations one after another; the estimate and
+    the evaluations it spent."""
+    assert _FORKED is not None
+    u, discrete, noise, fold = job
+    counter = _Counter(_FORKED)
+    counter.noise = noise
+    return _refit(counter, u, discrete, fold), counter.calls
+
+
 class _Counter:
     """Replay evaluations, counted; batches of them spread over worker processes where there are any.
     Every evaluation sets the sim's physics and each segment's start state afresh (from a history-free
@@ -324,6 +336,16 @@ def _discrete_votes(
     }
 
 
+def _refit(counter: _Counter, u: np.ndarray, discrete: dict[str, float], fold: frozenset[int]) -> np.ndarray:
+    """The fit polished again from `u` without the episodes in `fold`."""
+    replay = counter.replay
+    replay.left_out = fold
+    try:
+        return _polish(counter, u, discrete, JACKKNIFE)[0]
+    finally:
+        replay.left_out = frozenset()
+
+
 def _jackknife(counter: _Counter, u: np.ndarray, discrete: dict[str, float]) -> np.ndarray | None:
     """The fit's covariance from delete-a-group jackknife refits - the episodes dealt into at most `FOLDS`
     groups, each left out in turn and the fit polished again from the full one: the sampling spread of
@@ -333,12 +355,12 @@ def _jackknife(counter: _Counter, u: np.ndarray, discrete: dict[str, float]) -> 
     if len(episodes) < 3 or not len(u):
         return None
     folds = [frozenset(episodes[i :: min(FOLDS, len(episodes))]) for i in range(min(FOLDS, len(episodes)))]
-    estimates = []
-    try:
-        for fold in folds:
-            replay.left_out = fold
-            estimates.append(_polish(counter, u, discrete, JACKKNIFE)[0])
-    finally:
-        replay.left_out = frozenset()
+    if counter.pool is None:
+        estimates = [_refit(counter, u, discrete, fold) for fold in folds]
+    else:  # a refit per worker, whole: its batches of d + 1 would leave workers idle between them
+        jobs = [(np.asarray(u, dtype=np.float64), discrete, counter.noise, fold) for fold in folds]
+        done = counter.pool.map(_refit_in_worker, jobs, chunksize=1)
+        estimates = [estimate for estimate, _ in done]
+        counter.calls += sum(calls for _, calls in done)
     dev = np.array(estimates) - np.mean(estimates, axis=0)
     return (len(folds) - 1) / len(folds) * dev.T @ dev
