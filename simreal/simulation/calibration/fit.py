@@ -243,8 +243,8 @@ def fit(
 ) -> FitResult:
     """Fit every dynamics axis of `replay` (see the module docstring). With `noise_level` (the sensor
     noise std a setting's replay errors show), the final run minimizes the noise-corrected error
-    (`Replay.loss` with that noise). `workers` processes share the evaluations (the same result for any
-    number)."""
+    (`Replay.loss` with that noise). `workers` processes share the evaluations - a batch's candidates,
+    or the jackknife's refits, one per process - with the same result for any number."""
     with _pool(replay, workers) as pool:
         return _fit(_Counter(replay, pool), seed, noise_level)
 
