@@ -4,6 +4,7 @@ calibrated task file, log files, and one-line bad input."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import gymnasium as gym
@@ -137,11 +138,19 @@ def test_sensor_noise_well_under_the_first_level_simulated_is_read_right() -> No
     assert fitted.identified and abs(fitted.value / 0.003 - 1) < 0.25, fitted
 
 
-def test_the_fit_is_the_same_for_any_number_of_workers() -> None:
+def test_the_fit_is_the_same_for_any_number_of_workers_and_logs_its_progress(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # with sensor noise: the noise-corrected error (three replays a segment) computed in the workers too
     task = register_task(_noisy("CalibratedPendulumWorkers", 0.01))
     recording = _balance(task.target_id("hidden"), 4)
+    caplog.set_level(logging.INFO, logger="simreal")
     one, two = (calibrate(task, recording, seed=0, segments=16, workers=n).summary for n in (1, 2))
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("calibration: ")]
+    assert (
+        len(said) == 2 * 4
+    )  # per fit: the first short run, the delay's turn, the final search, the jackknife
+    assert "action_delay.steps = 2 of 7 values fitted" in said[1] and "noise-corrected" in said[2]
     assert one["noise_corrected_with"] > 0
     assert one["parameters"] == two["parameters"] and one["evaluations"] == two["evaluations"]
     assert one["dynamics_gap_after"] == two["dynamics_gap_after"]
@@ -387,6 +396,7 @@ def test_a_discrete_axis_chosen_under_another_still_at_its_middle_is_chosen_agai
             b = SimpleNamespace(name="b", values=(0.0, 1.0, 2.0, 3.0))
             self.replay = SimpleNamespace(continuous=[], discrete=[a, b])
             self.calls = 0
+            self.said: list[str] = []
 
         def loss(self, u: np.ndarray, d: dict[str, float]) -> float:
             return self.points([(u, d)])[0]
@@ -395,8 +405,12 @@ def test_a_discrete_axis_chosen_under_another_still_at_its_middle_is_chosen_agai
             self.calls += len(points)
             return [10 * (d["b"] - 2) ** 2 + (d["a"] - (6 - d["b"])) ** 2 for _, d in points]
 
+        def progress(self, done: str) -> None:
+            self.said.append(done)
+
     counter = Coupled()
     start = {"a": 3.0, "b": 1.0}
     _, discrete, fitted = _discrete_search(counter, np.zeros(0), start, counter.loss(np.zeros(0), start), 0)  # type: ignore[arg-type]
     assert discrete == {"a": 4.0, "b": 2.0}  # one turn each would end at a = 5 (fitted under b = 1)
     assert set(fitted["a"]) == {1.0, 2.0, 3.0, 4.0, 5.0, 6.0} and set(fitted["b"]) == {0.0, 1.0, 2.0, 3.0}
+    assert counter.said[:2] == ["a = 5 of 6 values fitted", "b = 2 of 4 values fitted"]  # each turn logged

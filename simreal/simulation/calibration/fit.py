@@ -16,9 +16,11 @@ value wins on at least `AGREE` of bootstrap resamples of the episodes.
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ from scipy.optimize import minimize, minimize_scalar
 from simreal.simulation.calibration.identify import AxisFit, identifiability
 from simreal.simulation.calibration.model import CalAxis
 from simreal.simulation.calibration.replay import Replay, Setting
+
+log = logging.getLogger("simreal")
 
 AGREE = 0.9
 """A discrete axis is identified when its best value wins on this share of episode resamples."""
@@ -103,6 +107,13 @@ class _Counter:
         self.calls = 0
         self.noise = 0.0
         self.pool = pool
+        self.started = time.perf_counter()
+
+    def progress(self, done: str) -> None:
+        """One log line: what the fit has just done, the evaluations and seconds so far (a fit on a slow
+        simulator takes minutes)."""
+        seconds = time.perf_counter() - self.started
+        log.info("calibration: %s (%d evaluations, %.0f s)", done, self.calls, seconds)
 
     def loss(self, u: np.ndarray, discrete: dict[str, float]) -> float:
         return self.losses([u], discrete)[0]
@@ -255,14 +266,23 @@ def _fit(counter: _Counter, seed: int, noise_level: Callable[[Setting], float] |
     u = np.zeros(len(replay.continuous))
     loss_before = counter.loss(u, discrete)
     u, best = _minimize(counter, u, discrete, SHORT, seed)
+    counter.progress(
+        f"{len(replay.continuous)} continuous and {len(replay.discrete)} discrete axes, "
+        f"{len(replay.starts(replay.setting(u, discrete).obs_delay))} segments a replay; first short run done"
+    )
     u, discrete, fitted = _discrete_search(counter, u, discrete, best, seed)
     if noise_level is not None:
         counter.noise = noise_level(replay.setting(u, discrete))
     u, best = _minimize(counter, u, discrete, LONG, seed)
     u, best = _polish(counter, u, discrete, POLISH)
+    counter.progress(
+        f"final search and polish{' on the noise-corrected error' if counter.noise else ''} done"
+    )
     setting = replay.setting(u, discrete)
     best = replay.loss(setting)
-    axes, combinations = identifiability(replay, u, discrete, _jackknife(counter, u, discrete))
+    covariance = _jackknife(counter, u, discrete)
+    counter.progress("jackknife refits done")
+    axes, combinations = identifiability(replay, u, discrete, covariance)
     votes: dict[str, dict[str, float]] = {}
     for axis in replay.discrete:
         tried = {v: (u_v, {**discrete, axis.name: v}) for v, u_v in fitted[axis.name].items()}
@@ -312,6 +332,7 @@ def _discrete_search(
         u, best = options[pick]
         settled = 1 if pick != current else settled + 1
         discrete = {**discrete, axis.name: pick}
+        counter.progress(f"{axis.name} = {pick:g} of {len(options)} values fitted")
     return u, discrete, fitted
 
 
