@@ -281,7 +281,11 @@ def _fit(counter: _Counter, seed: int, noise_level: Callable[[Setting], float] |
     setting = replay.setting(u, discrete)
     best = replay.loss(setting)
     covariance = _jackknife(counter, u, discrete)
-    counter.progress("jackknife refits done")
+    counter.progress(
+        "jackknife refits done"
+        if covariance is not None
+        else "no jackknife (it needs 3 episodes and a continuous axis)"
+    )
     axes, combinations = identifiability(replay, u, discrete, covariance)
     votes: dict[str, dict[str, float]] = {}
     for axis in replay.discrete:
