@@ -147,9 +147,8 @@ def test_the_fit_is_the_same_for_any_number_of_workers_and_logs_its_progress(
     caplog.set_level(logging.INFO, logger="simreal")
     one, two = (calibrate(task, recording, seed=0, segments=16, workers=n).summary for n in (1, 2))
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("calibration: ")]
-    assert (
-        len(said) == 2 * 4
-    )  # per fit: the first short run, the delay's turn, the final search, the jackknife
+    # per fit: the first short run, the delay's turn, the final search, the jackknife
+    assert len(said) == 2 * 4
     assert "action_delay.steps = 2 of 7 values fitted" in said[1] and "noise-corrected" in said[2]
     assert one["noise_corrected_with"] > 0
     assert one["parameters"] == two["parameters"] and one["evaluations"] == two["evaluations"]
